@@ -1,0 +1,101 @@
+//! Command-line interface of the `hdp` binary (clap).
+//!
+//! `hdp start` runs the node; every other command is a client of a running
+//! node's HTTP API. Each option can also come from an `HDP_*` environment
+//! variable; for `start`, then from `<data-dir>/config.toml` (see
+//! [`crate::config`]).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Where clients look for the node by default (and where it listens).
+pub const DEFAULT_HTTP: &str = "127.0.0.1:3030";
+
+#[derive(Debug, Parser)]
+#[command(name = "hdp", version, about = "harddrive-party: share directories with friends, peer to peer")]
+pub struct Cli {
+    /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the node in the foreground.
+    Start(StartArgs),
+    /// Show the running node's identity, shares and addresses.
+    Info(ClientArgs),
+    /// List, add, remove or rescan shared directories.
+    Shares {
+        #[command(subcommand)]
+        action: Option<SharesAction>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// List or search shared files.
+    Ls(LsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StartArgs {
+    /// Where the identity, API token, index and config.toml live.
+    #[arg(long, env = "HDP_DATA_DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// Share this directory (repeatable; shares persist across restarts).
+    #[arg(long = "share", value_name = "DIR", env = "HDP_SHARE", value_delimiter = ':')]
+    pub shares: Vec<PathBuf>,
+    /// Address for the HTTP API and web UI [default: 127.0.0.1:3030].
+    #[arg(long, value_name = "ADDR", env = "HDP_HTTP")]
+    pub http: Option<SocketAddr>,
+    /// Where downloads go [default: ~/Downloads].
+    #[arg(long, value_name = "DIR", env = "HDP_DOWNLOAD_DIR")]
+    pub download_dir: Option<PathBuf>,
+}
+
+/// How a client command reaches the node.
+#[derive(Debug, Args, Clone)]
+pub struct ClientArgs {
+    /// The node's HTTP address.
+    #[arg(long, value_name = "ADDR", env = "HDP_HTTP", default_value = DEFAULT_HTTP, global = true)]
+    pub http: String,
+    /// The node's data dir, to read its API token from.
+    #[arg(long, env = "HDP_DATA_DIR", global = true)]
+    pub data_dir: Option<PathBuf>,
+    /// The API token (instead of reading it from the data dir).
+    #[arg(long, env = "HDP_TOKEN", hide_env_values = true, global = true)]
+    pub token: Option<String>,
+    /// Print machine-readable JSON.
+    #[arg(long, global = true)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SharesAction {
+    /// List shares (the default).
+    List,
+    /// Share a directory; it is indexed in the background.
+    Add { dir: PathBuf },
+    /// Stop sharing a share (by name).
+    Rm { name: String },
+    /// Rescan one share, or all of them.
+    Rescan { name: Option<String> },
+}
+
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// Directory to list (`share/dir`); empty lists the shares.
+    #[arg(default_value = "")]
+    pub path: String,
+    /// List everything below PATH.
+    #[arg(short, long)]
+    pub recursive: bool,
+    /// Only names containing TERM (case-insensitive, recursive).
+    #[arg(short, long, value_name = "TERM")]
+    pub search: Option<String>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}

@@ -1,0 +1,314 @@
+//! The `hdp` client commands: talk to a running node over its HTTP API and
+//! print the answers, aligned for people or as JSON with `--json`.
+
+use std::io::Write;
+use std::time::Duration;
+
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Bytes;
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use hdp_proto::api::{AddShare, ApiError, EntryKind, Info, LsPage, ShareInfo};
+use hdp_proto::fmt::{format_unix_time, human_size};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+
+use crate::auth::{TokenError, load_token};
+use crate::cli::{ClientArgs, Command, LsArgs, SharesAction};
+use crate::config::{ConfigError, data_dir};
+
+/// Largest response body the client reads (an `ls` page of 5,000 long paths
+/// is well under this).
+pub const MAX_RESPONSE_BYTES: usize = 16 * 1024 * 1024;
+/// How long one request may take before the client gives up.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// A client command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("cannot reach the node at {addr}: {reason}. Is `hdp start` running there? (set --http or HDP_HTTP)")]
+    Unreachable { addr: String, reason: String },
+    #[error("the node at {addr} did not answer within {REQUEST_TIMEOUT:?}")]
+    Timeout { addr: String },
+    #[error("the node refused the API token: use the node's --data-dir, or pass --token / HDP_TOKEN")]
+    Unauthorized,
+    #[error("{message}")]
+    Api { status: StatusCode, message: String },
+    #[error("unexpected answer from the node: {0}")]
+    Decode(String),
+    #[error("no API token: {0}. Pass the node's --data-dir, or --token")]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("invalid --http address {0:?}: give HOST:PORT")]
+    BadAddress(String),
+    #[error("cannot write output: {0}")]
+    Output(#[from] std::io::Error),
+    #[error("{0}")]
+    Usage(String),
+}
+
+/// A connection to a node's API.
+#[derive(Debug, Clone)]
+pub struct Client {
+    addr: String,
+    token: String,
+    http: HyperClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Client {
+    pub fn new(args: &ClientArgs) -> Result<Self, ClientError> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => load_token(&data_dir(args.data_dir.as_deref())?, false)?,
+        };
+        let addr = args.http.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        if addr.is_empty() || addr.contains('/') {
+            return Err(ClientError::BadAddress(args.http.clone()));
+        }
+        let mut connector = HttpConnector::new();
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = HyperClient::builder(TokioExecutor::new()).build(connector);
+        Ok(Client { addr, token, http })
+    }
+
+    /// Sends a request and decodes a JSON answer.
+    pub async fn request<T: DeserializeOwned>(
+        &self,
+        method: Method,
+        path_and_query: &str,
+        body: Option<&impl Serialize>,
+    ) -> Result<T, ClientError> {
+        let uri = format!("http://{}{}", self.addr, path_and_query);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
+        let body = match body {
+            Some(b) => {
+                builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
+                Full::new(Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?))
+            }
+            None => Full::new(Bytes::new()),
+        };
+        let req = builder.body(body).map_err(|_| ClientError::BadAddress(self.addr.clone()))?;
+        let exchange = async {
+            let resp = self.http.request(req).await.map_err(|e| ClientError::Unreachable {
+                addr: self.addr.clone(),
+                reason: error_chain(&e),
+            })?;
+            let status = resp.status();
+            let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
+                .collect()
+                .await
+                .map_err(|e| ClientError::Decode(format!("reading the answer: {e}")))?
+                .to_bytes();
+            Ok::<_, ClientError>((status, bytes))
+        };
+        let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
+            .await
+            .map_err(|_| ClientError::Timeout { addr: self.addr.clone() })??;
+        if status == StatusCode::UNAUTHORIZED {
+            return Err(ClientError::Unauthorized);
+        }
+        if !status.is_success() {
+            let message = serde_json::from_slice::<ApiError>(&bytes)
+                .map(|e| e.error)
+                .unwrap_or_else(|_| format!("the node answered {status}"));
+            return Err(ClientError::Api { status, message });
+        }
+        serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
+    }
+
+    pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, ClientError> {
+        self.request(Method::GET, path, None::<&()>).await
+    }
+}
+
+/// The whole cause chain of an error, on one line.
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+pub fn encode_component(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Runs a client command.
+pub async fn run(command: Command) -> Result<(), ClientError> {
+    let mut out = std::io::stdout().lock();
+    match command {
+        Command::Start(_) => Err(ClientError::Usage("`start` is not a client command".into())),
+        Command::Info(args) => {
+            let client = Client::new(&args)?;
+            let info: Info = client.get("/api/info").await?;
+            if args.json {
+                return print_json(&mut out, &info);
+            }
+            writeln!(out, "name     {}", info.name)?;
+            writeln!(out, "id       {}", info.id)?;
+            writeln!(out, "version  {}", info.version)?;
+            let listen = if info.listen_addrs.is_empty() { "-".into() } else { info.listen_addrs.join(", ") };
+            writeln!(out, "listen   {listen}")?;
+            let topics = if info.topics.is_empty() { "-".into() } else { info.topics.join(", ") };
+            writeln!(out, "topics   {topics}")?;
+            writeln!(out)?;
+            print_shares(&mut out, &info.shares)
+        }
+        Command::Shares { action, client: args } => {
+            let client = Client::new(&args)?;
+            match action.unwrap_or(SharesAction::List) {
+                SharesAction::List => {
+                    let shares: Vec<ShareInfo> = client.get("/api/shares").await?;
+                    if args.json { print_json(&mut out, &shares) } else { print_shares(&mut out, &shares) }
+                }
+                SharesAction::Add { dir } => {
+                    // The node may run in another directory: send an absolute path.
+                    let dir = std::path::absolute(&dir)?;
+                    let body = AddShare { path: dir.display().to_string() };
+                    let share: ShareInfo = client.request(Method::POST, "/api/shares", Some(&body)).await?;
+                    if args.json {
+                        return print_json(&mut out, &share);
+                    }
+                    writeln!(out, "sharing {} as {:?}; indexing in the background", share.path, share.name)?;
+                    Ok(())
+                }
+                SharesAction::Rm { name } => {
+                    let path = format!("/api/shares/{}", encode_component(&name));
+                    let share: ShareInfo = client.request(Method::DELETE, &path, None::<&()>).await?;
+                    if args.json {
+                        return print_json(&mut out, &share);
+                    }
+                    writeln!(out, "stopped sharing {:?} ({})", share.name, share.path)?;
+                    Ok(())
+                }
+                SharesAction::Rescan { name } => {
+                    let names = match name {
+                        Some(n) => vec![n],
+                        None => client.get::<Vec<ShareInfo>>("/api/shares").await?.into_iter().map(|s| s.name).collect(),
+                    };
+                    let mut done = Vec::new();
+                    for n in names {
+                        let path = format!("/api/shares/{}/rescan", encode_component(&n));
+                        let s: ShareInfo = client.request(Method::POST, &path, None::<&()>).await?;
+                        done.push(s);
+                    }
+                    if args.json {
+                        return print_json(&mut out, &done);
+                    }
+                    for s in done {
+                        writeln!(out, "rescanning {:?}", s.name)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Command::Ls(args) => ls(&mut out, args).await,
+    }
+}
+
+fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientError> {
+    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| ClientError::Decode(e.to_string()))?;
+    writeln!(out)?;
+    Ok(())
+}
+
+fn print_shares(out: &mut impl Write, shares: &[ShareInfo]) -> Result<(), ClientError> {
+    if shares.is_empty() {
+        writeln!(out, "no shares yet: `hdp shares add DIR` shares a directory")?;
+        return Ok(());
+    }
+    let width = shares.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).max(4);
+    writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  PATH", "NAME", "FILES", "SIZE", "STATE")?;
+    for s in shares {
+        let state = match (&s.error, s.scanning) {
+            (_, true) => "scanning",
+            (Some(_), false) => "error",
+            (None, false) => "ready",
+        };
+        writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  {}", s.name, s.files, human_size(s.size), state, s.path)?;
+        if let Some(e) = &s.error {
+            writeln!(out, "{:<width$}  error: {e}", "")?;
+        }
+    }
+    Ok(())
+}
+
+/// Streams every page of a listing: memory holds one page at a time.
+async fn ls(out: &mut impl Write, args: LsArgs) -> Result<(), ClientError> {
+    let client = Client::new(&args.client)?;
+    let mut cursor: Option<String> = None;
+    let mut first = true;
+    if args.client.json {
+        write!(out, "[")?;
+    }
+    loop {
+        let mut q = format!("/api/ls?path={}", encode_component(&args.path));
+        if args.recursive {
+            q.push_str("&recursive=true");
+        }
+        if let Some(s) = &args.search {
+            q.push_str(&format!("&search={}", encode_component(s)));
+        }
+        if let Some(c) = &cursor {
+            q.push_str(&format!("&cursor={}", encode_component(c)));
+        }
+        let page: LsPage = client.get(&q).await?;
+        for e in &page.entries {
+            if args.client.json {
+                if !first {
+                    write!(out, ",")?;
+                }
+                write!(out, "\n  ")?;
+                serde_json::to_writer(&mut *out, e).map_err(|e| ClientError::Decode(e.to_string()))?;
+            } else {
+                let (mark, size) = match e.kind {
+                    EntryKind::Dir => ("d", human_size(e.size)),
+                    EntryKind::File => ("-", human_size(e.size)),
+                };
+                let shown = if args.recursive || args.search.is_some() { &e.path } else { &e.name };
+                let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
+                writeln!(out, "{mark} {size:>10}  {}  {shown}{slash}", format_unix_time(e.mtime))?;
+            }
+            first = false;
+        }
+        match page.cursor {
+            Some(c) => cursor = Some(c),
+            None => break,
+        }
+    }
+    if args.client.json {
+        writeln!(out, "{}]", if first { "" } else { "\n" })?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn component_encoding() {
+        assert_eq!(encode_component("a b/ü&=#"), "a%20b%2F%C3%BC%26%3D%23");
+        assert_eq!(encode_component("Az09-_.~"), "Az09-_.~");
+    }
+}

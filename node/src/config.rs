@@ -1,0 +1,134 @@
+//! Node configuration: CLI flags, then `HDP_*` environment variables (both via
+//! clap), then `<data-dir>/config.toml`, then built-in defaults.
+//!
+//! ```toml
+//! # <data-dir>/config.toml — every key optional
+//! http = "0.0.0.0:3030"
+//! shares = ["/srv/music", "videos"]   # relative paths are relative to the data dir
+//! download_dir = "/srv/downloads"
+//! ```
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::cli::{DEFAULT_HTTP, StartArgs};
+
+pub const CONFIG_FILE: &str = "config.toml";
+
+/// The configuration a node runs with.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    /// Directories to make sure are shared at start (added if new).
+    pub shares: Vec<PathBuf>,
+    pub download_dir: PathBuf,
+}
+
+/// The configuration could not be resolved.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not valid: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("no data dir: set --data-dir or HDP_DATA_DIR (HOME is not set)")]
+    NoHome,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileConfig {
+    http: Option<SocketAddr>,
+    shares: Option<Vec<PathBuf>>,
+    download_dir: Option<PathBuf>,
+}
+
+/// `$XDG_DATA_HOME/harddrive-party`, else `~/.local/share/harddrive-party`.
+pub fn default_data_dir() -> Option<PathBuf> {
+    if let Some(x) = std::env::var_os("XDG_DATA_HOME").filter(|v| !v.is_empty()) {
+        return Some(PathBuf::from(x).join("harddrive-party"));
+    }
+    home().map(|h| h.join(".local/share/harddrive-party"))
+}
+
+fn home() -> Option<PathBuf> {
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+}
+
+/// The data dir a command uses: the flag/env value, else the default.
+pub fn data_dir(given: Option<&Path>) -> Result<PathBuf, ConfigError> {
+    match given {
+        Some(d) => Ok(d.to_path_buf()),
+        None => default_data_dir().ok_or(ConfigError::NoHome),
+    }
+}
+
+impl Config {
+    /// Merges flags/env (`args`) over `config.toml` over defaults.
+    pub fn resolve(args: &StartArgs) -> Result<Config, ConfigError> {
+        let data_dir = data_dir(args.data_dir.as_deref())?;
+        let path = data_dir.join(CONFIG_FILE);
+        let file = match std::fs::read_to_string(&path) {
+            Ok(text) => toml::from_str::<FileConfig>(&text)
+                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        let http = args
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("DEFAULT_HTTP is a valid socket address"));
+        let shares = if args.shares.is_empty() {
+            file.shares.unwrap_or_default().into_iter().map(|p| data_dir.join(p)).collect()
+        } else {
+            args.shares.clone()
+        };
+        let download_dir = match (&args.download_dir, file.download_dir) {
+            (Some(d), _) => d.clone(),
+            (None, Some(d)) => data_dir.join(d),
+            (None, None) => home().map(|h| h.join("Downloads")).unwrap_or_else(|| data_dir.join("downloads")),
+        };
+        Ok(Config { data_dir, http, shares, download_dir })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(dir: &Path) -> StartArgs {
+        StartArgs { data_dir: Some(dir.into()), shares: vec![], http: None, download_dir: None }
+    }
+
+    #[test]
+    fn file_fills_what_flags_leave_open() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(CONFIG_FILE),
+            "http = \"127.0.0.1:4000\"\nshares = [\"music\"]\ndownload_dir = \"/srv/dl\"\n",
+        )
+        .unwrap();
+        let c = Config::resolve(&args(dir.path())).unwrap();
+        assert_eq!(c.http, "127.0.0.1:4000".parse().unwrap());
+        assert_eq!(c.shares, vec![dir.path().join("music")]);
+        assert_eq!(c.download_dir, PathBuf::from("/srv/dl"));
+
+        let mut a = args(dir.path());
+        a.http = Some("127.0.0.1:5000".parse().unwrap());
+        a.shares = vec!["/x".into()];
+        let c = Config::resolve(&a).unwrap();
+        assert_eq!(c.http, "127.0.0.1:5000".parse().unwrap());
+        assert_eq!(c.shares, vec![PathBuf::from("/x")]);
+    }
+
+    #[test]
+    fn unknown_keys_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "htp = \"x\"\n").unwrap();
+        let err = Config::resolve(&args(dir.path())).unwrap_err().to_string();
+        assert!(err.contains("config.toml") && err.contains("htp"), "{err}");
+    }
+}

@@ -1,0 +1,304 @@
+//! The share index: every shared file and directory, in LMDB.
+//!
+//! # Layout
+//! - [`keys`]: how entries are laid out as LMDB keys and values.
+//! - [`scan`]: the streaming, incremental filesystem walk that fills the index.
+//! - this file: opening the environment, share records, and listing queries.
+//!
+//! Databases in the environment at `<data-dir>/index/`:
+//! - `entries`: one record per file or directory (see [`keys`]).
+//! - `shares`: share name → [`ShareRecord`] (JSON): where it lives and what
+//!   its last complete scan found.
+//!
+//! Readers never wait for the scanner: LMDB gives each read transaction a
+//! snapshot, and the scanner commits every few thousand entries, so a listing
+//! sees what has been indexed so far.
+
+pub mod keys;
+pub mod scan;
+#[cfg(test)]
+mod tests;
+
+use std::ops::Bound;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use heed::types::{Bytes, SerdeJson, Str};
+use heed::{Database, Env, EnvOpenOptions};
+use hdp_proto::api::{Entry, LS_DEFAULT_LIMIT, LS_MAX_LIMIT, LsPage};
+use hdp_proto::path::{PathError, SharePath};
+use serde::{Deserialize, Serialize};
+
+use keys::{EntryValue, children_prefix, deeper_prefix, path_key, prefix_end, to_entry};
+
+/// Virtual size of the LMDB map. Only what is used takes disk space; 32-bit
+/// targets get less so the map fits their address space.
+#[cfg(target_pointer_width = "64")]
+const MAP_SIZE: usize = 16 << 30;
+#[cfg(not(target_pointer_width = "64"))]
+const MAP_SIZE: usize = 1 << 30;
+
+/// Most keys one `ls` call examines before it returns a (possibly short) page
+/// with a cursor, so a search over a huge share never holds a request for long.
+pub const LS_SCAN_BUDGET: usize = 50_000;
+
+/// What the index keeps about a share between runs.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareRecord {
+    pub name: String,
+    /// Canonical directory on disk.
+    pub path: PathBuf,
+    pub files: u64,
+    pub dirs: u64,
+    pub size: u64,
+    pub last_scan: Option<i64>,
+    pub last_scan_ms: Option<u64>,
+    pub error: Option<String>,
+}
+
+/// Opening the index failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the index directory {path}: {source}")]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the index at {path}: {source} (is the disk full or the directory read-only?)")]
+    Lmdb { path: PathBuf, source: heed::Error },
+}
+
+/// A listing could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum LsError {
+    #[error("invalid path: {0}")]
+    Path(#[from] PathError),
+    #[error("invalid cursor: pass back the cursor of the previous page unchanged")]
+    Cursor,
+    #[error("no such file or directory: {0}")]
+    NotFound(String),
+    #[error("index error: {0}")]
+    Lmdb(#[from] heed::Error),
+}
+
+/// A share record could not be read or written.
+#[derive(Debug, thiserror::Error)]
+#[error("index error: {0}")]
+pub struct RecordError(#[from] pub heed::Error);
+
+/// A listing request, already validated.
+#[derive(Debug, Clone, Default)]
+pub struct LsRequest {
+    pub path: SharePath,
+    pub recursive: bool,
+    /// Lowercased search term; implies `recursive`.
+    pub search: Option<String>,
+    pub cursor: Option<SharePath>,
+    pub limit: Option<u32>,
+}
+
+/// The LMDB environment and its databases. Cheap to clone.
+#[derive(Clone)]
+pub struct Index {
+    env: Env,
+    entries: Database<Bytes, Bytes>,
+    shares: Database<Str, SerdeJson<ShareRecord>>,
+}
+
+impl std::fmt::Debug for Index {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Index").field("path", &self.env.path()).finish()
+    }
+}
+
+impl Index {
+    /// Opens (creating if needed) the index in `dir`.
+    pub fn open(dir: &Path) -> Result<Self, OpenError> {
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.into(), source })?;
+        let lmdb = |source| OpenError::Lmdb { path: dir.into(), source };
+        // SAFETY-equivalent contract of heed: the environment must not be opened
+        // twice in one process and its files must not be truncated while open.
+        // The node holds an exclusive lock on the data dir, which guarantees both.
+        #[allow(unsafe_code)]
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(8).open(dir) }.map_err(lmdb)?;
+        let mut wtxn = env.write_txn().map_err(lmdb)?;
+        let entries = env.create_database(&mut wtxn, Some("entries")).map_err(lmdb)?;
+        let shares = env.create_database(&mut wtxn, Some("shares")).map_err(lmdb)?;
+        wtxn.commit().map_err(lmdb)?;
+        Ok(Index { env, entries, shares })
+    }
+
+    pub fn env(&self) -> &Env {
+        &self.env
+    }
+
+    pub(crate) fn entries_db(&self) -> Database<Bytes, Bytes> {
+        self.entries
+    }
+
+    /// Flushes and closes the environment once every clone is gone; gives up
+    /// after `timeout` (a leaked clone would otherwise hang shutdown).
+    pub fn close(self, timeout: Duration) -> bool {
+        let Index { env, .. } = self;
+        let _ = env.force_sync();
+        env.prepare_for_closing().wait_timeout(timeout)
+    }
+
+    pub fn share_records(&self) -> Result<Vec<ShareRecord>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.shares.iter(&rtxn)? {
+            let (_, rec) = item?;
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
+    pub fn share_record(&self, name: &str) -> Result<Option<ShareRecord>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.shares.get(&rtxn, name)?)
+    }
+
+    /// Stores a share's record and makes sure its root entry exists.
+    pub fn put_share(&self, rec: &ShareRecord) -> Result<(), RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.shares.put(&mut wtxn, &rec.name, rec)?;
+        let key = keys::entry_key("", &rec.name);
+        if self.entries.get(&wtxn, &key)?.is_none() {
+            let root = EntryValue { kind: hdp_proto::api::EntryKind::Dir, size: 0, mtime_ns: 0, count: 0 };
+            self.entries.put(&mut wtxn, &key, &root.encode())?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Updates a share's record if the share still exists.
+    pub fn update_share(&self, name: &str, f: impl FnOnce(&mut ShareRecord)) -> Result<(), RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        if let Some(mut rec) = self.shares.get(&wtxn, name)? {
+            f(&mut rec);
+            self.shares.put(&mut wtxn, name, &rec)?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Removes a share's record and every entry of it.
+    pub fn remove_share(&self, name: &str) -> Result<Option<ShareRecord>, RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        let rec = self.shares.get(&wtxn, name)?;
+        self.shares.delete(&mut wtxn, name)?;
+        self.entries.delete(&mut wtxn, &keys::entry_key("", name))?;
+        delete_subtree(self.entries, &mut wtxn, name)?;
+        wtxn.commit()?;
+        Ok(rec)
+    }
+
+    /// One entry by path.
+    pub fn get(&self, path: &SharePath) -> Result<Option<Entry>, LsError> {
+        if path.is_root() {
+            return Ok(None);
+        }
+        let rtxn = self.env.read_txn()?;
+        let key = path_key(path.as_str());
+        Ok(self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v)))
+    }
+
+    /// One page of a listing: children of a directory, everything below it,
+    /// or the entries below it whose name contains a search term.
+    pub fn ls(&self, req: &LsRequest) -> Result<LsPage, LsError> {
+        let limit = req.limit.unwrap_or(LS_DEFAULT_LIMIT).clamp(1, LS_MAX_LIMIT) as usize;
+        let dir = req.path.as_str();
+        let rtxn = self.env.read_txn()?;
+        if !req.path.is_root() {
+            let key = path_key(dir);
+            match self.entries.get(&rtxn, &key)?.and_then(EntryValue::decode) {
+                Some(v) if v.kind == hdp_proto::api::EntryKind::Dir => {}
+                Some(_) => {
+                    // Listing a file lists just that file.
+                    let entry = self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v));
+                    let matches = entry
+                        .iter()
+                        .all(|e| req.search.as_ref().is_none_or(|t| e.name.to_lowercase().contains(t)));
+                    let entries = if matches && req.cursor.is_none() { entry.into_iter().collect() } else { vec![] };
+                    return Ok(LsPage { entries, cursor: None });
+                }
+                None => return Err(LsError::NotFound(dir.to_owned())),
+            }
+        }
+        let recursive = req.recursive || req.search.is_some();
+        // The key ranges to walk, in key order.
+        let ranges: Vec<(Vec<u8>, Option<Vec<u8>>)> = if !recursive {
+            let p = children_prefix(dir);
+            let end = prefix_end(&p);
+            vec![(p, Some(end))]
+        } else if req.path.is_root() {
+            vec![(Vec::new(), None)]
+        } else {
+            let c = children_prefix(dir);
+            let d = deeper_prefix(dir);
+            let (ce, de) = (prefix_end(&c), prefix_end(&d));
+            vec![(c, Some(ce)), (d, Some(de))]
+        };
+        let after = match &req.cursor {
+            Some(c) => {
+                let key = path_key(c.as_str());
+                if !ranges.iter().any(|(lo, hi)| key >= *lo && hi.as_ref().is_none_or(|h| key < *h)) {
+                    return Err(LsError::Cursor);
+                }
+                Some(key)
+            }
+            None => None,
+        };
+
+        let mut entries = Vec::new();
+        let mut examined = 0usize;
+        let mut last_key: Option<Vec<u8>> = None;
+        for (lo, hi) in &ranges {
+            let lower = match &after {
+                Some(a) if a >= lo => Bound::Excluded(a.as_slice()),
+                // LMDB has no empty keys: an empty lower bound means "from the start".
+                _ if lo.is_empty() => Bound::Unbounded,
+                _ => Bound::Included(lo.as_slice()),
+            };
+            let upper = match hi {
+                Some(h) => Bound::Excluded(h.as_slice()),
+                None => Bound::Unbounded,
+            };
+            if let (Bound::Excluded(a), Some(h)) = (lower, hi) {
+                if a >= h.as_slice() {
+                    continue;
+                }
+            }
+            for item in self.entries.range(&rtxn, &(lower, upper))? {
+                let (key, value) = item?;
+                if entries.len() == limit || examined == LS_SCAN_BUDGET {
+                    // There is more: the cursor is the last key we dealt with.
+                    let cursor = last_key.as_deref().and_then(|k| keys::split_key(k)).map(|(p, n)| keys::join(p, n));
+                    return Ok(LsPage { entries, cursor });
+                }
+                examined += 1;
+                last_key = Some(key.to_vec());
+                let Some(entry) = to_entry(key, value) else { continue };
+                if let Some(term) = &req.search {
+                    if !entry.name.to_lowercase().contains(term.as_str()) {
+                        continue;
+                    }
+                }
+                entries.push(entry);
+            }
+        }
+        Ok(LsPage { entries, cursor: None })
+    }
+}
+
+/// Deletes every entry strictly below the directory at share path `dir`.
+pub(crate) fn delete_subtree(
+    db: Database<Bytes, Bytes>,
+    wtxn: &mut heed::RwTxn<'_>,
+    dir: &str,
+) -> Result<(), heed::Error> {
+    for prefix in [children_prefix(dir), deeper_prefix(dir)] {
+        let end = prefix_end(&prefix);
+        let range = (Bound::Included(prefix.as_slice()), Bound::Excluded(end.as_slice()));
+        db.delete_range(wtxn, &range)?;
+    }
+    Ok(())
+}

@@ -1,0 +1,39 @@
+//! harddrive-party node: share directories with friends, peer to peer.
+//!
+//! # Layout
+//! One file per layer, from the edge inwards:
+//! - [`cli`]: the `hdp` command line (clap); [`config`] merges flags, `HDP_*`
+//!   environment variables and `<data-dir>/config.toml`.
+//! - [`client`]: the client commands (`hdp info`, `hdp shares`, `hdp ls`),
+//!   which talk to a running node over HTTP.
+//! - [`node`]: start-up and the one graceful-shutdown path.
+//! - [`http`]: the bearer-token protected JSON API and [`ui`], the embedded
+//!   web UI built by `build.rs`.
+//! - [`shares`]: adding, removing and scheduling scans of shares.
+//! - [`index`]: the LMDB share index and its streaming scanner.
+//! - [`identity`] and [`auth`]: the ed25519 identity and the API token.
+//!
+//! Wire and API types live in the `hdp-proto` crate, shared with the web UI.
+//!
+//! # Data flow
+//! A share added (CLI/UI → `POST /api/shares` → [`shares::Shares::add`]) is
+//! recorded in the index and a scan task starts; the scanner walks the tree
+//! depth-first and commits entries in batches. `GET /api/ls` reads a snapshot
+//! of the index on the blocking pool and returns one page with a cursor.
+//!
+//! # Channels and bounds
+//! No channels yet. Concurrency is bounded by [`shares::MAX_CONCURRENT_SCANS`]
+//! (a semaphore) and the runtime's blocking pool (`main.rs`); request bodies
+//! by [`http::MAX_BODY_BYTES`]; listing pages by `hdp_proto::api::LS_MAX_LIMIT`
+//! and [`index::LS_SCAN_BUDGET`].
+
+pub mod auth;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod http;
+pub mod identity;
+pub mod index;
+pub mod node;
+pub mod shares;
+pub mod ui;

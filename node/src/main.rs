@@ -1,0 +1,89 @@
+//! The `hdp` binary: parses the command line, sets up logging and the
+//! runtime, and turns errors into one line and a non-zero exit code.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::Parser;
+use hdp_node::cli::{Cli, Command, StartArgs};
+use hdp_node::config::Config;
+use hdp_node::node::RunningNode;
+use tracing_subscriber::EnvFilter;
+
+/// Blocking threads at most: LMDB reads, scans and file I/O run there. A few
+/// dozen keep a Pi responsive; thousands of threads would not fit its memory.
+const MAX_BLOCKING_THREADS: usize = 32;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging(cli.verbose);
+    let result = match cli.command {
+        Command::Start(args) => {
+            tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .max_blocking_threads(MAX_BLOCKING_THREADS)
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(start(args)))
+        }
+        other => tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(hdp_node::client::run(other)).map_err(anyhow::Error::from)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "info",
+        1 => "debug",
+        _ => "trace",
+    };
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+}
+
+async fn start(args: StartArgs) -> anyhow::Result<()> {
+    let config = Config::resolve(&args)?;
+    let node = RunningNode::start(config).await?;
+    print_banner(&node);
+    let stop = node.shutdown_token();
+    wait_for_signal(&stop).await?;
+    if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
+}
+
+fn print_banner(node: &RunningNode) {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "harddrive-party {} is running", hdp_proto::VERSION);
+    let _ = writeln!(out, "  name      {}", node.id.friendly_name());
+    let _ = writeln!(out, "  id        {}", node.id);
+    let _ = writeln!(out, "  data dir  {}", node.config.data_dir.display());
+    let _ = writeln!(out, "  web UI    {}", node.login_url());
+    if let Ok(shares) = node.shares().list() {
+        for s in shares {
+            let _ = writeln!(out, "  sharing   {} ({})", s.name, s.path);
+        }
+    }
+    let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
+    let _ = out.flush();
+}
+
+async fn wait_for_signal(stop: &tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    tokio::select! {
+        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
+        _ = term.recv() => {}
+        _ = stop.cancelled() => {}
+    }
+    Ok(())
+}

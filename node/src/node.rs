@@ -1,0 +1,171 @@
+//! A running node: start-up and graceful shutdown, in one place.
+//!
+//! # Start-up
+//! data dir (created 0700) → exclusive lock on `<data-dir>/lock` → identity →
+//! API token → index → shares (recorded ones rescanned, configured ones
+//! added) → HTTP listener.
+//!
+//! # Shutdown
+//! One [`CancellationToken`] is the only way to stop the node. Every task is
+//! spawned on one [`TaskTracker`]; every long-running piece watches the token
+//! (scans check it between directories, the HTTP server drains its
+//! connections). [`RunningNode::shutdown`] cancels the token, waits for the
+//! tracker to empty (bounded by [`SHUTDOWN_GRACE`]), then syncs and closes
+//! LMDB. The binary calls it on SIGINT or SIGTERM.
+
+use std::fs::File;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdp_proto::id::PeerId;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::auth::{TokenError, load_token};
+use crate::config::Config;
+use crate::http::{AppState, router};
+use crate::identity::{Identity, IdentityError};
+use crate::index::{Index, OpenError, RecordError};
+use crate::shares::Shares;
+
+/// How long shutdown waits for tasks before closing anyway.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+pub const LOCK_FILE: &str = "lock";
+
+/// The node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data dir {path}: {source}")]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("another hdp node is already running with data dir {0}; stop it or pass another --data-dir")]
+    AlreadyRunning(PathBuf),
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    #[error(transparent)]
+    Token(#[from] TokenError),
+    #[error(transparent)]
+    Index(#[from] OpenError),
+    #[error(transparent)]
+    Shares(#[from] RecordError),
+    #[error("cannot listen for HTTP on {addr}: {source}. Is another node using it? Choose another with --http")]
+    BindHttp { addr: SocketAddr, source: std::io::Error },
+}
+
+/// A started node. Drop it only through [`RunningNode::shutdown`].
+#[derive(Debug)]
+pub struct RunningNode {
+    pub id: PeerId,
+    pub http_addr: SocketAddr,
+    pub token: String,
+    pub config: Config,
+    shares: Arc<Shares>,
+    index: Index,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    _lock: File,
+}
+
+impl RunningNode {
+    pub async fn start(config: Config) -> Result<Self, StartError> {
+        let data_dir = config.data_dir.clone();
+        create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        let lock = File::create(data_dir.join(LOCK_FILE))
+            .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        if lock.try_lock().is_err() {
+            return Err(StartError::AlreadyRunning(data_dir));
+        }
+        let identity = Identity::load_or_create(&data_dir)?;
+        let token = load_token(&data_dir, true)?;
+        let index = Index::open(&data_dir.join("index"))?;
+
+        let shutdown = CancellationToken::new();
+        let tasks = TaskTracker::new();
+        let shares = Shares::load(index.clone(), shutdown.clone(), tasks.clone())?;
+        shares.rescan_all();
+        for dir in &config.shares {
+            if let Err(e) = shares.add(dir.clone()).await {
+                warn!(dir = %dir.display(), error = %e, "cannot share this directory");
+            }
+        }
+
+        let listener = tokio::net::TcpListener::bind(config.http)
+            .await
+            .map_err(|source| StartError::BindHttp { addr: config.http, source })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::BindHttp { addr: config.http, source })?;
+        let state = AppState {
+            id: identity.peer_id(),
+            token: token.clone().into(),
+            index: index.clone(),
+            shares: shares.clone(),
+            listen_addrs: Arc::new(Vec::new()),
+        };
+        let app = router(state);
+        let stop = shutdown.clone();
+        tasks.spawn(async move {
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            if let Err(e) = served {
+                warn!(error = %e, "HTTP server stopped");
+            }
+        });
+        info!(%http_addr, id = %identity.peer_id(), "node started");
+        Ok(RunningNode {
+            id: identity.peer_id(),
+            http_addr,
+            token,
+            config,
+            shares,
+            index,
+            shutdown,
+            tasks,
+            _lock: lock,
+        })
+    }
+
+    /// The link that logs a browser in: the token rides in the fragment,
+    /// which browsers never send to the server.
+    pub fn login_url(&self) -> String {
+        let host = if self.http_addr.ip().is_unspecified() {
+            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), self.http_addr.port())
+        } else {
+            self.http_addr
+        };
+        format!("http://{host}/#token={}", self.token)
+    }
+
+    pub fn shares(&self) -> &Arc<Shares> {
+        &self.shares
+    }
+
+    /// A token that stops the node when cancelled (for a fatal error inside).
+    pub fn shutdown_token(&self) -> CancellationToken {
+        self.shutdown.clone()
+    }
+
+    /// Stops every task and closes the index. Returns whether everything
+    /// stopped within the grace period.
+    pub async fn shutdown(self) -> bool {
+        info!("shutting down");
+        self.shutdown.cancel();
+        self.tasks.close();
+        let clean = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_ok();
+        if !clean {
+            warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
+        }
+        let RunningNode { shares, index, .. } = self;
+        drop(shares);
+        let closed = tokio::task::spawn_blocking(move || index.close(Duration::from_secs(5))).await.unwrap_or(false);
+        if !closed {
+            warn!("the index was still in use at shutdown; LMDB will recover it on next start");
+        }
+        info!("stopped");
+        clean && closed
+    }
+}
+
+fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}

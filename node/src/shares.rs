@@ -1,0 +1,394 @@
+//! Shares: adding, removing and (re)scanning shared directories.
+//!
+//! Each share has a [`ShareState`] in memory (live scan progress, its own
+//! cancellation token) and a [`ShareRecord`] in the index (what survives a
+//! restart). Scans run as tracked tasks, each on a blocking thread.
+//!
+//! Concurrency: at most [`MAX_CONCURRENT_SCANS`] scans run at once; one share
+//! never has two scans (a rescan asked for during a scan runs right after it);
+//! removing a share cancels its scan and waits for it before deleting entries.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Instant;
+
+use hdp_proto::api::ShareInfo;
+use hdp_proto::path::validate_component;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{info, warn};
+
+use crate::index::scan::{ScanError, ScanProgress, scan_share, unix_now};
+use crate::index::{Index, RecordError, ShareRecord};
+
+/// Scans that may run at once. Scanning is disk-bound: on a Pi's SD card or a
+/// NAS's spinning disk more parallel walks only make each other seek.
+pub const MAX_CONCURRENT_SCANS: usize = 2;
+
+/// A share's live state.
+#[derive(Debug)]
+pub struct ShareState {
+    pub name: String,
+    pub path: PathBuf,
+    cancel: CancellationToken,
+    progress: ScanProgress,
+    /// A scan task for this share exists.
+    scanning: AtomicBool,
+    /// Another scan was asked for while one ran.
+    again: AtomicBool,
+    /// Held by the scan task while it runs; `remove` takes it to wait for the scan.
+    scan_lock: tokio::sync::Mutex<()>,
+}
+
+/// Adding a share failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AddShareError {
+    #[error("{0} does not exist")]
+    NotFound(PathBuf),
+    #[error("{0} is not a directory: share a directory")]
+    NotADirectory(PathBuf),
+    #[error("cannot access {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error(transparent)]
+    Index(#[from] RecordError),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// Removing or rescanning a share failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareOpError {
+    #[error("there is no share named {0:?}; `hdp shares` lists them")]
+    Unknown(String),
+    #[error(transparent)]
+    Index(#[from] RecordError),
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+/// All shares of this node.
+#[derive(Debug)]
+pub struct Shares {
+    index: Index,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+    /// Bounds concurrent scans; see [`MAX_CONCURRENT_SCANS`].
+    scan_slots: Arc<Semaphore>,
+    states: Mutex<BTreeMap<String, Arc<ShareState>>>,
+}
+
+impl Shares {
+    /// Loads the shares recorded in the index (without scanning them).
+    pub fn load(index: Index, shutdown: CancellationToken, tasks: TaskTracker) -> Result<Arc<Self>, RecordError> {
+        let mut states = BTreeMap::new();
+        for rec in index.share_records()? {
+            states.insert(rec.name.clone(), Arc::new(new_state(&rec.name, &rec.path, &shutdown)));
+        }
+        Ok(Arc::new(Shares {
+            index,
+            shutdown,
+            tasks,
+            scan_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SCANS)),
+            states: Mutex::new(states),
+        }))
+    }
+
+    fn states(&self) -> MutexGuard<'_, BTreeMap<String, Arc<ShareState>>> {
+        // A panic while holding this lock leaves the map itself consistent.
+        self.states.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn state(&self, name: &str) -> Option<Arc<ShareState>> {
+        self.states().get(name).cloned()
+    }
+
+    /// Every share with its live scan state.
+    pub fn list(&self) -> Result<Vec<ShareInfo>, RecordError> {
+        let states: Vec<_> = self.states().values().cloned().collect();
+        let records = self.index.share_records()?;
+        Ok(states
+            .iter()
+            .filter_map(|st| records.iter().find(|r| r.name == st.name).map(|r| share_info(st, r)))
+            .collect())
+    }
+
+    pub fn info(&self, name: &str) -> Result<Option<ShareInfo>, RecordError> {
+        let Some(st) = self.state(name) else { return Ok(None) };
+        Ok(self.index.share_record(name)?.map(|r| share_info(&st, &r)))
+    }
+
+    /// The canonical root directory of a share.
+    pub fn root(&self, name: &str) -> Option<PathBuf> {
+        self.state(name).map(|s| s.path.clone())
+    }
+
+    /// Shares `dir` and starts scanning it; returns at once. Sharing a
+    /// directory that is already shared returns the existing share.
+    pub async fn add(self: &Arc<Self>, dir: PathBuf) -> Result<ShareInfo, AddShareError> {
+        if self.shutdown.is_cancelled() {
+            return Err(AddShareError::ShuttingDown);
+        }
+        let this = self.clone();
+        let (st, is_new) = tokio::task::spawn_blocking(move || this.add_blocking(&dir))
+            .await
+            .map_err(|_| AddShareError::ShuttingDown)??;
+        if is_new {
+            info!(share = %st.name, path = %st.path.display(), "sharing");
+        }
+        self.spawn_scan(&st);
+        let rec = self.index.share_record(&st.name)?.ok_or_else(|| AddShareError::NotFound(st.path.clone()))?;
+        Ok(share_info(&st, &rec))
+    }
+
+    fn add_blocking(&self, dir: &Path) -> Result<(Arc<ShareState>, bool), AddShareError> {
+        let canonical = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => AddShareError::NotFound(dir.into()),
+            _ => AddShareError::Io { path: dir.into(), source: e },
+        })?;
+        let meta = std::fs::metadata(&canonical).map_err(|e| AddShareError::Io { path: dir.into(), source: e })?;
+        if !meta.is_dir() {
+            return Err(AddShareError::NotADirectory(dir.into()));
+        }
+        let mut states = self.states();
+        if let Some(existing) = states.values().find(|s| s.path == canonical) {
+            return Ok((existing.clone(), false));
+        }
+        let base = base_name(&canonical);
+        let name = (1..)
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
+            .find(|candidate| !states.contains_key(candidate))
+            .expect("an unbounded sequence of names has a free one");
+        let rec = ShareRecord {
+            name: name.clone(),
+            path: canonical.clone(),
+            files: 0,
+            dirs: 0,
+            size: 0,
+            last_scan: None,
+            last_scan_ms: None,
+            error: None,
+        };
+        self.index.put_share(&rec)?;
+        let st = Arc::new(new_state(&name, &canonical, &self.shutdown));
+        states.insert(name, st.clone());
+        Ok((st, true))
+    }
+
+    /// Stops sharing `name`: cancels its scan and deletes its entries.
+    pub async fn remove(&self, name: &str) -> Result<ShareInfo, ShareOpError> {
+        let st = self.states().remove(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        st.cancel.cancel();
+        let _scan_done = st.scan_lock.lock().await;
+        let index = self.index.clone();
+        let owned = name.to_owned();
+        let rec = tokio::task::spawn_blocking(move || index.remove_share(&owned))
+            .await
+            .map_err(|_| ShareOpError::ShuttingDown)??;
+        info!(share = %name, "stopped sharing");
+        Ok(match rec {
+            Some(r) => share_info(&st, &r),
+            None => ShareInfo {
+                name: name.into(),
+                path: st.path.display().to_string(),
+                scanning: false,
+                files: 0,
+                dirs: 0,
+                size: 0,
+                last_scan: None,
+                last_scan_ms: None,
+                error: None,
+            },
+        })
+    }
+
+    /// Starts a rescan of `name` (or queues one if a scan is running).
+    pub fn rescan(self: &Arc<Self>, name: &str) -> Result<ShareInfo, ShareOpError> {
+        let st = self.state(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        self.spawn_scan(&st);
+        let rec = self.index.share_record(name)?.ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        Ok(share_info(&st, &rec))
+    }
+
+    /// Rescans every share (at start).
+    pub fn rescan_all(self: &Arc<Self>) {
+        let states: Vec<_> = self.states().values().cloned().collect();
+        for st in states {
+            self.spawn_scan(&st);
+        }
+    }
+
+    fn spawn_scan(self: &Arc<Self>, st: &Arc<ShareState>) {
+        if st.scanning.swap(true, Ordering::SeqCst) {
+            st.again.store(true, Ordering::SeqCst);
+            return;
+        }
+        let this = self.clone();
+        let st = st.clone();
+        self.tasks.spawn(async move {
+            let _running = st.scan_lock.lock().await;
+            loop {
+                st.again.store(false, Ordering::SeqCst);
+                this.scan_once(&st).await;
+                if st.cancel.is_cancelled() {
+                    break;
+                }
+                if st.again.load(Ordering::SeqCst) {
+                    continue;
+                }
+                st.scanning.store(false, Ordering::SeqCst);
+                // A rescan asked for between the check and the store would be lost;
+                // take it over here unless another task already did.
+                if st.again.load(Ordering::SeqCst) && !st.scanning.swap(true, Ordering::SeqCst) {
+                    continue;
+                }
+                return;
+            }
+            st.scanning.store(false, Ordering::SeqCst);
+        });
+    }
+
+    async fn scan_once(&self, st: &Arc<ShareState>) {
+        let permit = tokio::select! {
+            p = self.scan_slots.clone().acquire_owned() => p,
+            _ = st.cancel.cancelled() => return,
+        };
+        let started = Instant::now();
+        let index = self.index.clone();
+        let st2 = st.clone();
+        let result =
+            tokio::task::spawn_blocking(move || scan_share(&index, &st2.name, &st2.path, &st2.cancel, &st2.progress))
+                .await;
+        drop(permit);
+        let elapsed = started.elapsed();
+        let update = match result {
+            Ok(Ok(stats)) => {
+                info!(
+                    share = %st.name, files = stats.files, dirs = stats.dirs, bytes = stats.size,
+                    changes = stats.changes, ms = elapsed.as_millis() as u64, "scan complete"
+                );
+                self.index.update_share(&st.name, |r| {
+                    r.files = stats.files;
+                    r.dirs = stats.dirs;
+                    r.size = stats.size;
+                    r.last_scan = Some(unix_now());
+                    r.last_scan_ms = Some(elapsed.as_millis() as u64);
+                    r.error = None;
+                })
+            }
+            Ok(Err(ScanError::Cancelled)) => return,
+            Ok(Err(e)) => {
+                warn!(share = %st.name, error = %e, "scan failed");
+                let msg = e.to_string();
+                self.index.update_share(&st.name, |r| r.error = Some(msg))
+            }
+            Err(e) => {
+                warn!(share = %st.name, error = %e, "scan task failed");
+                return;
+            }
+        };
+        if let Err(e) = update {
+            warn!(share = %st.name, error = %e, "could not record the scan result");
+        }
+    }
+}
+
+fn new_state(name: &str, path: &Path, shutdown: &CancellationToken) -> ShareState {
+    ShareState {
+        name: name.to_owned(),
+        path: path.to_owned(),
+        cancel: shutdown.child_token(),
+        progress: ScanProgress::default(),
+        scanning: AtomicBool::new(false),
+        again: AtomicBool::new(false),
+        scan_lock: tokio::sync::Mutex::new(()),
+    }
+}
+
+fn share_info(st: &ShareState, rec: &ShareRecord) -> ShareInfo {
+    let scanning = st.scanning.load(Ordering::SeqCst);
+    let (files, dirs, size) = if scanning {
+        (
+            st.progress.files.load(Ordering::Relaxed),
+            st.progress.dirs.load(Ordering::Relaxed),
+            st.progress.size.load(Ordering::Relaxed),
+        )
+    } else {
+        (rec.files, rec.dirs, rec.size)
+    };
+    ShareInfo {
+        name: rec.name.clone(),
+        path: rec.path.display().to_string(),
+        scanning,
+        files,
+        dirs,
+        size,
+        last_scan: rec.last_scan,
+        last_scan_ms: rec.last_scan_ms,
+        error: rec.error.clone(),
+    }
+}
+
+/// A share name from a directory's last component, made a valid path component.
+fn base_name(dir: &Path) -> String {
+    let raw = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let cleaned: String = raw.chars().map(|c| if c.is_control() || c == '\\' { '_' } else { c }).collect();
+    let cleaned: String = cleaned.chars().take(100).collect();
+    if cleaned.is_empty() {
+        return "root".into();
+    }
+    if validate_component(&cleaned).is_err() { "share".into() } else { cleaned }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_names_are_valid_components() {
+        assert_eq!(base_name(Path::new("/srv/Music")), "Music");
+        assert_eq!(base_name(Path::new("/")), "root");
+        assert_eq!(base_name(Path::new("/srv/a\\b")), "a_b");
+        assert_eq!(base_name(Path::new("/srv/x\ny")), "x_y");
+    }
+}
+
+#[cfg(test)]
+mod share_tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn same_directory_names_get_distinct_share_names() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["one/music", "two/music", "three/music"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+        }
+        std::fs::write(tmp.path().join("one/music/a"), "a").unwrap();
+        let index = Index::open(&tmp.path().join("index")).unwrap();
+        let tasks = TaskTracker::new();
+        let shares = Shares::load(index.clone(), CancellationToken::new(), tasks.clone()).unwrap();
+        let a = shares.add(tmp.path().join("one/music")).await.unwrap();
+        let b = shares.add(tmp.path().join("two/music")).await.unwrap();
+        let c = shares.add(tmp.path().join("three/music")).await.unwrap();
+        assert_eq!((a.name.as_str(), b.name.as_str(), c.name.as_str()), ("music", "music-2", "music-3"));
+        // Sharing the same directory again (even by another spelling) returns the share.
+        let again = shares.add(tmp.path().join("one/../one/music")).await.unwrap();
+        assert_eq!(again.name, "music");
+        assert!(matches!(
+            shares.add(tmp.path().join("one/music/a")).await,
+            Err(AddShareError::NotADirectory(_))
+        ));
+        assert!(matches!(shares.add(tmp.path().join("nope")).await, Err(AddShareError::NotFound(_))));
+        shares.remove("music-2").await.unwrap();
+        assert!(matches!(shares.remove("music-2").await, Err(ShareOpError::Unknown(_))));
+        tasks.close();
+        tasks.wait().await;
+        let names: Vec<_> = shares.list().unwrap().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, vec!["music", "music-3"]);
+        let rec = index.share_record("music").unwrap().unwrap();
+        assert_eq!(rec.files, 1);
+        assert!(rec.last_scan.is_some());
+    }
+}

@@ -1,0 +1,159 @@
+//! JSON bodies of the node's HTTP API.
+//!
+//! Every route lives under `/api/` and needs `Authorization: Bearer <token>`.
+//! Errors are always an [`ApiError`] body with a matching status code.
+//!
+//! | route | request | response |
+//! |---|---|---|
+//! | `GET /api/info` | | [`Info`] |
+//! | `GET /api/shares` | | `[`[`ShareInfo`]`]` |
+//! | `POST /api/shares` | [`AddShare`] | [`ShareInfo`] (201; the scan runs in the background) |
+//! | `DELETE /api/shares/{name}` (or `DELETE /api/shares?name=`) | | [`ShareInfo`] of the removed share |
+//! | `POST /api/shares/{name}/rescan` | | [`ShareInfo`] (202) |
+//! | `GET /api/ls` | [`LsQuery`] as query string | [`LsPage`] |
+
+use serde::{Deserialize, Serialize};
+
+use crate::id::PeerId;
+
+/// Most entries one `ls` page holds when the client asks for no limit.
+pub const LS_DEFAULT_LIMIT: u32 = 500;
+/// Most entries one `ls` page may hold, whatever the client asks for.
+pub const LS_MAX_LIMIT: u32 = 5_000;
+
+/// `GET /api/info`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Info {
+    /// Our peer id (the ed25519 public key, base32).
+    pub id: PeerId,
+    /// Display-only friendly name derived from `id`.
+    pub name: String,
+    pub version: String,
+    pub shares: Vec<ShareInfo>,
+    /// QUIC addresses peers can dial (empty until the peer protocol runs).
+    #[serde(default)]
+    pub listen_addrs: Vec<String>,
+    /// Topics we are a member of.
+    #[serde(default)]
+    pub topics: Vec<String>,
+}
+
+/// One shared directory and the state of its index.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShareInfo {
+    /// The share's name: the first component of every path inside it.
+    pub name: String,
+    /// The directory on this node's disk.
+    pub path: String,
+    /// A scan is running now; `files`, `dirs` and `size` are still growing.
+    pub scanning: bool,
+    /// Files indexed so far.
+    pub files: u64,
+    /// Directories indexed so far (not counting the share itself).
+    pub dirs: u64,
+    /// Total bytes of the indexed files.
+    pub size: u64,
+    /// When the last complete scan finished (Unix seconds).
+    pub last_scan: Option<i64>,
+    /// How long the last complete scan took, in milliseconds.
+    pub last_scan_ms: Option<u64>,
+    /// Why the last scan failed, if it did.
+    pub error: Option<String>,
+}
+
+/// `POST /api/shares`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AddShare {
+    /// A directory on the node's disk.
+    pub path: String,
+}
+
+/// File or directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EntryKind {
+    File,
+    Dir,
+}
+
+/// One entry of a listing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Entry {
+    /// Full share path, starting with the share name.
+    pub path: String,
+    /// Last component of `path`.
+    pub name: String,
+    pub kind: EntryKind,
+    /// Bytes; for a directory, the total of every file below it.
+    pub size: u64,
+    /// Modification time, Unix seconds.
+    pub mtime: i64,
+    /// For a directory: how many files and directories lie below it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entries: Option<u64>,
+}
+
+/// `GET /api/ls` query.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LsQuery {
+    /// Directory to list; empty or absent lists the shares.
+    #[serde(default)]
+    pub path: Option<String>,
+    /// Everything below `path`, not just its children.
+    #[serde(default)]
+    pub recursive: bool,
+    /// Case-insensitive substring that entry names must contain. Searching is
+    /// always recursive.
+    #[serde(default)]
+    pub search: Option<String>,
+    /// Continue after the page that returned this cursor.
+    #[serde(default)]
+    pub cursor: Option<String>,
+    /// Page size, at most [`LS_MAX_LIMIT`].
+    #[serde(default)]
+    pub limit: Option<u32>,
+}
+
+/// One page of a listing. Children of a directory come sorted by name.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LsPage {
+    pub entries: Vec<Entry>,
+    /// Pass back as `cursor` for the next page; `None` when the listing is complete.
+    pub cursor: Option<String>,
+}
+
+/// The body of every error response.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ApiError {
+    /// What went wrong and, where it helps, what to do.
+    pub error: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_json_shape() {
+        let e = Entry {
+            path: "music/a.flac".into(),
+            name: "a.flac".into(),
+            kind: EntryKind::File,
+            size: 3,
+            mtime: 1_700_000_000,
+            entries: None,
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert_eq!(
+            json,
+            r#"{"path":"music/a.flac","name":"a.flac","kind":"file","size":3,"mtime":1700000000}"#
+        );
+        assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
+    }
+
+    #[test]
+    fn ls_query_defaults() {
+        let q: LsQuery = serde_json::from_str("{}").unwrap();
+        assert_eq!(q, LsQuery::default());
+    }
+}

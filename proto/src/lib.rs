@@ -1,0 +1,23 @@
+//! Types shared by the harddrive-party node and its web UI.
+//!
+//! This crate is the sans-IO core of the project: plain data, validation and
+//! encodings, with no tokio, no sockets and no filesystem access, so that it
+//! compiles for `wasm32-unknown-unknown` and is unit-tested without a network.
+//!
+//! # Layout
+//! - [`path`]: the one validator for paths that come from outside (browsers,
+//!   CLI users and, later, peers). Everything that names a shared file goes
+//!   through [`path::SharePath`].
+//! - [`id`]: peer identities: the 32-byte ed25519 public key, its text
+//!   encoding, and the display-only friendly name.
+//! - [`fmt`]: sizes and dates for people (CLI and UI alike).
+//! - [`api`]: the JSON bodies of the node's HTTP API (`/api/*`), used by the
+//!   node, the `hdp` CLI and the web UI alike.
+
+pub mod api;
+pub mod fmt;
+pub mod id;
+pub mod path;
+
+/// The version of this software, reported by `GET /api/info`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
