@@ -14,7 +14,11 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_HTTP: &str = "127.0.0.1:3030";
 
 #[derive(Debug, Parser)]
-#[command(name = "hdp", version, about = "harddrive-party: share directories with friends, peer to peer")]
+#[command(
+    name = "hdp",
+    version,
+    about = "harddrive-party: share directories with friends, peer to peer"
+)]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -46,7 +50,12 @@ pub struct StartArgs {
     #[arg(long, env = "HDP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Share this directory (repeatable; shares persist across restarts).
-    #[arg(long = "share", value_name = "DIR", env = "HDP_SHARE", value_delimiter = ':')]
+    #[arg(
+        long = "share",
+        value_name = "DIR",
+        env = "HDP_SHARE",
+        value_delimiter = ':'
+    )]
     pub shares: Vec<PathBuf>,
     /// Address for the HTTP API and web UI [default: 127.0.0.1:3030].
     #[arg(long, value_name = "ADDR", env = "HDP_HTTP")]

@@ -4,14 +4,14 @@
 use std::io::Write;
 use std::time::Duration;
 
+use hdp_proto::api::{AddShare, ApiError, EntryKind, Info, LsPage, ShareInfo};
+use hdp_proto::fmt::{format_datetime, format_size};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as HyperClient;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use hdp_proto::api::{AddShare, ApiError, EntryKind, Info, LsPage, ShareInfo};
-use hdp_proto::fmt::{format_unix_time, human_size};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
@@ -29,11 +29,15 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("cannot reach the node at {addr}: {reason}. Is `hdp start` running there? (set --http or HDP_HTTP)")]
+    #[error(
+        "cannot reach the node at {addr}: {reason}. Is `hdp start` running there? (set --http or HDP_HTTP)"
+    )]
     Unreachable { addr: String, reason: String },
     #[error("the node at {addr} did not answer within {REQUEST_TIMEOUT:?}")]
     Timeout { addr: String },
-    #[error("the node refused the API token: use the node's --data-dir, or pass --token / HDP_TOKEN")]
+    #[error(
+        "the node refused the API token: use the node's --data-dir, or pass --token / HDP_TOKEN"
+    )]
     Unauthorized,
     #[error("{message}")]
     Api { status: StatusCode, message: String },
@@ -65,7 +69,11 @@ impl Client {
             Some(t) => t.clone(),
             None => load_token(&data_dir(args.data_dir.as_deref())?, false)?,
         };
-        let addr = args.http.trim_start_matches("http://").trim_end_matches('/').to_owned();
+        let addr = args
+            .http
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_owned();
         if addr.is_empty() || addr.contains('/') {
             return Err(ClientError::BadAddress(args.http.clone()));
         }
@@ -83,23 +91,31 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let uri = format!("http://{}{}", self.addr, path_and_query);
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(&uri)
-            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
+        let mut builder = Request::builder().method(method).uri(&uri).header(
+            hyper::header::AUTHORIZATION,
+            format!("Bearer {}", self.token),
+        );
         let body = match body {
             Some(b) => {
                 builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?))
+                Full::new(Bytes::from(
+                    serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?,
+                ))
             }
             None => Full::new(Bytes::new()),
         };
-        let req = builder.body(body).map_err(|_| ClientError::BadAddress(self.addr.clone()))?;
+        let req = builder
+            .body(body)
+            .map_err(|_| ClientError::BadAddress(self.addr.clone()))?;
         let exchange = async {
-            let resp = self.http.request(req).await.map_err(|e| ClientError::Unreachable {
-                addr: self.addr.clone(),
-                reason: error_chain(&e),
-            })?;
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Unreachable {
+                    addr: self.addr.clone(),
+                    reason: error_chain(&e),
+                })?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -110,7 +126,9 @@ impl Client {
         };
         let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|_| ClientError::Timeout { addr: self.addr.clone() })??;
+            .map_err(|_| ClientError::Timeout {
+                addr: self.addr.clone(),
+            })??;
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized);
         }
@@ -167,34 +185,58 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             writeln!(out, "name     {}", info.name)?;
             writeln!(out, "id       {}", info.id)?;
             writeln!(out, "version  {}", info.version)?;
-            let listen = if info.listen_addrs.is_empty() { "-".into() } else { info.listen_addrs.join(", ") };
+            let listen = if info.listen_addrs.is_empty() {
+                "-".into()
+            } else {
+                info.listen_addrs.join(", ")
+            };
             writeln!(out, "listen   {listen}")?;
-            let topics = if info.topics.is_empty() { "-".into() } else { info.topics.join(", ") };
+            let topics = if info.topics.is_empty() {
+                "-".into()
+            } else {
+                info.topics.join(", ")
+            };
             writeln!(out, "topics   {topics}")?;
             writeln!(out)?;
             print_shares(&mut out, &info.shares)
         }
-        Command::Shares { action, client: args } => {
+        Command::Shares {
+            action,
+            client: args,
+        } => {
             let client = Client::new(&args)?;
             match action.unwrap_or(SharesAction::List) {
                 SharesAction::List => {
                     let shares: Vec<ShareInfo> = client.get("/api/shares").await?;
-                    if args.json { print_json(&mut out, &shares) } else { print_shares(&mut out, &shares) }
+                    if args.json {
+                        print_json(&mut out, &shares)
+                    } else {
+                        print_shares(&mut out, &shares)
+                    }
                 }
                 SharesAction::Add { dir } => {
                     // The node may run in another directory: send an absolute path.
                     let dir = std::path::absolute(&dir)?;
-                    let body = AddShare { path: dir.display().to_string() };
-                    let share: ShareInfo = client.request(Method::POST, "/api/shares", Some(&body)).await?;
+                    let body = AddShare {
+                        path: dir.display().to_string(),
+                    };
+                    let share: ShareInfo = client
+                        .request(Method::POST, "/api/shares", Some(&body))
+                        .await?;
                     if args.json {
                         return print_json(&mut out, &share);
                     }
-                    writeln!(out, "sharing {} as {:?}; indexing in the background", share.path, share.name)?;
+                    writeln!(
+                        out,
+                        "sharing {} as {:?}; indexing in the background",
+                        share.path, share.name
+                    )?;
                     Ok(())
                 }
                 SharesAction::Rm { name } => {
                     let path = format!("/api/shares/{}", encode_component(&name));
-                    let share: ShareInfo = client.request(Method::DELETE, &path, None::<&()>).await?;
+                    let share: ShareInfo =
+                        client.request(Method::DELETE, &path, None::<&()>).await?;
                     if args.json {
                         return print_json(&mut out, &share);
                     }
@@ -204,7 +246,12 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
                 SharesAction::Rescan { name } => {
                     let names = match name {
                         Some(n) => vec![n],
-                        None => client.get::<Vec<ShareInfo>>("/api/shares").await?.into_iter().map(|s| s.name).collect(),
+                        None => client
+                            .get::<Vec<ShareInfo>>("/api/shares")
+                            .await?
+                            .into_iter()
+                            .map(|s| s.name)
+                            .collect(),
                     };
                     let mut done = Vec::new();
                     for n in names {
@@ -234,18 +281,38 @@ fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientErro
 
 fn print_shares(out: &mut impl Write, shares: &[ShareInfo]) -> Result<(), ClientError> {
     if shares.is_empty() {
-        writeln!(out, "no shares yet: `hdp shares add DIR` shares a directory")?;
+        writeln!(
+            out,
+            "no shares yet: `hdp shares add DIR` shares a directory"
+        )?;
         return Ok(());
     }
-    let width = shares.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).max(4);
-    writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  PATH", "NAME", "FILES", "SIZE", "STATE")?;
+    let width = shares
+        .iter()
+        .map(|s| s.name.chars().count())
+        .max()
+        .unwrap_or(4)
+        .max(4);
+    writeln!(
+        out,
+        "{:<width$}  {:>9}  {:>10}  {:<9}  PATH",
+        "NAME", "FILES", "SIZE", "STATE"
+    )?;
     for s in shares {
         let state = match (&s.error, s.scanning) {
             (_, true) => "scanning",
             (Some(_), false) => "error",
             (None, false) => "ready",
         };
-        writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  {}", s.name, s.files, human_size(s.size), state, s.path)?;
+        writeln!(
+            out,
+            "{:<width$}  {:>9}  {:>10}  {:<9}  {}",
+            s.name,
+            s.files,
+            format_size(s.size),
+            state,
+            s.path
+        )?;
         if let Some(e) = &s.error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
         }
@@ -279,15 +346,24 @@ async fn ls(out: &mut impl Write, args: LsArgs) -> Result<(), ClientError> {
                     write!(out, ",")?;
                 }
                 write!(out, "\n  ")?;
-                serde_json::to_writer(&mut *out, e).map_err(|e| ClientError::Decode(e.to_string()))?;
+                serde_json::to_writer(&mut *out, e)
+                    .map_err(|e| ClientError::Decode(e.to_string()))?;
             } else {
                 let (mark, size) = match e.kind {
-                    EntryKind::Dir => ("d", human_size(e.size)),
-                    EntryKind::File => ("-", human_size(e.size)),
+                    EntryKind::Dir => ("d", format_size(e.size)),
+                    EntryKind::File => ("-", format_size(e.size)),
                 };
-                let shown = if args.recursive || args.search.is_some() { &e.path } else { &e.name };
+                let shown = if args.recursive || args.search.is_some() {
+                    &e.path
+                } else {
+                    &e.name
+                };
                 let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-                writeln!(out, "{mark} {size:>10}  {}  {shown}{slash}", format_unix_time(e.mtime))?;
+                writeln!(
+                    out,
+                    "{mark} {size:>10}  {}  {shown}{slash}",
+                    format_datetime(e.mtime, 0)
+                )?;
             }
             first = false;
         }

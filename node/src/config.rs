@@ -31,7 +31,10 @@ pub struct Config {
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("no data dir: set --data-dir or HDP_DATA_DIR (HOME is not set)")]
@@ -55,7 +58,9 @@ pub fn default_data_dir() -> Option<PathBuf> {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
+    std::env::var_os("HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
 }
 
 /// The data dir a command uses: the flag/env value, else the default.
@@ -72,26 +77,40 @@ impl Config {
         let data_dir = data_dir(args.data_dir.as_deref())?;
         let path = data_dir.join(CONFIG_FILE);
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileConfig>(&text)
-                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?,
+            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
+                path: path.clone(),
+                message: e.to_string(),
+            })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let http = args
-            .http
-            .or(file.http)
-            .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("DEFAULT_HTTP is a valid socket address"));
+        let http = args.http.or(file.http).unwrap_or_else(|| {
+            DEFAULT_HTTP
+                .parse()
+                .expect("DEFAULT_HTTP is a valid socket address")
+        });
         let shares = if args.shares.is_empty() {
-            file.shares.unwrap_or_default().into_iter().map(|p| data_dir.join(p)).collect()
+            file.shares
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| data_dir.join(p))
+                .collect()
         } else {
             args.shares.clone()
         };
         let download_dir = match (&args.download_dir, file.download_dir) {
             (Some(d), _) => d.clone(),
             (None, Some(d)) => data_dir.join(d),
-            (None, None) => home().map(|h| h.join("Downloads")).unwrap_or_else(|| data_dir.join("downloads")),
+            (None, None) => home()
+                .map(|h| h.join("Downloads"))
+                .unwrap_or_else(|| data_dir.join("downloads")),
         };
-        Ok(Config { data_dir, http, shares, download_dir })
+        Ok(Config {
+            data_dir,
+            http,
+            shares,
+            download_dir,
+        })
     }
 }
 
@@ -100,7 +119,12 @@ mod tests {
     use super::*;
 
     fn args(dir: &Path) -> StartArgs {
-        StartArgs { data_dir: Some(dir.into()), shares: vec![], http: None, download_dir: None }
+        StartArgs {
+            data_dir: Some(dir.into()),
+            shares: vec![],
+            http: None,
+            download_dir: None,
+        }
     }
 
     #[test]

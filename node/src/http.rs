@@ -45,7 +45,10 @@ pub struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure { status, message: message.into() }
+        Failure {
+            status,
+            message: message.into(),
+        }
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "API request failed");
@@ -55,7 +58,13 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (self.status, Json(ApiError { error: self.message })).into_response()
+        (
+            self.status,
+            Json(ApiError {
+                error: self.message,
+            }),
+        )
+            .into_response()
     }
 }
 
@@ -68,7 +77,9 @@ impl From<RecordError> for Failure {
 impl From<LsError> for Failure {
     fn from(e: LsError) -> Self {
         match e {
-            LsError::Path(_) | LsError::Cursor => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
+            LsError::Path(_) | LsError::Cursor => {
+                Failure::new(StatusCode::BAD_REQUEST, e.to_string())
+            }
             LsError::NotFound(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
             LsError::Lmdb(_) => Failure::internal(e),
         }
@@ -92,7 +103,9 @@ impl From<ShareOpError> for Failure {
     fn from(e: ShareOpError) -> Self {
         match e {
             ShareOpError::Unknown(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
-            ShareOpError::ShuttingDown => Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
+            ShareOpError::ShuttingDown => {
+                Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+            }
             ShareOpError::Index(_) => Failure::internal(e),
         }
     }
@@ -104,7 +117,10 @@ type ApiResult<T> = Result<T, Failure>;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/info", get(info))
-        .route("/shares", get(list_shares).post(add_share).delete(remove_share_query))
+        .route(
+            "/shares",
+            get(list_shares).post(add_share).delete(remove_share_query),
+        )
         .route("/shares/{name}", axum::routing::delete(remove_share))
         .route("/shares/{name}/rescan", post(rescan_share))
         .route("/ls", get(ls))
@@ -116,14 +132,20 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    let header = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
     if !check_bearer(header, &st.token) {
         let mut resp = Failure::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token: send 'Authorization: Bearer <token>' with the token from <data-dir>/api-token",
         )
         .into_response();
-        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
         return resp;
     }
     next.run(req).await
@@ -152,9 +174,13 @@ async fn add_share(
     State(st): State<AppState>,
     body: Result<Json<AddShare>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ShareInfo>)> {
-    let Json(req) = body.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad request body: {e}")))?;
+    let Json(req) =
+        body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
     if req.path.is_empty() || req.path.contains('\0') {
-        return Err(Failure::new(StatusCode::BAD_REQUEST, "give the directory to share as 'path'"));
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "give the directory to share as 'path'",
+        ));
     }
     let info = st.shares.add(req.path.into()).await?;
     Ok((StatusCode::CREATED, Json(info)))
@@ -171,12 +197,18 @@ async fn remove_share_query(
 ) -> ApiResult<Json<ShareInfo>> {
     let name = q.ok().and_then(|Query(q)| q.name).unwrap_or_default();
     if name.is_empty() {
-        return Err(Failure::new(StatusCode::BAD_REQUEST, "say which share: DELETE /api/shares/{name}"));
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "say which share: DELETE /api/shares/{name}",
+        ));
     }
     Ok(Json(st.shares.remove(&name).await?))
 }
 
-async fn remove_share(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ShareInfo>> {
+async fn remove_share(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+) -> ApiResult<Json<ShareInfo>> {
     Ok(Json(st.shares.remove(&name).await?))
 }
 
@@ -204,11 +236,16 @@ fn non_empty(v: Option<String>) -> Option<String> {
 impl LsParams {
     fn validate(self) -> ApiResult<LsRequest> {
         let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
-        let path = SharePath::parse(self.path.as_deref().unwrap_or("")).map_err(|e| bad(format!("invalid path: {e}")))?;
+        let path = SharePath::parse(self.path.as_deref().unwrap_or(""))
+            .map_err(|e| bad(format!("invalid path: {e}")))?;
         let recursive = match non_empty(self.recursive).as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
-            Some(other) => return Err(bad(format!("recursive must be true or false, not {other:?}"))),
+            Some(other) => {
+                return Err(bad(format!(
+                    "recursive must be true or false, not {other:?}"
+                )));
+            }
         };
         let search = non_empty(self.search).map(|s| s.to_lowercase());
         if search.as_ref().is_some_and(|s| s.len() > 1024) {
@@ -217,21 +254,35 @@ impl LsParams {
         let cursor = non_empty(self.cursor)
             .map(|c| SharePath::parse(&c))
             .transpose()
-            .map_err(|_| bad("invalid cursor: pass back the cursor of the previous page unchanged".into()))?;
+            .map_err(|_| {
+                bad("invalid cursor: pass back the cursor of the previous page unchanged".into())
+            })?;
         let limit = non_empty(self.limit)
             .map(|l| l.parse::<u32>())
             .transpose()
             .map_err(|_| bad("limit must be a positive number".into()))?;
-        Ok(LsRequest { path, recursive, search, cursor, limit })
+        Ok(LsRequest {
+            path,
+            recursive,
+            search,
+            cursor,
+            limit,
+        })
     }
 }
 
-async fn ls(State(st): State<AppState>, q: Result<Query<LsParams>, QueryRejection>) -> ApiResult<Json<LsPage>> {
-    let Query(params) = q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+async fn ls(
+    State(st): State<AppState>,
+    q: Result<Query<LsParams>, QueryRejection>,
+) -> ApiResult<Json<LsPage>> {
+    let Query(params) =
+        q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
     let req = params.validate()?;
     let index = st.index.clone();
     let page = tokio::task::spawn_blocking(move || index.ls(&req))
         .await
-        .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
+        .map_err(|_| {
+            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
+        })??;
     Ok(Json(page))
 }

@@ -18,19 +18,20 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Start(args) => {
-            tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .max_blocking_threads(MAX_BLOCKING_THREADS)
-                .build()
-                .context("cannot start the async runtime")
-                .and_then(|rt| rt.block_on(start(args)))
-        }
+        Command::Start(args) => tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .max_blocking_threads(MAX_BLOCKING_THREADS)
+            .build()
+            .context("cannot start the async runtime")
+            .and_then(|rt| rt.block_on(start(args))),
         other => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
             .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(hdp_node::client::run(other)).map_err(anyhow::Error::from)),
+            .and_then(|rt| {
+                rt.block_on(hdp_node::client::run(other))
+                    .map_err(anyhow::Error::from)
+            }),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -48,7 +49,10 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
 }
 
 async fn start(args: StartArgs) -> anyhow::Result<()> {
@@ -57,7 +61,11 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     print_banner(&node);
     let stop = node.shutdown_token();
     wait_for_signal(&stop).await?;
-    if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
+    if node.shutdown().await {
+        Ok(())
+    } else {
+        anyhow::bail!("shutdown was not clean (see the log above)")
+    }
 }
 
 fn print_banner(node: &RunningNode) {
@@ -73,7 +81,10 @@ fn print_banner(node: &RunningNode) {
             let _ = writeln!(out, "  sharing   {} ({})", s.name, s.path);
         }
     }
-    let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
+    let _ = writeln!(
+        out,
+        "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C."
+    );
     let _ = out.flush();
 }
 

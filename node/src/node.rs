@@ -39,8 +39,13 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data dir {path}: {source}")]
-    DataDir { path: PathBuf, source: std::io::Error },
-    #[error("another hdp node is already running with data dir {0}; stop it or pass another --data-dir")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "another hdp node is already running with data dir {0}; stop it or pass another --data-dir"
+    )]
     AlreadyRunning(PathBuf),
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -50,8 +55,13 @@ pub enum StartError {
     Index(#[from] OpenError),
     #[error(transparent)]
     Shares(#[from] RecordError),
-    #[error("cannot listen for HTTP on {addr}: {source}. Is another node using it? Choose another with --http")]
-    BindHttp { addr: SocketAddr, source: std::io::Error },
+    #[error(
+        "cannot listen for HTTP on {addr}: {source}. Is another node using it? Choose another with --http"
+    )]
+    BindHttp {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
 }
 
 /// A started node. Drop it only through [`RunningNode::shutdown`].
@@ -71,9 +81,15 @@ pub struct RunningNode {
 impl RunningNode {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
-        create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
-        let lock = File::create(data_dir.join(LOCK_FILE))
-            .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir.clone(),
+            source,
+        })?;
+        let lock =
+            File::create(data_dir.join(LOCK_FILE)).map_err(|source| StartError::DataDir {
+                path: data_dir.clone(),
+                source,
+            })?;
         if lock.try_lock().is_err() {
             return Err(StartError::AlreadyRunning(data_dir));
         }
@@ -93,8 +109,16 @@ impl RunningNode {
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
-            .map_err(|source| StartError::BindHttp { addr: config.http, source })?;
-        let http_addr = listener.local_addr().map_err(|source| StartError::BindHttp { addr: config.http, source })?;
+            .map_err(|source| StartError::BindHttp {
+                addr: config.http,
+                source,
+            })?;
+        let http_addr = listener
+            .local_addr()
+            .map_err(|source| StartError::BindHttp {
+                addr: config.http,
+                source,
+            })?;
         let state = AppState {
             id: identity.peer_id(),
             token: token.clone().into(),
@@ -105,7 +129,9 @@ impl RunningNode {
         let app = router(state);
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
+            let served = axum::serve(listener, app)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await;
             if let Err(e) = served {
                 warn!(error = %e, "HTTP server stopped");
             }
@@ -150,13 +176,17 @@ impl RunningNode {
         info!("shutting down");
         self.shutdown.cancel();
         self.tasks.close();
-        let clean = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_ok();
+        let clean = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
+            .await
+            .is_ok();
         if !clean {
             warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
         }
         let RunningNode { shares, index, .. } = self;
         drop(shares);
-        let closed = tokio::task::spawn_blocking(move || index.close(Duration::from_secs(5))).await.unwrap_or(false);
+        let closed = tokio::task::spawn_blocking(move || index.close(Duration::from_secs(5)))
+            .await
+            .unwrap_or(false);
         if !closed {
             warn!("the index was still in use at shutdown; LMDB will recover it on next start");
         }
@@ -167,5 +197,8 @@ impl RunningNode {
 
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
 }

@@ -10,7 +10,7 @@
 //!   through [`path::SharePath`].
 //! - [`id`]: peer identities: the 32-byte ed25519 public key, its text
 //!   encoding, and the display-only friendly name.
-//! - [`fmt`]: sizes and dates for people (CLI and UI alike).
+//! - [`fmt`]: sizes, counts, dates and durations for people (CLI and UI alike).
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/api/*`), used by the
 //!   node, the `hdp` CLI and the web UI alike.
 

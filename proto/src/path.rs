@@ -168,7 +168,10 @@ mod tests {
         assert_eq!(p.split_last(), Some(("music/Ærø Ünïcode", "曲.flac")));
         assert_eq!(p.depth(), 3);
         assert_eq!(SharePath::parse("music/").unwrap().as_str(), "music");
-        assert_eq!(SharePath::parse("music").unwrap().split_last(), Some(("", "music")));
+        assert_eq!(
+            SharePath::parse("music").unwrap().split_last(),
+            Some(("", "music"))
+        );
         // Dots inside names are fine.
         assert!(SharePath::parse("a/..b/c..").is_ok());
         assert!(SharePath::parse("a/.hidden").is_ok());

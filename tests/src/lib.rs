@@ -1,1 +1,338 @@
-//! placeholder
+//! Harness for the end-to-end tests: starts the real `hdp` binary on a free
+//! port with a temp data dir, drives it through its CLI and raw HTTP, and
+//! stops it with SIGTERM.
+//!
+//! Nothing here mocks the node: every test talks to a real process over
+//! loopback, with real LMDB files in temp dirs.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+/// Longest a node may take to print its banner.
+pub const START_TIMEOUT: Duration = Duration::from_secs(60);
+/// Longest a node may take to exit after SIGTERM.
+pub const STOP_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// The `hdp` binary under test: `$HDP_BIN`, else the one cargo built next to
+/// this test executable (`target/<profile>/hdp`).
+pub fn hdp_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("HDP_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("test executable path");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target/<profile>/deps/<test>");
+    let bin = dir.join("hdp");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p hdp-node` first (scripts/test.sh does)",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `hdp start`.
+pub struct Node {
+    pub child: Option<Child>,
+    pub data_dir: PathBuf,
+    pub http: SocketAddr,
+    pub token: String,
+    pub login_url: String,
+    pub log: PathBuf,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Node {
+    /// Starts a node with a fresh temp data dir sharing `shares`.
+    pub fn start(shares: &[&Path]) -> Node {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut node = Node::start_in(&data_dir, shares, &[]);
+        node._tmp = Some(tmp);
+        node
+    }
+
+    /// Starts a node on an existing (or new) data dir, with extra arguments.
+    pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
+        std::fs::create_dir_all(data_dir).expect("data dir");
+        let log = data_dir.with_extension("log");
+        let log_file = std::fs::File::create(&log).expect("log file");
+        let mut cmd = Command::new(hdp_bin());
+        cmd.arg("start")
+            .arg("--data-dir")
+            .arg(data_dir)
+            .args(["--http", "127.0.0.1:0"]);
+        for s in shares {
+            cmd.arg("--share").arg(s);
+        }
+        cmd.args(extra)
+            .env_remove("HDP_HTTP")
+            .env_remove("HDP_SHARE")
+            .env_remove("HDP_TOKEN")
+            .env("RUST_LOG", "info,hdp_node=debug")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::from(log_file));
+        let mut child = cmd.spawn().expect("spawn hdp");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // One line at a time from the child's stdout; bounded so a chatty child
+        // blocks rather than growing memory.
+        let (tx, rx) = mpsc::sync_channel::<String>(64);
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let deadline = Instant::now() + START_TIMEOUT;
+        let mut seen = Vec::new();
+        let login_url = loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match rx.recv_timeout(left) {
+                Ok(line) => {
+                    if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
+                        break url.to_owned();
+                    }
+                    seen.push(line);
+                }
+                Err(_) => {
+                    let _ = child.kill();
+                    let log_text = std::fs::read_to_string(&log).unwrap_or_default();
+                    panic!("hdp start printed no web UI link; stdout: {seen:?}\nlog:\n{log_text}");
+                }
+            }
+        };
+        // Keep draining stdout so the child never blocks on a full pipe.
+        std::thread::spawn(move || while rx.recv().is_ok() {});
+        let rest = login_url.trim_start_matches("http://");
+        let (host, fragment) = rest
+            .split_once("/#token=")
+            .expect("login url has a token fragment");
+        Node {
+            child: Some(child),
+            data_dir: data_dir.to_owned(),
+            http: host.parse().expect("login url host is an address"),
+            token: fragment.to_owned(),
+            login_url,
+            log,
+            _tmp: None,
+        }
+    }
+
+    /// Runs `hdp ARGS --http ADDR --data-dir DIR`.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        Command::new(hdp_bin())
+            .args(args)
+            .arg("--http")
+            .arg(self.http.to_string())
+            .arg("--data-dir")
+            .arg(&self.data_dir)
+            .env_remove("HDP_TOKEN")
+            .stdin(Stdio::null())
+            .output()
+            .expect("run hdp")
+    }
+
+    /// Runs a CLI command that must succeed, returning its stdout.
+    pub fn cli_ok(&self, args: &[&str]) -> String {
+        let out = self.cli(args);
+        assert!(
+            out.status.success(),
+            "hdp {args:?} failed: {}\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            self.log_text()
+        );
+        String::from_utf8(out.stdout).expect("utf-8 output")
+    }
+
+    /// Runs a CLI command with `--json` and parses its output.
+    pub fn cli_json(&self, args: &[&str]) -> serde_json::Value {
+        let mut a = args.to_vec();
+        a.push("--json");
+        let text = self.cli_ok(&a);
+        serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("hdp {a:?} printed invalid JSON ({e}): {text}"))
+    }
+
+    /// A raw HTTP request with the node's token.
+    pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Response {
+        let auth = format!("Bearer {}", self.token);
+        http(self.http, method, path, &[("Authorization", &auth)], body)
+    }
+
+    /// Polls `GET /api/shares` until no share is scanning.
+    pub fn wait_scanned(&self) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        loop {
+            let r = self.api("GET", "/api/shares", None);
+            assert_eq!(r.status, 200, "{}", r.body);
+            let v = r.json();
+            let scanning = v
+                .as_array()
+                .expect("share list")
+                .iter()
+                .any(|s| s["scanning"] == true);
+            if !scanning {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "scan did not finish: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("running").id()
+    }
+
+    /// Sends SIGTERM and waits for a clean exit.
+    pub fn stop(mut self) {
+        let mut child = self.child.take().expect("running");
+        signal(child.id(), "TERM");
+        let deadline = Instant::now() + STOP_TIMEOUT;
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert!(
+                    status.success(),
+                    "hdp exited with {status} after SIGTERM\n{}",
+                    self.log_text()
+                );
+                let log = self.log_text();
+                assert!(
+                    log.contains("stopped"),
+                    "no clean-shutdown line in the log:\n{log}"
+                );
+                return;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "hdp did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
+                    self.log_text()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Node {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Sends a signal with the system's `kill` command.
+pub fn signal(pid: u32, sig: &str) {
+    let ok = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .expect("run kill");
+    assert!(ok.success(), "kill -{sig} {pid} failed");
+}
+
+/// An HTTP response.
+#[derive(Debug)]
+pub struct Response {
+    pub status: u16,
+    pub headers: String,
+    pub body: String,
+}
+
+impl Response {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body)
+            .unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", self.body))
+    }
+}
+
+/// A minimal HTTP/1.1 client (one request per connection), so the tests see
+/// exactly what goes over the wire.
+pub fn http(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&str>,
+) -> Response {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to node");
+    s.set_read_timeout(Some(Duration::from_secs(60)))
+        .expect("timeout");
+    let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    let body = body.unwrap_or("");
+    if !body.is_empty() {
+        req.push_str("Content-Type: application/json\r\n");
+    }
+    req.push_str(&format!("Content-Length: {}\r\n\r\n{body}", body.len()));
+    s.write_all(req.as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).expect("read response");
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let (head, rest) = text.split_once("\r\n\r\n").expect("response has headers");
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .expect("status code");
+    let body = if head
+        .to_ascii_lowercase()
+        .contains("transfer-encoding: chunked")
+    {
+        dechunk(rest)
+    } else {
+        rest.to_owned()
+    };
+    Response {
+        status,
+        headers: head.to_owned(),
+        body,
+    }
+}
+
+fn dechunk(mut s: &str) -> String {
+    let mut out = String::new();
+    while let Some((size, rest)) = s.split_once("\r\n") {
+        let n = usize::from_str_radix(size.trim(), 16).unwrap_or(0);
+        if n == 0 || rest.len() < n {
+            break;
+        }
+        out.push_str(&rest[..n]);
+        s = rest[n..].trim_start_matches("\r\n");
+    }
+    out
+}
+
+/// Creates `count` files spread over nested directories under `root`;
+/// returns their relative paths.
+pub fn make_tree(root: &Path, count: usize, per_dir: usize) -> Vec<String> {
+    let mut out = Vec::with_capacity(count);
+    for i in 0..count {
+        let d = i / per_dir;
+        let rel = format!("d{:03}/e{:02}/f{i:06}.dat", d / 10, d % 10);
+        let p = root.join(&rel);
+        if i % per_dir == 0 {
+            std::fs::create_dir_all(p.parent().expect("has parent")).expect("mkdir");
+        }
+        std::fs::write(&p, i.to_string()).expect("write file");
+        out.push(rel);
+    }
+    out
+}

@@ -53,7 +53,11 @@ impl EntryValue {
             1 => EntryKind::Dir,
             _ => return None,
         };
-        let u64_at = |i: usize| b.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+        let u64_at = |i: usize| {
+            b.get(i..i + 8)
+                .and_then(|s| s.try_into().ok())
+                .map(u64::from_le_bytes)
+        };
         Some(EntryValue {
             kind,
             size: u64_at(2)?,
@@ -141,7 +145,12 @@ mod tests {
 
     #[test]
     fn value_round_trip() {
-        let v = EntryValue { kind: EntryKind::Dir, size: 1 << 40, mtime_ns: -5, count: 7 };
+        let v = EntryValue {
+            kind: EntryKind::Dir,
+            size: 1 << 40,
+            mtime_ns: -5,
+            count: 7,
+        };
         assert_eq!(EntryValue::decode(&v.encode()), Some(v));
         assert_eq!(EntryValue::decode(&[1, 0, 0]), None);
         let mut bad = v.encode();

@@ -23,10 +23,10 @@ use std::ops::Bound;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use heed::types::{Bytes, SerdeJson, Str};
-use heed::{Database, Env, EnvOpenOptions};
 use hdp_proto::api::{Entry, LS_DEFAULT_LIMIT, LS_MAX_LIMIT, LsPage};
 use hdp_proto::path::{PathError, SharePath};
+use heed::types::{Bytes, SerdeJson, Str};
+use heed::{Database, Env, EnvOpenOptions};
 use serde::{Deserialize, Serialize};
 
 use keys::{EntryValue, children_prefix, deeper_prefix, path_key, prefix_end, to_entry};
@@ -60,8 +60,13 @@ pub struct ShareRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create the index directory {path}: {source}")]
-    CreateDir { path: PathBuf, source: std::io::Error },
-    #[error("cannot open the index at {path}: {source} (is the disk full or the directory read-only?)")]
+    CreateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(
+        "cannot open the index at {path}: {source} (is the disk full or the directory read-only?)"
+    )]
     Lmdb { path: PathBuf, source: heed::Error },
 }
 
@@ -104,25 +109,47 @@ pub struct Index {
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index").field("path", &self.env.path()).finish()
+        f.debug_struct("Index")
+            .field("path", &self.env.path())
+            .finish()
     }
 }
 
 impl Index {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.into(), source })?;
-        let lmdb = |source| OpenError::Lmdb { path: dir.into(), source };
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
+            path: dir.into(),
+            source,
+        })?;
+        let lmdb = |source| OpenError::Lmdb {
+            path: dir.into(),
+            source,
+        };
         // SAFETY-equivalent contract of heed: the environment must not be opened
         // twice in one process and its files must not be truncated while open.
         // The node holds an exclusive lock on the data dir, which guarantees both.
         #[allow(unsafe_code)]
-        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(8).open(dir) }.map_err(lmdb)?;
+        let env = unsafe {
+            EnvOpenOptions::new()
+                .map_size(MAP_SIZE)
+                .max_dbs(8)
+                .open(dir)
+        }
+        .map_err(lmdb)?;
         let mut wtxn = env.write_txn().map_err(lmdb)?;
-        let entries = env.create_database(&mut wtxn, Some("entries")).map_err(lmdb)?;
-        let shares = env.create_database(&mut wtxn, Some("shares")).map_err(lmdb)?;
+        let entries = env
+            .create_database(&mut wtxn, Some("entries"))
+            .map_err(lmdb)?;
+        let shares = env
+            .create_database(&mut wtxn, Some("shares"))
+            .map_err(lmdb)?;
         wtxn.commit().map_err(lmdb)?;
-        Ok(Index { env, entries, shares })
+        Ok(Index {
+            env,
+            entries,
+            shares,
+        })
     }
 
     pub fn env(&self) -> &Env {
@@ -162,7 +189,12 @@ impl Index {
         self.shares.put(&mut wtxn, &rec.name, rec)?;
         let key = keys::entry_key("", &rec.name);
         if self.entries.get(&wtxn, &key)?.is_none() {
-            let root = EntryValue { kind: hdp_proto::api::EntryKind::Dir, size: 0, mtime_ns: 0, count: 0 };
+            let root = EntryValue {
+                kind: hdp_proto::api::EntryKind::Dir,
+                size: 0,
+                mtime_ns: 0,
+                count: 0,
+            };
             self.entries.put(&mut wtxn, &key, &root.encode())?;
         }
         wtxn.commit()?;
@@ -170,7 +202,11 @@ impl Index {
     }
 
     /// Updates a share's record if the share still exists.
-    pub fn update_share(&self, name: &str, f: impl FnOnce(&mut ShareRecord)) -> Result<(), RecordError> {
+    pub fn update_share(
+        &self,
+        name: &str,
+        f: impl FnOnce(&mut ShareRecord),
+    ) -> Result<(), RecordError> {
         let mut wtxn = self.env.write_txn()?;
         if let Some(mut rec) = self.shares.get(&wtxn, name)? {
             f(&mut rec);
@@ -198,7 +234,10 @@ impl Index {
         }
         let rtxn = self.env.read_txn()?;
         let key = path_key(path.as_str());
-        Ok(self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v)))
+        Ok(self
+            .entries
+            .get(&rtxn, &key)?
+            .and_then(|v| to_entry(&key, v)))
     }
 
     /// One page of a listing: children of a directory, everything below it,
@@ -213,12 +252,24 @@ impl Index {
                 Some(v) if v.kind == hdp_proto::api::EntryKind::Dir => {}
                 Some(_) => {
                     // Listing a file lists just that file.
-                    let entry = self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v));
-                    let matches = entry
-                        .iter()
-                        .all(|e| req.search.as_ref().is_none_or(|t| e.name.to_lowercase().contains(t)));
-                    let entries = if matches && req.cursor.is_none() { entry.into_iter().collect() } else { vec![] };
-                    return Ok(LsPage { entries, cursor: None });
+                    let entry = self
+                        .entries
+                        .get(&rtxn, &key)?
+                        .and_then(|v| to_entry(&key, v));
+                    let matches = entry.iter().all(|e| {
+                        req.search
+                            .as_ref()
+                            .is_none_or(|t| e.name.to_lowercase().contains(t))
+                    });
+                    let entries = if matches && req.cursor.is_none() {
+                        entry.into_iter().collect()
+                    } else {
+                        vec![]
+                    };
+                    return Ok(LsPage {
+                        entries,
+                        cursor: None,
+                    });
                 }
                 None => return Err(LsError::NotFound(dir.to_owned())),
             }
@@ -240,7 +291,10 @@ impl Index {
         let after = match &req.cursor {
             Some(c) => {
                 let key = path_key(c.as_str());
-                if !ranges.iter().any(|(lo, hi)| key >= *lo && hi.as_ref().is_none_or(|h| key < *h)) {
+                if !ranges
+                    .iter()
+                    .any(|(lo, hi)| key >= *lo && hi.as_ref().is_none_or(|h| key < *h))
+                {
                     return Err(LsError::Cursor);
                 }
                 Some(key)
@@ -262,30 +316,38 @@ impl Index {
                 Some(h) => Bound::Excluded(h.as_slice()),
                 None => Bound::Unbounded,
             };
-            if let (Bound::Excluded(a), Some(h)) = (lower, hi) {
-                if a >= h.as_slice() {
-                    continue;
-                }
+            if let (Bound::Excluded(a), Some(h)) = (lower, hi)
+                && a >= h.as_slice()
+            {
+                continue;
             }
             for item in self.entries.range(&rtxn, &(lower, upper))? {
                 let (key, value) = item?;
                 if entries.len() == limit || examined == LS_SCAN_BUDGET {
                     // There is more: the cursor is the last key we dealt with.
-                    let cursor = last_key.as_deref().and_then(|k| keys::split_key(k)).map(|(p, n)| keys::join(p, n));
+                    let cursor = last_key
+                        .as_deref()
+                        .and_then(|k| keys::split_key(k))
+                        .map(|(p, n)| keys::join(p, n));
                     return Ok(LsPage { entries, cursor });
                 }
                 examined += 1;
                 last_key = Some(key.to_vec());
-                let Some(entry) = to_entry(key, value) else { continue };
-                if let Some(term) = &req.search {
-                    if !entry.name.to_lowercase().contains(term.as_str()) {
-                        continue;
-                    }
+                let Some(entry) = to_entry(key, value) else {
+                    continue;
+                };
+                if let Some(term) = &req.search
+                    && !entry.name.to_lowercase().contains(term.as_str())
+                {
+                    continue;
                 }
                 entries.push(entry);
             }
         }
-        Ok(LsPage { entries, cursor: None })
+        Ok(LsPage {
+            entries,
+            cursor: None,
+        })
     }
 }
 
@@ -297,7 +359,10 @@ pub(crate) fn delete_subtree(
 ) -> Result<(), heed::Error> {
     for prefix in [children_prefix(dir), deeper_prefix(dir)] {
         let end = prefix_end(&prefix);
-        let range = (Bound::Included(prefix.as_slice()), Bound::Excluded(end.as_slice()));
+        let range = (
+            Bound::Included(prefix.as_slice()),
+            Bound::Excluded(end.as_slice()),
+        );
         db.delete_range(wtxn, &range)?;
     }
     Ok(())

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Installs what building and testing harddrive-party needs, when it is missing.
+# Idempotent: a second run changes nothing. Needs rustup; apt packages need root
+# (or sudo).
+set -euo pipefail
+
+need_rustup_target() {
+  if ! rustup target list --installed | grep -qx "$1"; then
+    echo "setup: rustup target add $1"
+    rustup target add "$1"
+  fi
+}
+
+need_rustup_component() {
+  if ! rustup component list --installed | grep -q "^$1"; then
+    echo "setup: rustup component add $1"
+    rustup component add "$1"
+  fi
+}
+
+need_rustup_target wasm32-unknown-unknown
+need_rustup_component clippy
+need_rustup_component rustfmt
+
+# Debian packages the tests use: chromium for the UI tests.
+missing=()
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
+    echo "setup: please install these Debian packages (as root): ${missing[*]}" >&2
+    exit 1
+  fi
+  echo "setup: apt-get install ${missing[*]}"
+  $sudo apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+fi

@@ -1,0 +1,209 @@
+//! The node's HTTP API, and the only place in the UI that fetches anything.
+//!
+//! Every call takes the API token and sends it as `Authorization: Bearer`.
+//! Bodies are the shared [`hdp_proto::api`] types. A failure is an
+//! [`ApiFailure`] whose message is fit to show to the user as it is.
+//! Components normally go through [`crate::session::Session::call`], which
+//! supplies the token and turns a 401 into the login prompt.
+
+use std::fmt;
+
+use hdp_proto::api::{AddShare, ApiError, Info, LsPage, LsQuery, ShareInfo};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use wasm_bindgen::{JsCast, JsValue};
+use wasm_bindgen_futures::JsFuture;
+use web_sys::{Headers, Request, RequestCache, RequestInit, Response};
+
+/// Why an API call did not give us what we asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiFailure {
+    /// 401: the token is missing, wrong or no longer valid. Show the login prompt.
+    Unauthorized(String),
+    /// Anything else: an error status from the node (`status` set, message
+    /// from its `error` field) or no usable answer at all (`status` `None`).
+    Failed {
+        status: Option<u16>,
+        message: String,
+    },
+}
+
+impl ApiFailure {
+    fn other(message: impl Into<String>) -> Self {
+        Self::Failed {
+            status: None,
+            message: message.into(),
+        }
+    }
+
+    /// The words to show the user.
+    pub fn message(&self) -> &str {
+        match self {
+            Self::Unauthorized(m) => m,
+            Self::Failed { message, .. } => message,
+        }
+    }
+}
+
+impl fmt::Display for ApiFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message())
+    }
+}
+
+/// `GET /api/info`.
+pub async fn get_info(token: &str) -> Result<Info, ApiFailure> {
+    request(token, "GET", "/api/info", None::<&()>).await
+}
+
+/// `GET /api/shares`.
+pub async fn list_shares(token: &str) -> Result<Vec<ShareInfo>, ApiFailure> {
+    request(token, "GET", "/api/shares", None::<&()>).await
+}
+
+/// `POST /api/shares`: share a directory on the node. The scan runs in the
+/// background; the answer has `scanning: true`.
+pub async fn add_share(token: &str, share: &AddShare) -> Result<ShareInfo, ApiFailure> {
+    request(token, "POST", "/api/shares", Some(share)).await
+}
+
+/// `DELETE /api/shares/{name}`: stop sharing; answers the removed share.
+pub async fn remove_share(token: &str, name: &str) -> Result<ShareInfo, ApiFailure> {
+    let url = format!("/api/shares/{}", encode(name));
+    request(token, "DELETE", &url, None::<&()>).await
+}
+
+/// `POST /api/shares/{name}/rescan`.
+pub async fn rescan_share(token: &str, name: &str) -> Result<ShareInfo, ApiFailure> {
+    let url = format!("/api/shares/{}/rescan", encode(name));
+    request(token, "POST", &url, None::<&()>).await
+}
+
+/// `GET /api/ls`: one page of a listing or search.
+pub async fn ls(token: &str, query: &LsQuery) -> Result<LsPage, ApiFailure> {
+    request(token, "GET", &ls_url(query), None::<&()>).await
+}
+
+/// The `/api/ls` URL for `query`, leaving out empty and default parameters.
+fn ls_url(query: &LsQuery) -> String {
+    let mut params: Vec<(&str, String)> = Vec::new();
+    if let Some(path) = query.path.as_deref().filter(|p| !p.is_empty()) {
+        params.push(("path", encode(path)));
+    }
+    if query.recursive {
+        params.push(("recursive", "true".to_string()));
+    }
+    if let Some(search) = query.search.as_deref().filter(|s| !s.is_empty()) {
+        params.push(("search", encode(search)));
+    }
+    if let Some(cursor) = query.cursor.as_deref() {
+        params.push(("cursor", encode(cursor)));
+    }
+    if let Some(limit) = query.limit {
+        params.push(("limit", limit.to_string()));
+    }
+    let mut url = String::from("/api/ls");
+    for (i, (key, value)) in params.iter().enumerate() {
+        url.push(if i == 0 { '?' } else { '&' });
+        url.push_str(key);
+        url.push('=');
+        url.push_str(value);
+    }
+    url
+}
+
+/// Percent-encodes a query value or a single path segment.
+fn encode(s: &str) -> String {
+    String::from(js_sys::encode_uri_component(s))
+}
+
+/// Words for a JavaScript exception (fetch and friends throw `TypeError`s).
+fn js_message(err: &JsValue) -> String {
+    if let Some(e) = err.dyn_ref::<js_sys::Error>() {
+        return String::from(e.message());
+    }
+    err.as_string().unwrap_or_else(|| format!("{err:?}"))
+}
+
+/// Sends one request and decodes the JSON answer (or the [`ApiError`]).
+async fn request<T, B>(
+    token: &str,
+    method: &str,
+    url: &str,
+    body: Option<&B>,
+) -> Result<T, ApiFailure>
+where
+    T: DeserializeOwned,
+    B: Serialize + ?Sized,
+{
+    let unreachable =
+        |e: JsValue| ApiFailure::other(format!("Could not reach the node: {}", js_message(&e)));
+
+    let headers = Headers::new().map_err(unreachable)?;
+    headers
+        .set("Authorization", &format!("Bearer {token}"))
+        .map_err(|_| {
+            ApiFailure::Unauthorized("That token contains characters a token never has.".into())
+        })?;
+    headers
+        .set("Accept", "application/json")
+        .map_err(unreachable)?;
+
+    let init = RequestInit::new();
+    init.set_method(method);
+    // Polling must see fresh numbers, never a cached answer.
+    init.set_cache(RequestCache::NoStore);
+    if let Some(body) = body {
+        let json = serde_json::to_string(body)
+            .map_err(|e| ApiFailure::other(format!("Could not encode the request: {e}")))?;
+        headers
+            .set("Content-Type", "application/json")
+            .map_err(unreachable)?;
+        init.set_body(&JsValue::from_str(&json));
+    }
+    init.set_headers(&headers);
+
+    let request = Request::new_with_str_and_init(url, &init).map_err(unreachable)?;
+    let window = web_sys::window().ok_or_else(|| ApiFailure::other("No browser window."))?;
+    let response: Response = JsFuture::from(window.fetch_with_request(&request))
+        .await
+        .map_err(unreachable)?
+        .dyn_into()
+        .map_err(unreachable)?;
+
+    let status = response.status();
+    let text = match response.text() {
+        Ok(promise) => JsFuture::from(promise)
+            .await
+            .map_err(unreachable)?
+            .as_string()
+            .unwrap_or_default(),
+        Err(e) => return Err(unreachable(e)),
+    };
+
+    if response.ok() {
+        return serde_json::from_str(&text).map_err(|e| {
+            ApiFailure::other(format!("The node sent an answer this page does not understand ({e}). Is the page out of date? Reload it."))
+        });
+    }
+
+    let message = match serde_json::from_str::<ApiError>(&text) {
+        Ok(err) if !err.error.is_empty() => err.error,
+        _ => {
+            let reason = response.status_text();
+            if reason.is_empty() {
+                format!("The node answered with HTTP {status}.")
+            } else {
+                format!("The node answered with HTTP {status} {reason}.")
+            }
+        }
+    };
+    if status == 401 {
+        Err(ApiFailure::Unauthorized(message))
+    } else {
+        Err(ApiFailure::Failed {
+            status: Some(status),
+            message,
+        })
+    }
+}

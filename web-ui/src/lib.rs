@@ -1,0 +1,56 @@
+//! The harddrive-party web UI: a client-side rendered [Leptos] app that the
+//! node serves at `/` and that talks to the node's HTTP API (`/api/*`,
+//! bearer token) on the same origin.
+//!
+//! The node's build (`node/build.rs`) compiles this crate for
+//! `wasm32-unknown-unknown`, runs wasm-bindgen (`--target web`) and serves
+//! `index.html`, `style.css`, `hdp_web_ui.js` and `hdp_web_ui_bg.wasm`.
+//! `index.html` imports the JS glue and calls `init()`, which runs [`start`].
+//!
+//! # Layout
+//!
+//! - [`api`]: every HTTP call, on the shared [`hdp_proto::api`] types;
+//!   failures are an [`api::ApiFailure`] (401 or a message for the user).
+//! - [`session`]: the API token (URL fragment → `localStorage`), login and
+//!   logout, and [`session::Session::call`], which runs an API call with the
+//!   token and turns a 401 into the login prompt.
+//! - [`app`]: the shell: login gating, header (node name and peer id),
+//!   tabs, and the sections below. A new section is a new [`app::View`].
+//! - [`login`]: the login prompt.
+//! - [`shares`]: the Shares section (list, add, remove, rescan, polling
+//!   while scanning).
+//! - [`browse`]: the Browse section (breadcrumbs, paged listing, search).
+//! - [`paths`]: pure path helpers (formatting for people is
+//!   `hdp_proto::fmt`, shared with the CLI); [`browser`]: clock, time zone, `confirm()` and console.
+//! - `index.html` and `style.css` next to `Cargo.toml`: the page shell and
+//!   the hand-written, mobile-first stylesheet (dark mode follows
+//!   `prefers-color-scheme`).
+//!
+//! [Leptos]: https://leptos.dev
+
+pub mod api;
+pub mod app;
+pub mod browse;
+pub mod browser;
+pub mod login;
+pub mod paths;
+pub mod session;
+pub mod shares;
+
+use wasm_bindgen::prelude::wasm_bindgen;
+
+/// Entry point, run by the wasm-bindgen glue's `init()`: mounts the app on
+/// `<body>` and removes the static "Loading…" placeholder of `index.html`.
+#[wasm_bindgen(start)]
+pub fn start() {
+    std::panic::set_hook(Box::new(|info| {
+        browser::log_error(&format!("hdp web UI panicked: {info}"));
+    }));
+    if let Some(boot) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.get_element_by_id("boot"))
+    {
+        boot.remove();
+    }
+    leptos::mount::mount_to_body(app::App);
+}

@@ -1,0 +1,336 @@
+//! The Shares section: the directories this node shares, adding, removing
+//! and rescanning them. While any share is scanning, the list is polled.
+
+use std::time::Duration;
+
+use hdp_proto::api::{AddShare, ShareInfo};
+use leptos::ev::SubmitEvent;
+use leptos::prelude::*;
+use leptos::task::spawn_local;
+
+use crate::api;
+use crate::browser;
+use crate::session::Session;
+use hdp_proto::fmt::{format_duration_ms, format_size, plural};
+
+/// How often the list is refreshed while a scan runs.
+const POLL_EVERY: Duration = Duration::from_secs(2);
+
+/// The list of shares and the form to add one. `on_browse` opens a share in
+/// the file browser.
+#[component]
+pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let shares = RwSignal::new(Vec::<ShareInfo>::new());
+    let loaded = RwSignal::new(false);
+    let error = RwSignal::new(None::<String>);
+    let in_flight = StoredValue::new(false);
+
+    let refresh = move || {
+        if in_flight.try_get_value().unwrap_or(true) {
+            return;
+        }
+        in_flight.set_value(true);
+        spawn_local(async move {
+            let result = session
+                .call(|t| async move { api::list_shares(&t).await })
+                .await;
+            in_flight.try_update_value(|f| *f = false);
+            match result {
+                Ok(list) => {
+                    shares.set(list);
+                    error.set(None);
+                }
+                Err(e) => error.set(Some(e.to_string())),
+            }
+            loaded.set(true);
+        });
+    };
+    refresh();
+
+    // Keep counts moving while the node scans; idle otherwise.
+    if let Ok(handle) = set_interval_with_handle(
+        move || {
+            let scanning = shares
+                .try_with_untracked(|l| l.iter().any(|s| s.scanning))
+                .unwrap_or(false);
+            if scanning {
+                refresh();
+            }
+        },
+        POLL_EVERY,
+    ) {
+        on_cleanup(move || handle.clear());
+    }
+
+    let names = move || shares.with(|l| l.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+
+    view! {
+        <div class="section-head">
+            <h2>"Shares"</h2>
+            <p class="muted">"Folders on this node that your peers can browse."</p>
+        </div>
+        <AddShareForm shares=shares />
+        {move || {
+            error
+                .get()
+                .map(|e| {
+                    view! {
+                        <div class="notice error" role="alert" id="shares-error">
+                            <span>{e}</span>
+                            <button type="button" class="btn btn-small" on:click=move |_| refresh()>
+                                "Retry"
+                            </button>
+                        </div>
+                    }
+                })
+        }}
+        <Show when=move || loaded.get() fallback=|| view! { <p class="loading">"Loading shares…"</p> }>
+            <Show
+                when=move || shares.with(|l| !l.is_empty())
+                fallback=|| {
+                    view! {
+                        <p class="empty card" id="shares-empty">
+                            "No shares yet. Enter the path of a folder on the node above to share it."
+                        </p>
+                    }
+                }
+            >
+                <ul id="share-list" class="share-list">
+                    <For each=names key=|name| name.clone() let:name>
+                        <ShareCard name=name shares=shares on_browse=on_browse error=error />
+                    </For>
+                </ul>
+            </Show>
+        </Show>
+    }
+}
+
+/// The "share a folder" form.
+#[component]
+fn AddShareForm(shares: RwSignal<Vec<ShareInfo>>) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let path = RwSignal::new(String::new());
+    let adding = RwSignal::new(false);
+    let add_error = RwSignal::new(None::<String>);
+
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        if adding.get_untracked() {
+            return;
+        }
+        let dir = path.get_untracked().trim().to_string();
+        if dir.is_empty() {
+            add_error.set(Some("Enter the path of a folder on the node.".into()));
+            return;
+        }
+        adding.set(true);
+        add_error.set(None);
+        spawn_local(async move {
+            let result = session
+                .call(|t| async move { api::add_share(&t, &AddShare { path: dir }).await })
+                .await;
+            adding.set(false);
+            match result {
+                Ok(share) => {
+                    shares.update(|l| upsert(l, share));
+                    path.set(String::new());
+                }
+                Err(e) => add_error.set(Some(e.to_string())),
+            }
+        });
+    };
+
+    view! {
+        <form id="add-share-form" class="card add-share" on:submit=on_submit>
+            <label for="add-share-path">"Share a folder"</label>
+            <div class="input-row">
+                <input
+                    id="add-share-path"
+                    name="path"
+                    type="text"
+                    inputmode="url"
+                    autocomplete="off"
+                    autocapitalize="none"
+                    spellcheck="false"
+                    placeholder="/home/me/Music"
+                    bind:value=path
+                />
+                <button type="submit" class="btn btn-primary" disabled=move || adding.get()>
+                    {move || if adding.get() { "Adding…" } else { "Add" }}
+                </button>
+            </div>
+            <p class="hint">"A directory path on the node's disk, not on this device."</p>
+            {move || {
+                add_error
+                    .get()
+                    .map(|e| {
+                        view! {
+                            <p class="field-error" role="alert" id="add-share-error">
+                                {e}
+                            </p>
+                        }
+                    })
+            }}
+        </form>
+    }
+}
+
+/// Replaces the share with the same name, or appends it.
+fn upsert(list: &mut Vec<ShareInfo>, share: ShareInfo) {
+    match list.iter_mut().find(|s| s.name == share.name) {
+        Some(old) => *old = share,
+        None => list.push(share),
+    }
+}
+
+/// One share: its numbers, scan state and actions. Reads its data from
+/// `shares` by name, so polling updates it in place.
+#[component]
+fn ShareCard(
+    name: String,
+    shares: RwSignal<Vec<ShareInfo>>,
+    on_browse: Callback<String>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let share = Memo::new({
+        let name = name.clone();
+        move |_| shares.with(|l| l.iter().find(|s| s.name == name).cloned())
+    });
+    let busy = RwSignal::new(false);
+
+    let rescan = {
+        let name = name.clone();
+        move |_| {
+            busy.set(true);
+            let name = name.clone();
+            spawn_local(async move {
+                let result = session
+                    .call(|t| async move { api::rescan_share(&t, &name).await })
+                    .await;
+                busy.set(false);
+                match result {
+                    Ok(s) => shares.update(|l| upsert(l, s)),
+                    Err(e) => error.set(Some(e.to_string())),
+                }
+            });
+        }
+    };
+
+    let remove = {
+        let name = name.clone();
+        move |_| {
+            let question = format!(
+                "Stop sharing \u{201c}{name}\u{201d}?\n\nPeers will no longer see it. The files themselves are not deleted."
+            );
+            if !browser::confirm(&question) {
+                return;
+            }
+            busy.set(true);
+            let name = name.clone();
+            spawn_local(async move {
+                let result = session
+                    .call(|t| {
+                        let name = name.clone();
+                        async move { api::remove_share(&t, &name).await }
+                    })
+                    .await;
+                busy.set(false);
+                match result {
+                    Ok(_) => shares.update(|l| l.retain(|s| s.name != name)),
+                    Err(e) => error.set(Some(e.to_string())),
+                }
+            });
+        }
+    };
+
+    let browse = {
+        let name = name.clone();
+        move |_| on_browse.run(name.clone())
+    };
+
+    let scanning = move || share.with(|s| s.as_ref().is_some_and(|s| s.scanning));
+
+    view! {
+        <li class="card share" data-name=name.clone() class:scanning=scanning>
+            <div class="share-head">
+                <h3 class="share-name">{name.clone()}</h3>
+                {move || {
+                    share
+                        .with(|s| {
+                            let s = s.as_ref()?;
+                            Some(
+                                if s.scanning {
+                                    view! { <span class="badge badge-scanning">"scanning…"</span> }
+                                        .into_any()
+                                } else if s.error.is_some() {
+                                    view! { <span class="badge badge-error">"scan failed"</span> }
+                                        .into_any()
+                                } else {
+                                    view! { <span class="badge badge-ok">"indexed"</span> }.into_any()
+                                },
+                            )
+                        })
+                }}
+            </div>
+            <p class="share-path mono" title="Folder on the node">
+                {move || share.with(|s| s.as_ref().map(|s| s.path.clone()))}
+            </p>
+            <p class="share-stats">
+                {move || {
+                    share
+                        .with(|s| {
+                            s.as_ref()
+                                .map(|s| {
+                                    format!(
+                                        "{} · {} · {}",
+                                        plural(s.files, "file", "files"),
+                                        plural(s.dirs, "folder", "folders"),
+                                        format_size(s.size),
+                                    )
+                                })
+                        })
+                }}
+            </p>
+            <p class="share-scan muted">{move || share.with(|s| s.as_ref().map(scan_summary))}</p>
+            {move || {
+                share
+                    .with(|s| s.as_ref().and_then(|s| s.error.clone()))
+                    .map(|e| view! { <p class="share-error field-error">{e}</p> })
+            }}
+            <div class="actions">
+                <button type="button" class="btn" on:click=browse>
+                    "Browse"
+                </button>
+                <button
+                    type="button"
+                    class="btn"
+                    disabled=move || busy.get() || scanning()
+                    on:click=rescan
+                >
+                    "Rescan"
+                </button>
+                <button type="button" class="btn btn-danger" disabled=move || busy.get() on:click=remove>
+                    "Remove"
+                </button>
+            </div>
+        </li>
+    }
+}
+
+/// `Scanning…` / `Scanned 5 min ago in 3.2 s` / `Not scanned yet`.
+fn scan_summary(s: &ShareInfo) -> String {
+    if s.scanning {
+        return "Scanning… the numbers grow as files are found.".into();
+    }
+    match (s.last_scan, s.last_scan_ms) {
+        (Some(at), Some(ms)) => format!(
+            "Scanned {} in {}",
+            browser::ago_or_date(at),
+            format_duration_ms(ms)
+        ),
+        (Some(at), None) => format!("Scanned {}", browser::ago_or_date(at)),
+        _ => "Not scanned yet".into(),
+    }
+}
