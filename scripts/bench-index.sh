@@ -50,14 +50,17 @@ for _ in $(seq 1 600); do grep -q 'web UI' "$work/out" 2>/dev/null && break; sle
 addr=$(grep -o 'http://[0-9.:]*' "$work/out" | head -1 | sed 's|http://||')
 client=(--http "$addr" --data-dir "$data")
 
+shares_json() { "$hdp" shares --json "${client[@]}"; }
 wait_scan() {
   for _ in $(seq 1 6000); do
-    if ! "$hdp" shares --json "${client[@]}" | grep -q '"scanning": true'; then return 0; fi
-    sleep 0.05
+    case "$(shares_json)" in *'"scanning": true'*) sleep 0.05 ;; *) return 0 ;; esac
   done
   echo "scan did not finish" >&2; exit 1
 }
-field() { "$hdp" shares --json "${client[@]}" | grep -o "\"$1\": *[0-9]*" | head -1 | grep -o '[0-9]*$'; }
+field() {
+  local json; json=$(shares_json)
+  [[ $json =~ \"$1\":\ *([0-9]+) ]] && echo "${BASH_REMATCH[1]}"
+}
 
 wait_scan
 scan_ms=$(field last_scan_ms)

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Installs what building and testing harddrive-party needs, when it is missing.
-# Idempotent: a second run changes nothing. Needs rustup; apt packages need root
-# (or sudo).
+# Installs what building harddrive-party needs (the wasm32 target for the web
+# UI), and with --test what the tests need too (clippy, rustfmt, Debian's
+# chromium), when it is missing. Idempotent: a second run changes nothing.
+# Needs rustup; apt packages need root (or sudo).
+#
+#   scripts/setup.sh          # to build and run
+#   scripts/setup.sh --test   # to run scripts/test.sh
 set -euo pipefail
+for_tests=false
+[ "${1:-}" = "--test" ] && for_tests=true
 
 need_rustup_target() {
   if ! rustup target list --installed | grep -qx "$1"; then
@@ -19,6 +25,7 @@ need_rustup_component() {
 }
 
 need_rustup_target wasm32-unknown-unknown
+$for_tests || exit 0
 need_rustup_component clippy
 need_rustup_component rustfmt
 

@@ -171,6 +171,13 @@ pub fn encode_component(s: &str) -> String {
     out
 }
 
+impl ClientError {
+    /// The reader of our output went away (`hdp ls | head`): not a failure.
+    pub fn is_broken_pipe(&self) -> bool {
+        matches!(self, ClientError::Output(e) if e.kind() == std::io::ErrorKind::BrokenPipe)
+    }
+}
+
 /// Runs a client command.
 pub async fn run(command: Command) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
@@ -273,8 +280,17 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
     }
 }
 
+/// A JSON write error: an I/O failure (such as a closed pipe) stays one.
+fn json_write_error(e: serde_json::Error) -> ClientError {
+    if e.is_io() {
+        ClientError::Output(e.into())
+    } else {
+        ClientError::Decode(e.to_string())
+    }
+}
+
 fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientError> {
-    serde_json::to_writer_pretty(&mut *out, v).map_err(|e| ClientError::Decode(e.to_string()))?;
+    serde_json::to_writer_pretty(&mut *out, v).map_err(json_write_error)?;
     writeln!(out)?;
     Ok(())
 }
