@@ -19,12 +19,8 @@ fn main() {
     println!("cargo:rerun-if-env-changed=HDP_UI_DIST");
     let out_dir = PathBuf::from(env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"));
     let dist = out_dir.join("dist");
-    let manifest_dir =
-        PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let workspace = manifest_dir
-        .parent()
-        .expect("node/ lives in the workspace")
-        .to_path_buf();
+    let manifest_dir = PathBuf::from(env::var_os("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
+    let workspace = manifest_dir.parent().expect("node/ lives in the workspace").to_path_buf();
 
     if let Some(prebuilt) = env::var_os("HDP_UI_DIST") {
         let prebuilt = PathBuf::from(prebuilt);
@@ -44,18 +40,9 @@ fn main() {
     for p in ["src", "Cargo.toml", "index.html", "style.css"] {
         println!("cargo:rerun-if-changed={}", ui.join(p).display());
     }
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("proto/src").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("Cargo.lock").display()
-    );
-    println!(
-        "cargo:rerun-if-changed={}",
-        workspace.join("Cargo.toml").display()
-    );
+    println!("cargo:rerun-if-changed={}", workspace.join("proto/src").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.lock").display());
+    println!("cargo:rerun-if-changed={}", workspace.join("Cargo.toml").display());
 
     check_wasm_target();
 
@@ -63,16 +50,7 @@ fn main() {
     let cargo = env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
     cmd.current_dir(&workspace)
-        .args([
-            "build",
-            "-p",
-            "hdp-web-ui",
-            "--lib",
-            "--target",
-            WASM_TARGET,
-            "--profile",
-            UI_PROFILE,
-        ])
+        .args(["build", "-p", "hdp-web-ui", "--lib", "--target", WASM_TARGET, "--profile", UI_PROFILE])
         .arg("--target-dir")
         .arg(&target_dir);
     // The outer build's flags, target and wrappers (clippy, sccache) are for the
@@ -91,31 +69,20 @@ fn main() {
     ] {
         cmd.env_remove(var);
     }
-    let status = cmd
-        .status()
-        .unwrap_or_else(|e| fail(&format!("could not run cargo for the web UI: {e}")));
+    let status = cmd.status().unwrap_or_else(|e| fail(&format!("could not run cargo for the web UI: {e}")));
     if !status.success() {
         fail("building the web UI (web-ui/) for wasm32 failed; the compiler's messages are above");
     }
 
-    let wasm = target_dir
-        .join(WASM_TARGET)
-        .join(UI_PROFILE)
-        .join(format!("{OUT_NAME}.wasm"));
+    let wasm = target_dir.join(WASM_TARGET).join(UI_PROFILE).join(format!("{OUT_NAME}.wasm"));
     replace_dir(&dist);
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
-    bindgen
-        .input_path(&wasm)
-        .out_name(OUT_NAME)
-        .typescript(false);
+    bindgen.input_path(&wasm).out_name(OUT_NAME).typescript(false);
     if let Err(e) = bindgen.web(true) {
         fail(&format!("wasm-bindgen: {e}"));
     }
     if let Err(e) = bindgen.generate(&dist) {
-        fail(&format!(
-            "wasm-bindgen could not process {}: {e}",
-            wasm.display()
-        ));
+        fail(&format!("wasm-bindgen could not process {}: {e}", wasm.display()));
     }
     for f in ["index.html", "style.css"] {
         if let Err(e) = fs::copy(ui.join(f), dist.join(f)) {
@@ -136,9 +103,7 @@ fn nested_target_dir(out_dir: &Path) -> PathBuf {
 
 fn check_wasm_target() {
     let rustc = env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
-    let out = Command::new(rustc)
-        .args(["--print", "target-libdir", "--target", WASM_TARGET])
-        .output();
+    let out = Command::new(rustc).args(["--print", "target-libdir", "--target", WASM_TARGET]).output();
     let installed = match out {
         Ok(o) if o.status.success() => {
             let dir = String::from_utf8_lossy(&o.stdout).trim().to_string();
@@ -167,15 +132,13 @@ fn replace_dir(dir: &Path) {
 }
 
 fn copy_dir(from: &Path, to: &Path) {
-    let entries =
-        fs::read_dir(from).unwrap_or_else(|e| fail(&format!("reading {}: {e}", from.display())));
+    let entries = fs::read_dir(from).unwrap_or_else(|e| fail(&format!("reading {}: {e}", from.display())));
     for entry in entries {
         let entry = entry.unwrap_or_else(|e| fail(&format!("reading {}: {e}", from.display())));
         let path = entry.path();
         let dest = to.join(entry.file_name());
         if path.is_dir() {
-            fs::create_dir_all(&dest)
-                .unwrap_or_else(|e| fail(&format!("creating {}: {e}", dest.display())));
+            fs::create_dir_all(&dest).unwrap_or_else(|e| fail(&format!("creating {}: {e}", dest.display())));
             copy_dir(&path, &dest);
         } else if let Err(e) = fs::copy(&path, &dest) {
             fail(&format!("copying {}: {e}", path.display()));

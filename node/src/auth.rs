@@ -16,15 +16,9 @@ pub const TOKEN_FILE: &str = "api-token";
 #[derive(Debug, thiserror::Error)]
 pub enum TokenError {
     #[error("cannot read the API token {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("cannot write the API token {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("the API token file {path} is empty; delete it to get a new token")]
     Empty { path: PathBuf },
     #[error("the system random number generator failed: {0}")]
@@ -44,8 +38,7 @@ pub fn load_token(data_dir: &Path, create: bool) -> Result<String, TokenError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound && create => {
             let token = encode_hex(&random_bytes().map_err(TokenError::Random)?);
-            write_private_file(&path, &format!("{token}\n"))
-                .map_err(|source| TokenError::Write { path, source })?;
+            write_private_file(&path, &format!("{token}\n")).map_err(|source| TokenError::Write { path, source })?;
             Ok(token)
         }
         Err(source) => Err(TokenError::Read { path, source }),

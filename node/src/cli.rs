@@ -14,11 +14,7 @@ use clap::{Args, Parser, Subcommand};
 pub const DEFAULT_HTTP: &str = "127.0.0.1:3030";
 
 #[derive(Debug, Parser)]
-#[command(
-    name = "hdp",
-    version,
-    about = "harddrive-party: share directories with friends, peer to peer"
-)]
+#[command(name = "hdp", version, about = "harddrive-party: share directories with friends, peer to peer")]
 pub struct Cli {
     /// More log output (-v debug, -vv trace); RUST_LOG overrides it.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -40,8 +36,31 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
-    /// List or search shared files.
+    /// List or search files: our shares, or a peer's (`PEER/PATH`).
     Ls(LsArgs),
+    /// Show connected peers and the addresses we keep dialing.
+    Peers(ClientArgs),
+    /// Dial a peer's QUIC address (`HOST:PORT`) and keep redialing it.
+    Connect {
+        addr: String,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+    /// Download a file or a directory from a peer: `PEER/SHARE/PATH`.
+    Download(DownloadArgs),
+    /// Show downloads and their progress.
+    Downloads(ClientArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DownloadArgs {
+    /// `PEER/SHARE/PATH`: the peer's friendly name or id prefix, then the path.
+    pub target: String,
+    /// Wait until the download is done (exit non-zero if it fails).
+    #[arg(long)]
+    pub wait: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 #[derive(Debug, Args)]
@@ -50,12 +69,7 @@ pub struct StartArgs {
     #[arg(long, env = "HDP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
     /// Share this directory (repeatable; shares persist across restarts).
-    #[arg(
-        long = "share",
-        value_name = "DIR",
-        env = "HDP_SHARE",
-        value_delimiter = ':'
-    )]
+    #[arg(long = "share", value_name = "DIR", env = "HDP_SHARE", value_delimiter = ':')]
     pub shares: Vec<PathBuf>,
     /// Address for the HTTP API and web UI [default: 127.0.0.1:3030].
     #[arg(long, value_name = "ADDR", env = "HDP_HTTP")]
@@ -63,6 +77,19 @@ pub struct StartArgs {
     /// Where downloads go [default: ~/Downloads].
     #[arg(long, value_name = "DIR", env = "HDP_DOWNLOAD_DIR")]
     pub download_dir: Option<PathBuf>,
+    /// UDP address of the QUIC endpoint [default: 0.0.0.0:0; the port chosen
+    /// first is kept across restarts].
+    #[arg(long, value_name = "ADDR", env = "HDP_LISTEN")]
+    pub listen: Option<SocketAddr>,
+    /// Meet peers on this topic (repeatable).
+    #[arg(long = "topic", value_name = "NAME", env = "HDP_TOPIC", value_delimiter = ',')]
+    pub topics: Vec<String>,
+    /// Dial this peer (`HOST:PORT`, repeatable) and keep redialing it.
+    #[arg(long = "peer", value_name = "HOST:PORT", env = "HDP_PEER", value_delimiter = ',')]
+    pub peers: Vec<String>,
+    /// Files served to peers at once [default: 4].
+    #[arg(long, value_name = "N", env = "HDP_UPLOAD_SLOTS")]
+    pub upload_slots: Option<usize>,
 }
 
 /// How a client command reaches the node.

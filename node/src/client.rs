@@ -4,7 +4,10 @@
 use std::io::Write;
 use std::time::Duration;
 
-use hdp_proto::api::{AddShare, ApiError, EntryKind, Info, LsPage, ShareInfo};
+use hdp_proto::api::{
+    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, Info, LsPage,
+    PeerInfo, ShareInfo,
+};
 use hdp_proto::fmt::{format_datetime, format_size};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
@@ -16,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{TokenError, load_token};
-use crate::cli::{ClientArgs, Command, LsArgs, SharesAction};
+use crate::cli::{ClientArgs, Command, DownloadArgs, LsArgs, SharesAction};
 use crate::config::{ConfigError, data_dir};
 
 /// Largest response body the client reads (an `ls` page of 5,000 long paths
@@ -29,15 +32,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A client command failed.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error(
-        "cannot reach the node at {addr}: {reason}. Is `hdp start` running there? (set --http or HDP_HTTP)"
-    )]
+    #[error("cannot reach the node at {addr}: {reason}. Is `hdp start` running there? (set --http or HDP_HTTP)")]
     Unreachable { addr: String, reason: String },
     #[error("the node at {addr} did not answer within {REQUEST_TIMEOUT:?}")]
     Timeout { addr: String },
-    #[error(
-        "the node refused the API token: use the node's --data-dir, or pass --token / HDP_TOKEN"
-    )]
+    #[error("the node refused the API token: use the node's --data-dir, or pass --token / HDP_TOKEN")]
     Unauthorized,
     #[error("{message}")]
     Api { status: StatusCode, message: String },
@@ -69,11 +68,7 @@ impl Client {
             Some(t) => t.clone(),
             None => load_token(&data_dir(args.data_dir.as_deref())?, false)?,
         };
-        let addr = args
-            .http
-            .trim_start_matches("http://")
-            .trim_end_matches('/')
-            .to_owned();
+        let addr = args.http.trim_start_matches("http://").trim_end_matches('/').to_owned();
         if addr.is_empty() || addr.contains('/') {
             return Err(ClientError::BadAddress(args.http.clone()));
         }
@@ -91,31 +86,24 @@ impl Client {
         body: Option<&impl Serialize>,
     ) -> Result<T, ClientError> {
         let uri = format!("http://{}{}", self.addr, path_and_query);
-        let mut builder = Request::builder().method(method).uri(&uri).header(
-            hyper::header::AUTHORIZATION,
-            format!("Bearer {}", self.token),
-        );
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(&uri)
+            .header(hyper::header::AUTHORIZATION, format!("Bearer {}", self.token));
         let body = match body {
             Some(b) => {
                 builder = builder.header(hyper::header::CONTENT_TYPE, "application/json");
-                Full::new(Bytes::from(
-                    serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?,
-                ))
+                Full::new(Bytes::from(serde_json::to_vec(b).map_err(|e| ClientError::Decode(e.to_string()))?))
             }
             None => Full::new(Bytes::new()),
         };
-        let req = builder
-            .body(body)
-            .map_err(|_| ClientError::BadAddress(self.addr.clone()))?;
+        let req = builder.body(body).map_err(|_| ClientError::BadAddress(self.addr.clone()))?;
         let exchange = async {
             let resp = self
                 .http
                 .request(req)
                 .await
-                .map_err(|e| ClientError::Unreachable {
-                    addr: self.addr.clone(),
-                    reason: error_chain(&e),
-                })?;
+                .map_err(|e| ClientError::Unreachable { addr: self.addr.clone(), reason: error_chain(&e) })?;
             let status = resp.status();
             let bytes = Limited::new(resp.into_body(), MAX_RESPONSE_BYTES)
                 .collect()
@@ -126,9 +114,7 @@ impl Client {
         };
         let (status, bytes) = tokio::time::timeout(REQUEST_TIMEOUT, exchange)
             .await
-            .map_err(|_| ClientError::Timeout {
-                addr: self.addr.clone(),
-            })??;
+            .map_err(|_| ClientError::Timeout { addr: self.addr.clone() })??;
         if status == StatusCode::UNAUTHORIZED {
             return Err(ClientError::Unauthorized);
         }
@@ -192,58 +178,34 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             writeln!(out, "name     {}", info.name)?;
             writeln!(out, "id       {}", info.id)?;
             writeln!(out, "version  {}", info.version)?;
-            let listen = if info.listen_addrs.is_empty() {
-                "-".into()
-            } else {
-                info.listen_addrs.join(", ")
-            };
+            let listen = if info.listen_addrs.is_empty() { "-".into() } else { info.listen_addrs.join(", ") };
             writeln!(out, "listen   {listen}")?;
-            let topics = if info.topics.is_empty() {
-                "-".into()
-            } else {
-                info.topics.join(", ")
-            };
+            let topics = if info.topics.is_empty() { "-".into() } else { info.topics.join(", ") };
             writeln!(out, "topics   {topics}")?;
             writeln!(out)?;
             print_shares(&mut out, &info.shares)
         }
-        Command::Shares {
-            action,
-            client: args,
-        } => {
+        Command::Shares { action, client: args } => {
             let client = Client::new(&args)?;
             match action.unwrap_or(SharesAction::List) {
                 SharesAction::List => {
                     let shares: Vec<ShareInfo> = client.get("/api/shares").await?;
-                    if args.json {
-                        print_json(&mut out, &shares)
-                    } else {
-                        print_shares(&mut out, &shares)
-                    }
+                    if args.json { print_json(&mut out, &shares) } else { print_shares(&mut out, &shares) }
                 }
                 SharesAction::Add { dir } => {
                     // The node may run in another directory: send an absolute path.
                     let dir = std::path::absolute(&dir)?;
-                    let body = AddShare {
-                        path: dir.display().to_string(),
-                    };
-                    let share: ShareInfo = client
-                        .request(Method::POST, "/api/shares", Some(&body))
-                        .await?;
+                    let body = AddShare { path: dir.display().to_string() };
+                    let share: ShareInfo = client.request(Method::POST, "/api/shares", Some(&body)).await?;
                     if args.json {
                         return print_json(&mut out, &share);
                     }
-                    writeln!(
-                        out,
-                        "sharing {} as {:?}; indexing in the background",
-                        share.path, share.name
-                    )?;
+                    writeln!(out, "sharing {} as {:?}; indexing in the background", share.path, share.name)?;
                     Ok(())
                 }
                 SharesAction::Rm { name } => {
                     let path = format!("/api/shares/{}", encode_component(&name));
-                    let share: ShareInfo =
-                        client.request(Method::DELETE, &path, None::<&()>).await?;
+                    let share: ShareInfo = client.request(Method::DELETE, &path, None::<&()>).await?;
                     if args.json {
                         return print_json(&mut out, &share);
                     }
@@ -253,12 +215,9 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
                 SharesAction::Rescan { name } => {
                     let names = match name {
                         Some(n) => vec![n],
-                        None => client
-                            .get::<Vec<ShareInfo>>("/api/shares")
-                            .await?
-                            .into_iter()
-                            .map(|s| s.name)
-                            .collect(),
+                        None => {
+                            client.get::<Vec<ShareInfo>>("/api/shares").await?.into_iter().map(|s| s.name).collect()
+                        }
                     };
                     let mut done = Vec::new();
                     for n in names {
@@ -277,16 +236,165 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             }
         }
         Command::Ls(args) => ls(&mut out, args).await,
+        Command::Peers(args) => {
+            let client = Client::new(&args)?;
+            let peers: Vec<PeerInfo> = client.get("/api/peers").await?;
+            if args.json { print_json(&mut out, &peers) } else { print_peers(&mut out, &peers) }
+        }
+        Command::Connect { addr, client: args } => {
+            let client = Client::new(&args)?;
+            let body = ConnectRequest { addr };
+            let peer: PeerInfo = client.request(Method::POST, "/api/connect", Some(&body)).await?;
+            if args.json {
+                return print_json(&mut out, &peer);
+            }
+            let name = peer.name.as_deref().unwrap_or("?");
+            let id = peer.id.map(|i| i.to_string()).unwrap_or_default();
+            writeln!(out, "connected to {name} ({id}) on topics: {}", peer.topics.join(", "))?;
+            Ok(())
+        }
+        Command::Download(args) => download(&mut out, args).await,
+        Command::Downloads(args) => {
+            let client = Client::new(&args)?;
+            let list: Vec<DownloadInfo> = client.get("/api/downloads").await?;
+            if args.json {
+                return print_json(&mut out, &list);
+            }
+            if list.is_empty() {
+                writeln!(out, "no downloads")?;
+            }
+            for d in &list {
+                writeln!(out, "{}", download_line(d))?;
+            }
+            Ok(())
+        }
     }
+}
+
+fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientError> {
+    if peers.is_empty() {
+        writeln!(out, "no peers: `hdp connect HOST:PORT` dials one; friends on your --topic connect on their own")?;
+        return Ok(());
+    }
+    let width = peers.iter().map(|p| p.name.as_deref().unwrap_or("?").len()).max().unwrap_or(4).max(4);
+    writeln!(out, "{:<width$}  {:<12}  {:<9}  {:<21}  TOPICS / ERROR", "NAME", "ID", "STATE", "ADDRESS")?;
+    for p in peers {
+        let id = p.id.map(|i| i.to_string()[..12].to_owned()).unwrap_or_else(|| "-".into());
+        let state = if p.connected { "connected" } else { "retrying" };
+        let detail = if p.connected { p.topics.join(", ") } else { p.error.clone().unwrap_or_default() };
+        writeln!(
+            out,
+            "{:<width$}  {:<12}  {:<9}  {:<21}  {detail}",
+            p.name.as_deref().unwrap_or("?"),
+            id,
+            state,
+            p.addr.as_deref().unwrap_or("-")
+        )?;
+    }
+    Ok(())
+}
+
+fn download_line(d: &DownloadInfo) -> String {
+    let state = match d.state {
+        DownloadState::Queued => "queued",
+        DownloadState::Active => "active",
+        DownloadState::Done => "done",
+        DownloadState::Failed => "failed",
+    };
+    let mut line = format!(
+        "{:>4}  {:<7} {:>10} / {:<10} {:>5}/{:<5} files  {}:{}",
+        d.id,
+        state,
+        format_size(d.bytes_done),
+        format_size(d.bytes_total),
+        d.files_done,
+        d.files_total,
+        d.peer_name,
+        d.path
+    );
+    if let Some(e) = &d.error {
+        line.push_str(&format!("  ({e})"));
+    }
+    line
+}
+
+/// Splits `PEER/PATH` at the first `/`.
+fn split_peer(target: &str) -> (&str, &str) {
+    target.split_once('/').unwrap_or((target, ""))
+}
+
+/// Whether `name` names a connected peer (friendly name or id prefix).
+fn is_peer(peers: &[PeerInfo], name: &str) -> bool {
+    let lower = name.to_ascii_lowercase();
+    !name.is_empty()
+        && peers.iter().filter(|p| p.connected).any(|p| {
+            p.name.as_deref() == Some(name)
+                || p.id.is_some_and(|i| lower.len() >= 4 && i.to_string().starts_with(&lower))
+        })
+}
+
+async fn download(out: &mut impl Write, args: DownloadArgs) -> Result<(), ClientError> {
+    let client = Client::new(&args.client)?;
+    let (peer, path) = split_peer(&args.target);
+    if path.is_empty() {
+        return Err(ClientError::Usage("give PEER/SHARE/PATH, e.g. brave-otter/Music/Album".into()));
+    }
+    let body = DownloadRequest { peer: peer.into(), path: path.into() };
+    let mut info: DownloadInfo = client.request(Method::POST, "/api/downloads", Some(&body)).await?;
+    if !args.wait {
+        if args.client.json {
+            return print_json(out, &info);
+        }
+        writeln!(out, "{}", info.id)?;
+        return Ok(());
+    }
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    loop {
+        if tty {
+            eprint!("\r\x1b[2K{}", progress_bar(&info));
+        }
+        if matches!(info.state, DownloadState::Done | DownloadState::Failed) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        info = client.get(&format!("/api/downloads/{}", info.id)).await?;
+    }
+    if tty {
+        eprintln!();
+    }
+    if args.client.json {
+        print_json(out, &info)?;
+    } else {
+        writeln!(out, "{}", download_line(&info))?;
+    }
+    match info.state {
+        DownloadState::Done => Ok(()),
+        _ => Err(ClientError::Usage(format!(
+            "download {} failed: {}",
+            info.id,
+            info.error.as_deref().unwrap_or("unknown error")
+        ))),
+    }
+}
+
+fn progress_bar(d: &DownloadInfo) -> String {
+    const WIDTH: usize = 30;
+    let frac = if d.bytes_total == 0 { 0.0 } else { d.bytes_done as f64 / d.bytes_total as f64 };
+    let filled = ((frac.clamp(0.0, 1.0)) * WIDTH as f64) as usize;
+    format!(
+        "[{}{}] {:>5.1}%  {} / {}  {}/s",
+        "#".repeat(filled),
+        "-".repeat(WIDTH - filled),
+        frac * 100.0,
+        format_size(d.bytes_done),
+        format_size(d.bytes_total),
+        format_size(d.rate)
+    )
 }
 
 /// A JSON write error: an I/O failure (such as a closed pipe) stays one.
 fn json_write_error(e: serde_json::Error) -> ClientError {
-    if e.is_io() {
-        ClientError::Output(e.into())
-    } else {
-        ClientError::Decode(e.to_string())
-    }
+    if e.is_io() { ClientError::Output(e.into()) } else { ClientError::Decode(e.to_string()) }
 }
 
 fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientError> {
@@ -297,38 +405,18 @@ fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientErro
 
 fn print_shares(out: &mut impl Write, shares: &[ShareInfo]) -> Result<(), ClientError> {
     if shares.is_empty() {
-        writeln!(
-            out,
-            "no shares yet: `hdp shares add DIR` shares a directory"
-        )?;
+        writeln!(out, "no shares yet: `hdp shares add DIR` shares a directory")?;
         return Ok(());
     }
-    let width = shares
-        .iter()
-        .map(|s| s.name.chars().count())
-        .max()
-        .unwrap_or(4)
-        .max(4);
-    writeln!(
-        out,
-        "{:<width$}  {:>9}  {:>10}  {:<9}  PATH",
-        "NAME", "FILES", "SIZE", "STATE"
-    )?;
+    let width = shares.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).max(4);
+    writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  PATH", "NAME", "FILES", "SIZE", "STATE")?;
     for s in shares {
         let state = match (&s.error, s.scanning) {
             (_, true) => "scanning",
             (Some(_), false) => "error",
             (None, false) => "ready",
         };
-        writeln!(
-            out,
-            "{:<width$}  {:>9}  {:>10}  {:<9}  {}",
-            s.name,
-            s.files,
-            format_size(s.size),
-            state,
-            s.path
-        )?;
+        writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  {}", s.name, s.files, format_size(s.size), state, s.path)?;
         if let Some(e) = &s.error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
         }
@@ -339,13 +427,24 @@ fn print_shares(out: &mut impl Write, shares: &[ShareInfo]) -> Result<(), Client
 /// Streams every page of a listing: memory holds one page at a time.
 async fn ls(out: &mut impl Write, args: LsArgs) -> Result<(), ClientError> {
     let client = Client::new(&args.client)?;
+    // `PEER/PATH` when the first component names a connected peer.
+    let (head, rest) = split_peer(&args.path);
+    let remote = if head.is_empty() {
+        None
+    } else {
+        let peers: Vec<PeerInfo> = client.get("/api/peers").await?;
+        is_peer(&peers, head).then(|| (head.to_owned(), rest.to_owned()))
+    };
     let mut cursor: Option<String> = None;
     let mut first = true;
     if args.client.json {
         write!(out, "[")?;
     }
     loop {
-        let mut q = format!("/api/ls?path={}", encode_component(&args.path));
+        let mut q = match &remote {
+            Some((peer, path)) => format!("/api/ls?peer={}&path={}", encode_component(peer), encode_component(path)),
+            None => format!("/api/ls?path={}", encode_component(&args.path)),
+        };
         if args.recursive {
             q.push_str("&recursive=true");
         }
@@ -362,24 +461,15 @@ async fn ls(out: &mut impl Write, args: LsArgs) -> Result<(), ClientError> {
                     write!(out, ",")?;
                 }
                 write!(out, "\n  ")?;
-                serde_json::to_writer(&mut *out, e)
-                    .map_err(|e| ClientError::Decode(e.to_string()))?;
+                serde_json::to_writer(&mut *out, e).map_err(|e| ClientError::Decode(e.to_string()))?;
             } else {
                 let (mark, size) = match e.kind {
                     EntryKind::Dir => ("d", format_size(e.size)),
                     EntryKind::File => ("-", format_size(e.size)),
                 };
-                let shown = if args.recursive || args.search.is_some() {
-                    &e.path
-                } else {
-                    &e.name
-                };
+                let shown = if args.recursive || args.search.is_some() { &e.path } else { &e.name };
                 let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-                writeln!(
-                    out,
-                    "{mark} {size:>10}  {}  {shown}{slash}",
-                    format_datetime(e.mtime, 0)
-                )?;
+                writeln!(out, "{mark} {size:>10}  {}  {shown}{slash}", format_datetime(e.mtime, 0))?;
             }
             first = false;
         }

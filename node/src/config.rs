@@ -6,6 +6,10 @@
 //! http = "0.0.0.0:3030"
 //! shares = ["/srv/music", "videos"]   # relative paths are relative to the data dir
 //! download_dir = "/srv/downloads"
+//! listen = "0.0.0.0:4433"
+//! topics = ["our-band"]
+//! peers = ["friend.example.org:4433"]
+//! upload_slots = 4
 //! ```
 
 use std::net::SocketAddr;
@@ -25,20 +29,32 @@ pub struct Config {
     /// Directories to make sure are shared at start (added if new).
     pub shares: Vec<PathBuf>,
     pub download_dir: PathBuf,
+    /// UDP address of the QUIC endpoint; port 0 means "the port used last time, else any".
+    pub listen: SocketAddr,
+    pub topics: Vec<String>,
+    /// `HOST:PORT` of peers to dial.
+    pub peers: Vec<String>,
+    pub upload_slots: usize,
 }
+
+/// Files served at once unless configured: enough to keep a Pi's uplink busy
+/// without thrashing its disk.
+pub const DEFAULT_UPLOAD_SLOTS: usize = 4;
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:0";
 
 /// The configuration could not be resolved.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path} is not valid: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("no data dir: set --data-dir or HDP_DATA_DIR (HOME is not set)")]
     NoHome,
+    #[error("invalid topic {name:?}: {reason}")]
+    Topic { name: String, reason: hdp_proto::topic::TopicError },
+    #[error("upload slots must be at least 1")]
+    UploadSlots,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -47,6 +63,10 @@ struct FileConfig {
     http: Option<SocketAddr>,
     shares: Option<Vec<PathBuf>>,
     download_dir: Option<PathBuf>,
+    listen: Option<SocketAddr>,
+    topics: Option<Vec<String>>,
+    peers: Option<Vec<String>>,
+    upload_slots: Option<usize>,
 }
 
 /// `$XDG_DATA_HOME/harddrive-party`, else `~/.local/share/harddrive-party`.
@@ -58,9 +78,7 @@ pub fn default_data_dir() -> Option<PathBuf> {
 }
 
 fn home() -> Option<PathBuf> {
-    std::env::var_os("HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
+    std::env::var_os("HOME").filter(|v| !v.is_empty()).map(PathBuf::from)
 }
 
 /// The data dir a command uses: the flag/env value, else the default.
@@ -77,40 +95,45 @@ impl Config {
         let data_dir = data_dir(args.data_dir.as_deref())?;
         let path = data_dir.join(CONFIG_FILE);
         let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileConfig>(&text).map_err(|e| ConfigError::Parse {
-                path: path.clone(),
-                message: e.to_string(),
-            })?,
+            Ok(text) => toml::from_str::<FileConfig>(&text)
+                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
-        let http = args.http.or(file.http).unwrap_or_else(|| {
-            DEFAULT_HTTP
-                .parse()
-                .expect("DEFAULT_HTTP is a valid socket address")
-        });
+        let http = args
+            .http
+            .or(file.http)
+            .unwrap_or_else(|| DEFAULT_HTTP.parse().expect("DEFAULT_HTTP is a valid socket address"));
         let shares = if args.shares.is_empty() {
-            file.shares
-                .unwrap_or_default()
-                .into_iter()
-                .map(|p| data_dir.join(p))
-                .collect()
+            file.shares.unwrap_or_default().into_iter().map(|p| data_dir.join(p)).collect()
         } else {
             args.shares.clone()
         };
         let download_dir = match (&args.download_dir, file.download_dir) {
             (Some(d), _) => d.clone(),
             (None, Some(d)) => data_dir.join(d),
-            (None, None) => home()
-                .map(|h| h.join("Downloads"))
-                .unwrap_or_else(|| data_dir.join("downloads")),
+            (None, None) => home().map(|h| h.join("Downloads")).unwrap_or_else(|| data_dir.join("downloads")),
         };
-        Ok(Config {
-            data_dir,
-            http,
-            shares,
-            download_dir,
-        })
+        let listen = args
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().expect("DEFAULT_LISTEN is a valid socket address"));
+        let raw_topics = if args.topics.is_empty() { file.topics.unwrap_or_default() } else { args.topics.clone() };
+        let mut topics = Vec::new();
+        for t in raw_topics {
+            let name = hdp_proto::topic::validate_topic(&t)
+                .map_err(|reason| ConfigError::Topic { name: t.clone(), reason })?
+                .to_owned();
+            if !topics.contains(&name) {
+                topics.push(name);
+            }
+        }
+        let peers = if args.peers.is_empty() { file.peers.unwrap_or_default() } else { args.peers.clone() };
+        let upload_slots = args.upload_slots.or(file.upload_slots).unwrap_or(DEFAULT_UPLOAD_SLOTS);
+        if upload_slots == 0 {
+            return Err(ConfigError::UploadSlots);
+        }
+        Ok(Config { data_dir, http, shares, download_dir, listen, topics, peers, upload_slots })
     }
 }
 
@@ -124,6 +147,10 @@ mod tests {
             shares: vec![],
             http: None,
             download_dir: None,
+            listen: None,
+            topics: vec![],
+            peers: vec![],
+            upload_slots: None,
         }
     }
 

@@ -14,13 +14,19 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use hdp_proto::api::{AddShare, ApiError, Info, LsPage, ShareInfo};
+use hdp_proto::api::{
+    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, Entry, Info, LsPage, PeerInfo, ShareInfo,
+};
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
+use hdp_proto::wire::{self, MAX_LS_ENTRIES};
 use serde::Deserialize;
 
 use crate::auth::check_bearer;
+use crate::download::{Downloads, StartDownloadError};
 use crate::index::{Index, LsError, LsRequest, RecordError};
+use crate::peers::{Peers, ResolveError};
+use crate::remote::{self, RemoteError};
 use crate::shares::{AddShareError, ShareOpError, Shares};
 
 /// Largest request body the API accepts. Every API body is a small JSON object.
@@ -33,6 +39,8 @@ pub struct AppState {
     pub token: Arc<str>,
     pub index: Index,
     pub shares: Arc<Shares>,
+    pub peers: Arc<Peers>,
+    pub downloads: Arc<Downloads>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
 }
 
@@ -45,10 +53,7 @@ pub struct Failure {
 
 impl Failure {
     fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-        }
+        Failure { status, message: message.into() }
     }
     fn internal(e: impl std::fmt::Display) -> Self {
         tracing::warn!(error = %e, "API request failed");
@@ -58,13 +63,7 @@ impl Failure {
 
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
-        (
-            self.status,
-            Json(ApiError {
-                error: self.message,
-            }),
-        )
-            .into_response()
+        (self.status, Json(ApiError { error: self.message })).into_response()
     }
 }
 
@@ -77,9 +76,7 @@ impl From<RecordError> for Failure {
 impl From<LsError> for Failure {
     fn from(e: LsError) -> Self {
         match e {
-            LsError::Path(_) | LsError::Cursor => {
-                Failure::new(StatusCode::BAD_REQUEST, e.to_string())
-            }
+            LsError::Path(_) | LsError::Cursor => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
             LsError::NotFound(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
             LsError::Lmdb(_) => Failure::internal(e),
         }
@@ -103,11 +100,37 @@ impl From<ShareOpError> for Failure {
     fn from(e: ShareOpError) -> Self {
         match e {
             ShareOpError::Unknown(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
-            ShareOpError::ShuttingDown => {
-                Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-            }
+            ShareOpError::ShuttingDown => Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             ShareOpError::Index(_) => Failure::internal(e),
         }
+    }
+}
+
+impl From<ResolveError> for Failure {
+    fn from(e: ResolveError) -> Self {
+        Failure::new(StatusCode::NOT_FOUND, e.to_string())
+    }
+}
+
+impl From<StartDownloadError> for Failure {
+    fn from(e: StartDownloadError) -> Self {
+        match e {
+            StartDownloadError::Peer(p) => p.into(),
+            StartDownloadError::Path(_) => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
+            StartDownloadError::Dir { .. } => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        }
+    }
+}
+
+impl From<RemoteError> for Failure {
+    fn from(e: RemoteError) -> Self {
+        let status = match &e {
+            RemoteError::Refused(wire::RequestError::NotFound) => StatusCode::NOT_FOUND,
+            RemoteError::Refused(wire::RequestError::Invalid(_)) => StatusCode::BAD_REQUEST,
+            RemoteError::Refused(wire::RequestError::Busy) => StatusCode::SERVICE_UNAVAILABLE,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        Failure::new(status, e.to_string())
     }
 }
 
@@ -117,13 +140,15 @@ type ApiResult<T> = Result<T, Failure>;
 pub fn router(state: AppState) -> Router {
     let api = Router::new()
         .route("/info", get(info))
-        .route(
-            "/shares",
-            get(list_shares).post(add_share).delete(remove_share_query),
-        )
+        .route("/shares", get(list_shares).post(add_share).delete(remove_share_query))
         .route("/shares/{name}", axum::routing::delete(remove_share))
         .route("/shares/{name}/rescan", post(rescan_share))
         .route("/ls", get(ls))
+        .route("/peers", get(list_peers))
+        .route("/peers/{peer}", axum::routing::delete(remove_peer))
+        .route("/connect", post(connect))
+        .route("/downloads", get(list_downloads).post(start_download))
+        .route("/downloads/{id}", get(get_download))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -132,20 +157,14 @@ pub fn router(state: AppState) -> Router {
 }
 
 async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
-    let header = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
+    let header = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
     if !check_bearer(header, &st.token) {
         let mut resp = Failure::new(
             StatusCode::UNAUTHORIZED,
             "missing or wrong API token: send 'Authorization: Bearer <token>' with the token from <data-dir>/api-token",
         )
         .into_response();
-        resp.headers_mut().insert(
-            header::WWW_AUTHENTICATE,
-            header::HeaderValue::from_static("Bearer"),
-        );
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, header::HeaderValue::from_static("Bearer"));
         return resp;
     }
     next.run(req).await
@@ -162,7 +181,7 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<Info>> {
         version: hdp_proto::VERSION.to_owned(),
         shares: st.shares.list()?,
         listen_addrs: st.listen_addrs.iter().map(|a| a.to_string()).collect(),
-        topics: Vec::new(),
+        topics: st.peers.topic_names(),
     }))
 }
 
@@ -174,13 +193,9 @@ async fn add_share(
     State(st): State<AppState>,
     body: Result<Json<AddShare>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<ShareInfo>)> {
-    let Json(req) =
-        body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
     if req.path.is_empty() || req.path.contains('\0') {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "give the directory to share as 'path'",
-        ));
+        return Err(Failure::new(StatusCode::BAD_REQUEST, "give the directory to share as 'path'"));
     }
     let info = st.shares.add(req.path.into()).await?;
     Ok((StatusCode::CREATED, Json(info)))
@@ -197,18 +212,12 @@ async fn remove_share_query(
 ) -> ApiResult<Json<ShareInfo>> {
     let name = q.ok().and_then(|Query(q)| q.name).unwrap_or_default();
     if name.is_empty() {
-        return Err(Failure::new(
-            StatusCode::BAD_REQUEST,
-            "say which share: DELETE /api/shares/{name}",
-        ));
+        return Err(Failure::new(StatusCode::BAD_REQUEST, "say which share: DELETE /api/shares/{name}"));
     }
     Ok(Json(st.shares.remove(&name).await?))
 }
 
-async fn remove_share(
-    State(st): State<AppState>,
-    Path(name): Path<String>,
-) -> ApiResult<Json<ShareInfo>> {
+async fn remove_share(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<ShareInfo>> {
     Ok(Json(st.shares.remove(&name).await?))
 }
 
@@ -222,6 +231,7 @@ async fn rescan_share(
 /// `/api/ls` parameters as sent: every one optional, empty means absent.
 #[derive(Debug, Deserialize)]
 struct LsParams {
+    peer: Option<String>,
     path: Option<String>,
     recursive: Option<String>,
     search: Option<String>,
@@ -236,15 +246,13 @@ fn non_empty(v: Option<String>) -> Option<String> {
 impl LsParams {
     fn validate(self) -> ApiResult<LsRequest> {
         let bad = |m: String| Failure::new(StatusCode::BAD_REQUEST, m);
-        let path = SharePath::parse(self.path.as_deref().unwrap_or(""))
-            .map_err(|e| bad(format!("invalid path: {e}")))?;
+        let path =
+            SharePath::parse(self.path.as_deref().unwrap_or("")).map_err(|e| bad(format!("invalid path: {e}")))?;
         let recursive = match non_empty(self.recursive).as_deref() {
             None | Some("false") | Some("0") => false,
             Some("true") | Some("1") => true,
             Some(other) => {
-                return Err(bad(format!(
-                    "recursive must be true or false, not {other:?}"
-                )));
+                return Err(bad(format!("recursive must be true or false, not {other:?}")));
             }
         };
         let search = non_empty(self.search).map(|s| s.to_lowercase());
@@ -254,35 +262,117 @@ impl LsParams {
         let cursor = non_empty(self.cursor)
             .map(|c| SharePath::parse(&c))
             .transpose()
-            .map_err(|_| {
-                bad("invalid cursor: pass back the cursor of the previous page unchanged".into())
-            })?;
+            .map_err(|_| bad("invalid cursor: pass back the cursor of the previous page unchanged".into()))?;
         let limit = non_empty(self.limit)
             .map(|l| l.parse::<u32>())
             .transpose()
             .map_err(|_| bad("limit must be a positive number".into()))?;
-        Ok(LsRequest {
-            path,
-            recursive,
-            search,
-            cursor,
-            limit,
-        })
+        Ok(LsRequest { path, recursive, search, cursor, limit })
     }
 }
 
-async fn ls(
-    State(st): State<AppState>,
-    q: Result<Query<LsParams>, QueryRejection>,
-) -> ApiResult<Json<LsPage>> {
-    let Query(params) =
-        q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+async fn ls(State(st): State<AppState>, q: Result<Query<LsParams>, QueryRejection>) -> ApiResult<Json<LsPage>> {
+    let Query(mut params) = q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+    if let Some(peer) = non_empty(params.peer.take()) {
+        return remote_ls(&st, &peer, params.validate()?).await.map(Json);
+    }
     let req = params.validate()?;
     let index = st.index.clone();
     let page = tokio::task::spawn_blocking(move || index.ls(&req))
         .await
-        .map_err(|_| {
-            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
-        })??;
+        .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
     Ok(Json(page))
+}
+
+/// `GET /api/ls?peer=…`: one page of a peer's listing.
+async fn remote_ls(st: &AppState, peer: &str, req: LsRequest) -> ApiResult<LsPage> {
+    let pc = st.peers.resolve(peer)?;
+    let wire_req = wire::LsRequest {
+        path: req.path.to_string(),
+        recursive: req.recursive,
+        search: req.search,
+        cursor: req.cursor.map(|c| c.to_string()),
+        limit: req.limit.unwrap_or(hdp_proto::api::LS_DEFAULT_LIMIT).min(MAX_LS_ENTRIES),
+    };
+    let resp = remote::ls(&pc.conn, wire_req).await?;
+    // Entries come from a peer: only well-formed paths are passed on.
+    let entries = resp
+        .entries
+        .into_iter()
+        .filter_map(|e| {
+            let path = SharePath::parse(&e.path).ok()?;
+            let (_, name) = path.split_last()?;
+            Some(Entry {
+                name: name.to_owned(),
+                path: path.to_string(),
+                kind: e.kind,
+                size: e.size,
+                mtime: e.mtime_ns.div_euclid(1_000_000_000),
+                entries: (e.kind == hdp_proto::api::EntryKind::Dir).then_some(e.count),
+            })
+        })
+        .collect();
+    let cursor = resp.cursor.filter(|c| SharePath::parse(c).is_ok());
+    Ok(LsPage { entries, cursor })
+}
+
+async fn list_peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
+    Json(st.peers.list())
+}
+
+async fn connect(
+    State(st): State<AppState>,
+    body: Result<Json<ConnectRequest>, JsonRejection>,
+) -> ApiResult<Json<PeerInfo>> {
+    let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let bad = || Failure::new(StatusCode::BAD_REQUEST, format!("cannot resolve {:?}: give HOST:PORT", req.addr));
+    let addr = tokio::net::lookup_host(req.addr.as_str()).await.map_err(|_| bad())?.next().ok_or_else(bad)?;
+    match st.peers.add_target(addr).await {
+        Ok(pc) => Ok(Json(st.peers.list().into_iter().find(|p| p.id == Some(pc.id)).unwrap_or(PeerInfo {
+            id: Some(pc.id),
+            name: Some(pc.id.friendly_name()),
+            addr: Some(addr.to_string()),
+            connected: true,
+            direction: Some(pc.direction),
+            since: Some(pc.since),
+            topics: pc.topics,
+            rtt_ms: None,
+            source: "manual".into(),
+            error: None,
+        }))),
+        Err(e) => Err(Failure::new(
+            StatusCode::BAD_GATEWAY,
+            format!(
+                "cannot connect to {addr}: {e}. It stays on the list and is retried; DELETE /api/peers/{addr} removes it"
+            ),
+        )),
+    }
+}
+
+async fn remove_peer(State(st): State<AppState>, Path(peer): Path<String>) -> ApiResult<StatusCode> {
+    if let Ok(addr) = peer.parse::<SocketAddr>()
+        && st.peers.remove_target(&addr)
+    {
+        return Ok(StatusCode::NO_CONTENT);
+    }
+    let pc = st.peers.resolve(&peer)?;
+    st.peers.disconnect(&pc.id);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn start_download(
+    State(st): State<AppState>,
+    body: Result<Json<DownloadRequest>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<DownloadInfo>)> {
+    let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let info = st.downloads.start(&req.peer, &req.path)?;
+    Ok((StatusCode::CREATED, Json(info)))
+}
+
+async fn list_downloads(State(st): State<AppState>) -> Json<Vec<DownloadInfo>> {
+    Json(st.downloads.list())
+}
+
+async fn get_download(State(st): State<AppState>, Path(id): Path<u64>) -> ApiResult<Json<DownloadInfo>> {
+    st.downloads.get(id).map(Json).ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no download {id}")))
 }

@@ -17,19 +17,13 @@ pub const IDENTITY_FILE: &str = "identity.key";
 #[derive(Debug, thiserror::Error)]
 pub enum IdentityError {
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error(
         "{path} is not a valid identity key (64 hex characters); restore it from a backup or delete it to get a new identity"
     )]
     Invalid { path: PathBuf },
     #[error("cannot write {path}: {source}")]
-    Write {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Write { path: PathBuf, source: std::io::Error },
     #[error("the system random number generator failed: {0}")]
     Random(getrandom::Error),
 }
@@ -52,23 +46,14 @@ impl Identity {
         let path = data_dir.join(IDENTITY_FILE);
         match fs::read_to_string(&path) {
             Ok(text) => {
-                let bytes = decode_hex32(text.trim())
-                    .ok_or_else(|| IdentityError::Invalid { path: path.clone() })?;
-                Ok(Identity {
-                    key: SigningKey::from_bytes(&bytes),
-                })
+                let bytes = decode_hex32(text.trim()).ok_or_else(|| IdentityError::Invalid { path: path.clone() })?;
+                Ok(Identity { key: SigningKey::from_bytes(&bytes) })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = random_bytes().map_err(IdentityError::Random)?;
-                write_private_file(&path, &format!("{}\n", encode_hex(&secret))).map_err(
-                    |source| IdentityError::Write {
-                        path: path.clone(),
-                        source,
-                    },
-                )?;
-                Ok(Identity {
-                    key: SigningKey::from_bytes(&secret),
-                })
+                write_private_file(&path, &format!("{}\n", encode_hex(&secret)))
+                    .map_err(|source| IdentityError::Write { path: path.clone(), source })?;
+                Ok(Identity { key: SigningKey::from_bytes(&secret) })
             }
             Err(source) => Err(IdentityError::Read { path, source }),
         }
@@ -95,12 +80,7 @@ pub fn random_bytes() -> Result<[u8; 32], getrandom::Error> {
 pub fn write_private_file(path: &Path, contents: &str) -> std::io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp)?;
         // The mode above only applies to new files; make sure of it.
         f.set_permissions(fs::Permissions::from_mode(0o600))?;
         f.write_all(contents.as_bytes())?;
@@ -134,10 +114,7 @@ mod tests {
         let a = Identity::load_or_create(dir.path()).unwrap();
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.peer_id(), b.peer_id());
-        let mode = fs::metadata(dir.path().join(IDENTITY_FILE))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = fs::metadata(dir.path().join(IDENTITY_FILE)).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600);
     }
 
@@ -145,10 +122,7 @@ mod tests {
     fn corrupt_identity_is_an_error_not_a_new_key() {
         let dir = tempfile::tempdir().unwrap();
         fs::write(dir.path().join(IDENTITY_FILE), "not hex").unwrap();
-        assert!(matches!(
-            Identity::load_or_create(dir.path()),
-            Err(IdentityError::Invalid { .. })
-        ));
+        assert!(matches!(Identity::load_or_create(dir.path()), Err(IdentityError::Invalid { .. })));
     }
 
     #[test]

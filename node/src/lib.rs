@@ -9,6 +9,11 @@
 //! - [`node`]: start-up and the one graceful-shutdown path.
 //! - [`http`]: the bearer-token protected JSON API and [`ui`], the embedded
 //!   web UI built by `build.rs`.
+//! - [`peers`]: dialing, accepting, the topic handshake, the connection
+//!   registry; [`transport`] is the QUIC endpoint and TLS with ed25519
+//!   identities; [`frames`] reads and writes bounded frames on streams.
+//! - [`serve`]: answering peers' `ls` and `read` requests; [`remote`] is the
+//!   asking side; [`download`] turns remote files into local ones.
 //! - [`shares`]: adding, removing and scheduling scans of shares.
 //! - [`index`]: the LMDB share index and its streaming scanner.
 //! - [`identity`] and [`auth`]: the ed25519 identity and the API token.
@@ -31,9 +36,15 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod download;
+pub mod frames;
 pub mod http;
 pub mod identity;
 pub mod index;
 pub mod node;
+pub mod peers;
+pub mod remote;
+pub mod serve;
 pub mod shares;
+pub mod transport;
 pub mod ui;

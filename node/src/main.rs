@@ -28,10 +28,7 @@ fn main() -> ExitCode {
             .enable_all()
             .build()
             .context("cannot start the async runtime")
-            .and_then(|rt| {
-                rt.block_on(hdp_node::client::run(other))
-                    .map_err(anyhow::Error::from)
-            }),
+            .and_then(|rt| rt.block_on(hdp_node::client::run(other)).map_err(anyhow::Error::from)),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -49,10 +46,7 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
 async fn start(args: StartArgs) -> anyhow::Result<()> {
@@ -61,11 +55,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     print_banner(&node);
     let stop = node.shutdown_token();
     wait_for_signal(&stop).await?;
-    if node.shutdown().await {
-        Ok(())
-    } else {
-        anyhow::bail!("shutdown was not clean (see the log above)")
-    }
+    if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
 }
 
 fn print_banner(node: &RunningNode) {
@@ -75,16 +65,20 @@ fn print_banner(node: &RunningNode) {
     let _ = writeln!(out, "  name      {}", node.id.friendly_name());
     let _ = writeln!(out, "  id        {}", node.id);
     let _ = writeln!(out, "  data dir  {}", node.config.data_dir.display());
+    let _ = writeln!(out, "  peers at  {} (QUIC)", node.quic_addr);
     let _ = writeln!(out, "  web UI    {}", node.login_url());
+    let topics = node.config.topics.join(", ");
+    let _ = writeln!(
+        out,
+        "  topics    {}",
+        if topics.is_empty() { "none (add --topic NAME to meet friends)" } else { &topics }
+    );
     if let Ok(shares) = node.shares().list() {
         for s in shares {
             let _ = writeln!(out, "  sharing   {} ({})", s.name, s.path);
         }
     }
-    let _ = writeln!(
-        out,
-        "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C."
-    );
+    let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
     let _ = out.flush();
 }
 

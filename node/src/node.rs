@@ -3,15 +3,18 @@
 //! # Start-up
 //! data dir (created 0700) → exclusive lock on `<data-dir>/lock` → identity →
 //! API token → index → shares (recorded ones rescanned, configured ones
-//! added) → HTTP listener.
+//! added) → QUIC endpoint (port reused from the last run) and peer registry
+//! → configured peers dialed → downloads → HTTP listener.
 //!
 //! # Shutdown
 //! One [`CancellationToken`] is the only way to stop the node. Every task is
 //! spawned on one [`TaskTracker`]; every long-running piece watches the token
-//! (scans check it between directories, the HTTP server drains its
-//! connections). [`RunningNode::shutdown`] cancels the token, waits for the
-//! tracker to empty (bounded by [`SHUTDOWN_GRACE`]), then syncs and closes
-//! LMDB. The binary calls it on SIGINT or SIGTERM.
+//! (scans check it between directories, connections close with
+//! `CloseCode::Normal`, downloads stop between reads and keep their `.part`
+//! files, the HTTP server drains its connections). [`RunningNode::shutdown`]
+//! cancels the token, closes the QUIC endpoint (waiting briefly so peers hear
+//! the close), waits for the tracker to empty (bounded by [`SHUTDOWN_GRACE`]),
+//! then syncs and closes LMDB. The binary calls it on SIGINT or SIGTERM.
 
 use std::fs::File;
 use std::net::SocketAddr;
@@ -26,10 +29,17 @@ use tracing::{info, warn};
 
 use crate::auth::{TokenError, load_token};
 use crate::config::Config;
+use crate::download::Downloads;
 use crate::http::{AppState, router};
 use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, OpenError, RecordError};
+use crate::peers::{Peers, Topics};
+use crate::serve::Server;
 use crate::shares::Shares;
+use crate::transport::{Transport, TransportError};
+
+/// Key in the index's `meta` database of the QUIC port to reuse.
+const QUIC_PORT_KEY: &str = "quic_port";
 
 /// How long shutdown waits for tasks before closing anyway.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
@@ -39,13 +49,8 @@ pub const LOCK_FILE: &str = "lock";
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
     #[error("cannot create the data dir {path}: {source}")]
-    DataDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "another hdp node is already running with data dir {0}; stop it or pass another --data-dir"
-    )]
+    DataDir { path: PathBuf, source: std::io::Error },
+    #[error("another hdp node is already running with data dir {0}; stop it or pass another --data-dir")]
     AlreadyRunning(PathBuf),
     #[error(transparent)]
     Identity(#[from] IdentityError),
@@ -55,13 +60,10 @@ pub enum StartError {
     Index(#[from] OpenError),
     #[error(transparent)]
     Shares(#[from] RecordError),
-    #[error(
-        "cannot listen for HTTP on {addr}: {source}. Is another node using it? Choose another with --http"
-    )]
-    BindHttp {
-        addr: SocketAddr,
-        source: std::io::Error,
-    },
+    #[error("cannot listen for HTTP on {addr}: {source}. Is another node using it? Choose another with --http")]
+    BindHttp { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Transport(#[from] TransportError),
 }
 
 /// A started node. Drop it only through [`RunningNode::shutdown`].
@@ -71,7 +73,9 @@ pub struct RunningNode {
     pub http_addr: SocketAddr,
     pub token: String,
     pub config: Config,
+    pub quic_addr: SocketAddr,
     shares: Arc<Shares>,
+    peers: Arc<Peers>,
     index: Index,
     shutdown: CancellationToken,
     tasks: TaskTracker,
@@ -81,15 +85,9 @@ pub struct RunningNode {
 impl RunningNode {
     pub async fn start(config: Config) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
-        create_private_dir(&data_dir).map_err(|source| StartError::DataDir {
-            path: data_dir.clone(),
-            source,
-        })?;
-        let lock =
-            File::create(data_dir.join(LOCK_FILE)).map_err(|source| StartError::DataDir {
-                path: data_dir.clone(),
-                source,
-            })?;
+        create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
+        let lock = File::create(data_dir.join(LOCK_FILE))
+            .map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         if lock.try_lock().is_err() {
             return Err(StartError::AlreadyRunning(data_dir));
         }
@@ -107,42 +105,70 @@ impl RunningNode {
             }
         }
 
+        let transport = bind_quic(&identity, &index, config.listen)?;
+        let quic_addr = transport
+            .local_addr()
+            .map_err(|source| StartError::Transport(TransportError::Bind { addr: config.listen, source }))?;
+        if config.listen.port() == 0 {
+            let _ = index.meta_put(QUIC_PORT_KEY, &quic_addr.port().to_be_bytes());
+        }
+        let server = Server::new(index.clone(), shares.clone(), config.upload_slots);
+        let peers = Peers::new(
+            identity.peer_id(),
+            transport,
+            Topics::new(&config.topics),
+            server,
+            shutdown.clone(),
+            tasks.clone(),
+        );
+        peers.start();
+        for peer in &config.peers {
+            let peers = peers.clone();
+            let peer = peer.clone();
+            tasks.spawn(async move {
+                match tokio::net::lookup_host(peer.as_str()).await.map(|mut a| a.next()) {
+                    Ok(Some(addr)) => {
+                        if let Err(e) = peers.add_target(addr).await {
+                            warn!(%peer, error = %e, "cannot reach peer yet; will keep trying");
+                        }
+                    }
+                    _ => warn!(%peer, "cannot resolve peer address (want HOST:PORT)"),
+                }
+            });
+        }
+        let downloads =
+            Downloads::new(peers.clone(), index.clone(), config.download_dir.clone(), shutdown.clone(), tasks.clone());
+
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
-            .map_err(|source| StartError::BindHttp {
-                addr: config.http,
-                source,
-            })?;
-        let http_addr = listener
-            .local_addr()
-            .map_err(|source| StartError::BindHttp {
-                addr: config.http,
-                source,
-            })?;
+            .map_err(|source| StartError::BindHttp { addr: config.http, source })?;
+        let http_addr = listener.local_addr().map_err(|source| StartError::BindHttp { addr: config.http, source })?;
         let state = AppState {
             id: identity.peer_id(),
             token: token.clone().into(),
             index: index.clone(),
             shares: shares.clone(),
-            listen_addrs: Arc::new(Vec::new()),
+            peers: peers.clone(),
+            downloads,
+            listen_addrs: Arc::new(listen_addrs(quic_addr)),
         };
         let app = router(state);
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await;
+            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
             if let Err(e) = served {
                 warn!(error = %e, "HTTP server stopped");
             }
         });
-        info!(%http_addr, id = %identity.peer_id(), "node started");
+        info!(%http_addr, %quic_addr, id = %identity.peer_id(), "node started");
         Ok(RunningNode {
             id: identity.peer_id(),
             http_addr,
             token,
             config,
+            quic_addr,
             shares,
+            peers,
             index,
             shutdown,
             tasks,
@@ -175,18 +201,16 @@ impl RunningNode {
     pub async fn shutdown(self) -> bool {
         info!("shutting down");
         self.shutdown.cancel();
+        self.peers.close().await;
         self.tasks.close();
-        let clean = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait())
-            .await
-            .is_ok();
+        let clean = tokio::time::timeout(SHUTDOWN_GRACE, self.tasks.wait()).await.is_ok();
         if !clean {
             warn!("some tasks did not stop within {SHUTDOWN_GRACE:?}");
         }
-        let RunningNode { shares, index, .. } = self;
+        let RunningNode { shares, peers, index, .. } = self;
         drop(shares);
-        let closed = tokio::task::spawn_blocking(move || index.close(Duration::from_secs(5)))
-            .await
-            .unwrap_or(false);
+        drop(peers);
+        let closed = tokio::task::spawn_blocking(move || index.close(Duration::from_secs(5))).await.unwrap_or(false);
         if !closed {
             warn!("the index was still in use at shutdown; LMDB will recover it on next start");
         }
@@ -195,10 +219,46 @@ impl RunningNode {
     }
 }
 
+/// Binds the QUIC socket. With port 0, the port of the last run is tried
+/// first, so peers that remember our address find us again.
+fn bind_quic(identity: &Identity, index: &Index, listen: SocketAddr) -> Result<Transport, TransportError> {
+    if listen.port() == 0 {
+        let saved =
+            index.meta_get(QUIC_PORT_KEY).ok().flatten().and_then(|v| v.try_into().ok()).map(u16::from_be_bytes);
+        if let Some(port) = saved.filter(|p| *p != 0) {
+            match Transport::bind(identity, SocketAddr::new(listen.ip(), port)) {
+                Ok(t) => return Ok(t),
+                Err(e) => {
+                    warn!(port, error = %e, "the QUIC port of the last run is taken; using another")
+                }
+            }
+        }
+    }
+    Transport::bind(identity, listen)
+}
+
+/// The addresses peers can dial: the bound address, or for an unspecified
+/// one every interface address (link-local ones cannot be dialed).
+pub fn listen_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
+    if !bound.ip().is_unspecified() {
+        return vec![bound];
+    }
+    let mut out: Vec<SocketAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| ip.is_ipv4() == bound.is_ipv4() || bound.is_ipv6())
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        })
+        .map(|ip| SocketAddr::new(ip, bound.port()))
+        .collect();
+    out.sort_by_key(|a| a.ip().is_loopback());
+    out
+}
+
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
 }

@@ -51,10 +51,7 @@ pub enum AddShareError {
     #[error("{0} is not a directory: share a directory")]
     NotADirectory(PathBuf),
     #[error("cannot access {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error(transparent)]
     Index(#[from] RecordError),
     #[error("the node is shutting down")]
@@ -85,17 +82,10 @@ pub struct Shares {
 
 impl Shares {
     /// Loads the shares recorded in the index (without scanning them).
-    pub fn load(
-        index: Index,
-        shutdown: CancellationToken,
-        tasks: TaskTracker,
-    ) -> Result<Arc<Self>, RecordError> {
+    pub fn load(index: Index, shutdown: CancellationToken, tasks: TaskTracker) -> Result<Arc<Self>, RecordError> {
         let mut states = BTreeMap::new();
         for rec in index.share_records()? {
-            states.insert(
-                rec.name.clone(),
-                Arc::new(new_state(&rec.name, &rec.path, &shutdown)),
-            );
+            states.insert(rec.name.clone(), Arc::new(new_state(&rec.name, &rec.path, &shutdown)));
         }
         Ok(Arc::new(Shares {
             index,
@@ -121,12 +111,7 @@ impl Shares {
         let records = self.index.share_records()?;
         Ok(states
             .iter()
-            .filter_map(|st| {
-                records
-                    .iter()
-                    .find(|r| r.name == st.name)
-                    .map(|r| share_info(st, r))
-            })
+            .filter_map(|st| records.iter().find(|r| r.name == st.name).map(|r| share_info(st, r)))
             .collect())
     }
 
@@ -156,25 +141,16 @@ impl Shares {
             info!(share = %st.name, path = %st.path.display(), "sharing");
         }
         self.spawn_scan(&st);
-        let rec = self
-            .index
-            .share_record(&st.name)?
-            .ok_or_else(|| AddShareError::NotFound(st.path.clone()))?;
+        let rec = self.index.share_record(&st.name)?.ok_or_else(|| AddShareError::NotFound(st.path.clone()))?;
         Ok(share_info(&st, &rec))
     }
 
     fn add_blocking(&self, dir: &Path) -> Result<(Arc<ShareState>, bool), AddShareError> {
         let canonical = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => AddShareError::NotFound(dir.into()),
-            _ => AddShareError::Io {
-                path: dir.into(),
-                source: e,
-            },
+            _ => AddShareError::Io { path: dir.into(), source: e },
         })?;
-        let meta = std::fs::metadata(&canonical).map_err(|e| AddShareError::Io {
-            path: dir.into(),
-            source: e,
-        })?;
+        let meta = std::fs::metadata(&canonical).map_err(|e| AddShareError::Io { path: dir.into(), source: e })?;
         if !meta.is_dir() {
             return Err(AddShareError::NotADirectory(dir.into()));
         }
@@ -184,13 +160,7 @@ impl Shares {
         }
         let base = base_name(&canonical);
         let name = (1..)
-            .map(|n| {
-                if n == 1 {
-                    base.clone()
-                } else {
-                    format!("{base}-{n}")
-                }
-            })
+            .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
             .find(|candidate| !states.contains_key(candidate))
             .expect("an unbounded sequence of names has a free one");
         let rec = ShareRecord {
@@ -211,10 +181,7 @@ impl Shares {
 
     /// Stops sharing `name`: cancels its scan and deletes its entries.
     pub async fn remove(&self, name: &str) -> Result<ShareInfo, ShareOpError> {
-        let st = self
-            .states()
-            .remove(name)
-            .ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        let st = self.states().remove(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
         st.cancel.cancel();
         let _scan_done = st.scan_lock.lock().await;
         let index = self.index.clone();
@@ -241,14 +208,9 @@ impl Shares {
 
     /// Starts a rescan of `name` (or queues one if a scan is running).
     pub fn rescan(self: &Arc<Self>, name: &str) -> Result<ShareInfo, ShareOpError> {
-        let st = self
-            .state(name)
-            .ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        let st = self.state(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
         self.spawn_scan(&st);
-        let rec = self
-            .index
-            .share_record(name)?
-            .ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        let rec = self.index.share_record(name)?.ok_or_else(|| ShareOpError::Unknown(name.into()))?;
         Ok(share_info(&st, &rec))
     }
 
@@ -298,10 +260,9 @@ impl Shares {
         let started = Instant::now();
         let index = self.index.clone();
         let st2 = st.clone();
-        let result = tokio::task::spawn_blocking(move || {
-            scan_share(&index, &st2.name, &st2.path, &st2.cancel, &st2.progress)
-        })
-        .await;
+        let result =
+            tokio::task::spawn_blocking(move || scan_share(&index, &st2.name, &st2.path, &st2.cancel, &st2.progress))
+                .await;
         drop(permit);
         let elapsed = started.elapsed();
         let update = match result {
@@ -374,23 +335,13 @@ fn share_info(st: &ShareState, rec: &ShareRecord) -> ShareInfo {
 
 /// A share name from a directory's last component, made a valid path component.
 fn base_name(dir: &Path) -> String {
-    let raw = dir
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let cleaned: String = raw
-        .chars()
-        .map(|c| if c.is_control() || c == '\\' { '_' } else { c })
-        .collect();
+    let raw = dir.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let cleaned: String = raw.chars().map(|c| if c.is_control() || c == '\\' { '_' } else { c }).collect();
     let cleaned: String = cleaned.chars().take(100).collect();
     if cleaned.is_empty() {
         return "root".into();
     }
-    if validate_component(&cleaned).is_err() {
-        "share".into()
-    } else {
-        cleaned
-    }
+    if validate_component(&cleaned).is_err() { "share".into() } else { cleaned }
 }
 
 #[cfg(test)]
@@ -423,29 +374,14 @@ mod share_tests {
         let a = shares.add(tmp.path().join("one/music")).await.unwrap();
         let b = shares.add(tmp.path().join("two/music")).await.unwrap();
         let c = shares.add(tmp.path().join("three/music")).await.unwrap();
-        assert_eq!(
-            (a.name.as_str(), b.name.as_str(), c.name.as_str()),
-            ("music", "music-2", "music-3")
-        );
+        assert_eq!((a.name.as_str(), b.name.as_str(), c.name.as_str()), ("music", "music-2", "music-3"));
         // Sharing the same directory again (even by another spelling) returns the share.
-        let again = shares
-            .add(tmp.path().join("one/../one/music"))
-            .await
-            .unwrap();
+        let again = shares.add(tmp.path().join("one/../one/music")).await.unwrap();
         assert_eq!(again.name, "music");
-        assert!(matches!(
-            shares.add(tmp.path().join("one/music/a")).await,
-            Err(AddShareError::NotADirectory(_))
-        ));
-        assert!(matches!(
-            shares.add(tmp.path().join("nope")).await,
-            Err(AddShareError::NotFound(_))
-        ));
+        assert!(matches!(shares.add(tmp.path().join("one/music/a")).await, Err(AddShareError::NotADirectory(_))));
+        assert!(matches!(shares.add(tmp.path().join("nope")).await, Err(AddShareError::NotFound(_))));
         shares.remove("music-2").await.unwrap();
-        assert!(matches!(
-            shares.remove("music-2").await,
-            Err(ShareOpError::Unknown(_))
-        ));
+        assert!(matches!(shares.remove("music-2").await, Err(ShareOpError::Unknown(_))));
         tasks.close();
         tasks.wait().await;
         let names: Vec<_> = shares.list().unwrap().into_iter().map(|s| s.name).collect();

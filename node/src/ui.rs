@@ -29,11 +29,9 @@ pub async fn serve(uri: Uri) -> Response<Body> {
         resp.headers_mut().insert(header::CONTENT_TYPE, v);
     }
     // Asset names are not content-hashed, so a browser must revalidate.
-    resp.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if name == "index.html" {
-        resp.headers_mut()
-            .insert("x-frame-options", HeaderValue::from_static("DENY"));
+        resp.headers_mut().insert("x-frame-options", HeaderValue::from_static("DENY"));
     }
     resp
 }

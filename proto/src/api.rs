@@ -122,6 +122,90 @@ pub struct LsPage {
     pub cursor: Option<String>,
 }
 
+/// How we are linked to a peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    /// We dialed it.
+    Out,
+    /// It dialed us.
+    In,
+}
+
+/// A peer: connected, or an address we keep dialing.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// Its peer id, once a handshake told us.
+    pub id: Option<PeerId>,
+    /// Display-only name derived from `id`.
+    pub name: Option<String>,
+    /// The address we reach it at (or it came from).
+    pub addr: Option<String>,
+    pub connected: bool,
+    pub direction: Option<Direction>,
+    /// Connected since (Unix seconds).
+    pub since: Option<i64>,
+    /// Topics we share with it.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Round-trip time, milliseconds.
+    pub rtt_ms: Option<u64>,
+    /// How we know it: `manual` (`--peer`, `hdp connect`) or `incoming`.
+    pub source: String,
+    /// Why the last attempt to reach it failed, in words.
+    pub error: Option<String>,
+}
+
+/// `POST /api/connect`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ConnectRequest {
+    /// `HOST:PORT` of the peer's QUIC endpoint.
+    pub addr: String,
+}
+
+/// `POST /api/downloads`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadRequest {
+    /// Friendly name or unambiguous id prefix of a connected peer.
+    pub peer: String,
+    /// Share path of a file or directory on that peer.
+    pub path: String,
+}
+
+/// Where a download is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DownloadState {
+    Queued,
+    Active,
+    Done,
+    Failed,
+}
+
+/// A download request and its progress.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DownloadInfo {
+    pub id: u64,
+    pub peer: PeerId,
+    pub peer_name: String,
+    /// Remote share path.
+    pub path: String,
+    /// Where it lands on this node.
+    pub local_path: String,
+    pub state: DownloadState,
+    pub files_done: u64,
+    /// Files found so far (grows while a directory is being listed).
+    pub files_total: u64,
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    /// Bytes per second, recent average.
+    pub rate: u64,
+    /// The file being transferred now.
+    pub current: Option<String>,
+    /// Why it failed, or the last transient error it is retrying after.
+    pub error: Option<String>,
+}
+
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ApiError {
@@ -144,10 +228,7 @@ mod tests {
             entries: None,
         };
         let json = serde_json::to_string(&e).unwrap();
-        assert_eq!(
-            json,
-            r#"{"path":"music/a.flac","name":"a.flac","kind":"file","size":3,"mtime":1700000000}"#
-        );
+        assert_eq!(json, r#"{"path":"music/a.flac","name":"a.flac","kind":"file","size":3,"mtime":1700000000}"#);
         assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
     }
 

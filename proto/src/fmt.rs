@@ -15,11 +15,7 @@ pub fn format_size(bytes: u64) -> String {
         value /= 1024.0;
         unit += 1;
     }
-    if value < 99.95 {
-        format!("{value:.1} {}", UNITS[unit])
-    } else {
-        format!("{value:.0} {}", UNITS[unit])
-    }
+    if value < 99.95 { format!("{value:.1} {}", UNITS[unit]) } else { format!("{value:.0} {}", UNITS[unit]) }
 }
 
 /// A count with thousands separators: `1,234,567`.
@@ -63,11 +59,7 @@ pub fn format_datetime(unix: i64, utc_offset_secs: i64) -> String {
     let days = local.div_euclid(86_400);
     let secs = local.rem_euclid(86_400);
     let (y, m, d) = civil_from_days(days);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}",
-        secs / 3_600,
-        secs % 3_600 / 60
-    )
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}", secs / 3_600, secs % 3_600 / 60)
 }
 
 /// `just now`, `5 min ago`, `3 h ago`, `2 days ago`; `None` from 30 days on
@@ -183,9 +175,6 @@ mod tests {
     #[test]
     fn ids() {
         assert_eq!(short_id("abc"), "abc");
-        assert_eq!(
-            short_id("aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq"),
-            "aaaqeaye…dypq"
-        );
+        assert_eq!(short_id("aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq"), "aaaqeaye…dypq");
     }
 }

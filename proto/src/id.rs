@@ -126,13 +126,12 @@ pub fn base32_encode(bytes: &[u8]) -> String {
 }
 
 const ADJECTIVES: [&str; 64] = [
-    "amber", "brave", "bright", "calm", "clever", "cosy", "crisp", "curious", "daring", "dapper",
-    "eager", "early", "fancy", "fearless", "fluffy", "frosty", "gentle", "giddy", "golden",
-    "grand", "happy", "hardy", "humble", "icy", "jolly", "keen", "kind", "lively", "lucky",
-    "mellow", "merry", "mighty", "misty", "modest", "nimble", "noble", "patient", "plucky",
-    "polite", "proud", "quick", "quiet", "rapid", "rosy", "rustic", "shiny", "silent", "silver",
-    "sleepy", "smooth", "snowy", "sunny", "swift", "tidy", "tiny", "vivid", "warm", "wild",
-    "windy", "wise", "witty", "young", "zany", "zesty",
+    "amber", "brave", "bright", "calm", "clever", "cosy", "crisp", "curious", "daring", "dapper", "eager", "early",
+    "fancy", "fearless", "fluffy", "frosty", "gentle", "giddy", "golden", "grand", "happy", "hardy", "humble", "icy",
+    "jolly", "keen", "kind", "lively", "lucky", "mellow", "merry", "mighty", "misty", "modest", "nimble", "noble",
+    "patient", "plucky", "polite", "proud", "quick", "quiet", "rapid", "rosy", "rustic", "shiny", "silent", "silver",
+    "sleepy", "smooth", "snowy", "sunny", "swift", "tidy", "tiny", "vivid", "warm", "wild", "windy", "wise", "witty",
+    "young", "zany", "zesty",
 ];
 
 const ANIMALS: [&str; 64] = [
@@ -205,11 +204,7 @@ const ANIMALS: [&str; 64] = [
 /// The display name for a public key: two words picked by its first bytes
 /// (ed25519 public keys are uniformly distributed, so no hashing is needed).
 pub fn friendly_name(key: &[u8; PEER_ID_LEN]) -> String {
-    format!(
-        "{}-{}",
-        ADJECTIVES[usize::from(key[0]) % ADJECTIVES.len()],
-        ANIMALS[usize::from(key[1]) % ANIMALS.len()]
-    )
+    format!("{}-{}", ADJECTIVES[usize::from(key[0]) % ADJECTIVES.len()], ANIMALS[usize::from(key[1]) % ANIMALS.len()])
 }
 
 #[cfg(test)]

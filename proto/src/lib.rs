@@ -11,13 +11,21 @@
 //! - [`id`]: peer identities: the 32-byte ed25519 public key, its text
 //!   encoding, and the display-only friendly name.
 //! - [`fmt`]: sizes, counts, dates and durations for people (CLI and UI alike).
+//! - [`wire`]: the peer protocol's messages, framing, limits and close codes.
+//! - [`topic`]: topic keys (one KDF, one key per purpose) and the
+//!   connection-bound membership proof of the handshake.
+//! - [`cert`]: the bounded DER walk that finds a peer's ed25519 key in its
+//!   certificate.
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/api/*`), used by the
 //!   node, the `hdp` CLI and the web UI alike.
 
 pub mod api;
+pub mod cert;
 pub mod fmt;
 pub mod id;
 pub mod path;
+pub mod topic;
+pub mod wire;
 
 /// The version of this software, reported by `GET /api/info`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -59,11 +59,7 @@ impl SharePath {
         }
         let trimmed = raw.strip_suffix('/').unwrap_or(raw);
         if trimmed.is_empty() {
-            return if raw.is_empty() {
-                Ok(Self::root())
-            } else {
-                Err(PathError::Absolute)
-            };
+            return if raw.is_empty() { Ok(Self::root()) } else { Err(PathError::Absolute) };
         }
         for component in trimmed.split('/') {
             validate_component(component)?;
@@ -74,11 +70,7 @@ impl SharePath {
     /// Joins a validated path and one more component.
     pub fn join(&self, name: &str) -> Result<Self, PathError> {
         validate_component(name)?;
-        let joined = if self.0.is_empty() {
-            name.to_owned()
-        } else {
-            format!("{}/{}", self.0, name)
-        };
+        let joined = if self.0.is_empty() { name.to_owned() } else { format!("{}/{}", self.0, name) };
         if joined.len() > MAX_PATH_LEN {
             return Err(PathError::TooLong);
         }
@@ -168,10 +160,7 @@ mod tests {
         assert_eq!(p.split_last(), Some(("music/Ærø Ünïcode", "曲.flac")));
         assert_eq!(p.depth(), 3);
         assert_eq!(SharePath::parse("music/").unwrap().as_str(), "music");
-        assert_eq!(
-            SharePath::parse("music").unwrap().split_last(),
-            Some(("", "music"))
-        );
+        assert_eq!(SharePath::parse("music").unwrap().split_last(), Some(("", "music")));
         // Dots inside names are fine.
         assert!(SharePath::parse("a/..b/c..").is_ok());
         assert!(SharePath::parse("a/.hidden").is_ok());

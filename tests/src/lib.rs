@@ -24,16 +24,9 @@ pub fn hdp_bin() -> PathBuf {
         return PathBuf::from(p);
     }
     let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target/<profile>/deps/<test>");
+    let dir = exe.parent().and_then(Path::parent).expect("target/<profile>/deps/<test>");
     let bin = dir.join("hdp");
-    assert!(
-        bin.is_file(),
-        "{} is missing: run `cargo build -p hdp-node` first (scripts/test.sh does)",
-        bin.display()
-    );
+    assert!(bin.is_file(), "{} is missing: run `cargo build -p hdp-node` first (scripts/test.sh does)", bin.display());
     bin
 }
 
@@ -42,6 +35,8 @@ pub struct Node {
     pub child: Option<Child>,
     pub data_dir: PathBuf,
     pub http: SocketAddr,
+    /// The node's QUIC address.
+    pub quic: SocketAddr,
     pub token: String,
     pub login_url: String,
     pub log: PathBuf,
@@ -64,10 +59,11 @@ impl Node {
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
         let mut cmd = Command::new(hdp_bin());
-        cmd.arg("start")
-            .arg("--data-dir")
-            .arg(data_dir)
-            .args(["--http", "127.0.0.1:0"]);
+        cmd.arg("start").arg("--data-dir").arg(data_dir).args(["--http", "127.0.0.1:0"]);
+        // Tests stay on loopback.
+        if !extra.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
         for s in shares {
             cmd.arg("--share").arg(s);
         }
@@ -94,10 +90,14 @@ impl Node {
         });
         let deadline = Instant::now() + START_TIMEOUT;
         let mut seen = Vec::new();
+        let mut quic = None;
         let login_url = loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) => {
+                    if line.contains("(QUIC)") {
+                        quic = line.split_whitespace().find_map(|w| w.parse::<SocketAddr>().ok());
+                    }
                     if let Some(url) = line.split_whitespace().find(|w| w.starts_with("http://")) {
                         break url.to_owned();
                     }
@@ -113,13 +113,12 @@ impl Node {
         // Keep draining stdout so the child never blocks on a full pipe.
         std::thread::spawn(move || while rx.recv().is_ok() {});
         let rest = login_url.trim_start_matches("http://");
-        let (host, fragment) = rest
-            .split_once("/#token=")
-            .expect("login url has a token fragment");
+        let (host, fragment) = rest.split_once("/#token=").expect("login url has a token fragment");
         Node {
             child: Some(child),
             data_dir: data_dir.to_owned(),
             http: host.parse().expect("login url host is an address"),
+            quic: quic.expect("the banner names the QUIC address before the web UI link"),
             token: fragment.to_owned(),
             login_url,
             log,
@@ -158,14 +157,32 @@ impl Node {
         let mut a = args.to_vec();
         a.push("--json");
         let text = self.cli_ok(&a);
-        serde_json::from_str(&text)
-            .unwrap_or_else(|e| panic!("hdp {a:?} printed invalid JSON ({e}): {text}"))
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("hdp {a:?} printed invalid JSON ({e}): {text}"))
     }
 
     /// A raw HTTP request with the node's token.
     pub fn api(&self, method: &str, path: &str, body: Option<&str>) -> Response {
         let auth = format!("Bearer {}", self.token);
         http(self.http, method, path, &[("Authorization", &auth)], body)
+    }
+
+    /// `hdp connect` to another node; returns the peer's friendly name.
+    pub fn connect(&self, other: &Node) -> String {
+        let v = self.cli_json(&["connect", &other.quic.to_string()]);
+        v["name"].as_str().expect("connected peer has a name").to_owned()
+    }
+
+    /// Polls `GET /api/downloads/{id}` until it is done or failed.
+    pub fn wait_download(&self, id: u64) -> serde_json::Value {
+        let deadline = Instant::now() + Duration::from_secs(300);
+        loop {
+            let v = self.api("GET", &format!("/api/downloads/{id}"), None).json();
+            if v["state"] == "done" || v["state"] == "failed" {
+                return v;
+            }
+            assert!(Instant::now() < deadline, "download {id} did not finish: {v}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// Polls `GET /api/shares` until no share is scanning.
@@ -175,11 +192,7 @@ impl Node {
             let r = self.api("GET", "/api/shares", None);
             assert_eq!(r.status, 200, "{}", r.body);
             let v = r.json();
-            let scanning = v
-                .as_array()
-                .expect("share list")
-                .iter()
-                .any(|s| s["scanning"] == true);
+            let scanning = v.as_array().expect("share list").iter().any(|s| s["scanning"] == true);
             if !scanning {
                 return v;
             }
@@ -203,24 +216,14 @@ impl Node {
         let deadline = Instant::now() + STOP_TIMEOUT;
         loop {
             if let Some(status) = child.try_wait().expect("wait") {
-                assert!(
-                    status.success(),
-                    "hdp exited with {status} after SIGTERM\n{}",
-                    self.log_text()
-                );
+                assert!(status.success(), "hdp exited with {status} after SIGTERM\n{}", self.log_text());
                 let log = self.log_text();
-                assert!(
-                    log.contains("stopped"),
-                    "no clean-shutdown line in the log:\n{log}"
-                );
+                assert!(log.contains("stopped"), "no clean-shutdown line in the log:\n{log}");
                 return;
             }
             if Instant::now() > deadline {
                 let _ = child.kill();
-                panic!(
-                    "hdp did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}",
-                    self.log_text()
-                );
+                panic!("hdp did not exit within {STOP_TIMEOUT:?} of SIGTERM\n{}", self.log_text());
             }
             std::thread::sleep(Duration::from_millis(20));
         }
@@ -238,11 +241,7 @@ impl Drop for Node {
 
 /// Sends a signal with the system's `kill` command.
 pub fn signal(pid: u32, sig: &str) {
-    let ok = Command::new("kill")
-        .arg(format!("-{sig}"))
-        .arg(pid.to_string())
-        .status()
-        .expect("run kill");
+    let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
     assert!(ok.success(), "kill -{sig} {pid} failed");
 }
 
@@ -256,23 +255,15 @@ pub struct Response {
 
 impl Response {
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.body)
-            .unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", self.body))
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", self.body))
     }
 }
 
 /// A minimal HTTP/1.1 client (one request per connection), so the tests see
 /// exactly what goes over the wire.
-pub fn http(
-    addr: SocketAddr,
-    method: &str,
-    path: &str,
-    headers: &[(&str, &str)],
-    body: Option<&str>,
-) -> Response {
+pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)], body: Option<&str>) -> Response {
     let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to node");
-    s.set_read_timeout(Some(Duration::from_secs(60)))
-        .expect("timeout");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
     let mut req = format!("{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -287,24 +278,10 @@ pub fn http(
     s.read_to_end(&mut raw).expect("read response");
     let text = String::from_utf8_lossy(&raw).into_owned();
     let (head, rest) = text.split_once("\r\n\r\n").expect("response has headers");
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .expect("status code");
-    let body = if head
-        .to_ascii_lowercase()
-        .contains("transfer-encoding: chunked")
-    {
-        dechunk(rest)
-    } else {
-        rest.to_owned()
-    };
-    Response {
-        status,
-        headers: head.to_owned(),
-        body,
-    }
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    let body =
+        if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
+    Response { status, headers: head.to_owned(), body }
 }
 
 fn dechunk(mut s: &str) -> String {
@@ -335,4 +312,53 @@ pub fn make_tree(root: &Path, count: usize, per_dir: usize) -> Vec<String> {
         out.push(rel);
     }
     out
+}
+
+/// Every regular file below `root`, as (relative path, contents), sorted.
+pub fn read_tree(root: &Path) -> Vec<(String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).expect("read dir") {
+            let p = e.expect("dir entry").path();
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(root).expect("below root").to_string_lossy().into_owned();
+                out.push((rel, std::fs::read(&p).expect("read file")));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Compares two files in 1 MiB steps (for files too big to read at once).
+pub fn same_file(a: &Path, b: &Path) -> bool {
+    let (mut fa, mut fb) = (std::fs::File::open(a).expect("open a"), std::fs::File::open(b).expect("open b"));
+    if fa.metadata().expect("meta").len() != fb.metadata().expect("meta").len() {
+        return false;
+    }
+    let (mut ba, mut bb) = (vec![0u8; 1 << 20], vec![0u8; 1 << 20]);
+    loop {
+        let n = read_full(&mut fa, &mut ba);
+        let m = read_full(&mut fb, &mut bb);
+        if n != m || ba[..n] != bb[..m] {
+            return false;
+        }
+        if n == 0 {
+            return true;
+        }
+    }
+}
+
+fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match f.read(&mut buf[filled..]).expect("read") {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    filled
 }

@@ -22,18 +22,12 @@ pub enum ApiFailure {
     Unauthorized(String),
     /// Anything else: an error status from the node (`status` set, message
     /// from its `error` field) or no usable answer at all (`status` `None`).
-    Failed {
-        status: Option<u16>,
-        message: String,
-    },
+    Failed { status: Option<u16>, message: String },
 }
 
 impl ApiFailure {
     fn other(message: impl Into<String>) -> Self {
-        Self::Failed {
-            status: None,
-            message: message.into(),
-        }
+        Self::Failed { status: None, message: message.into() }
     }
 
     /// The words to show the user.
@@ -126,39 +120,27 @@ fn js_message(err: &JsValue) -> String {
 }
 
 /// Sends one request and decodes the JSON answer (or the [`ApiError`]).
-async fn request<T, B>(
-    token: &str,
-    method: &str,
-    url: &str,
-    body: Option<&B>,
-) -> Result<T, ApiFailure>
+async fn request<T, B>(token: &str, method: &str, url: &str, body: Option<&B>) -> Result<T, ApiFailure>
 where
     T: DeserializeOwned,
     B: Serialize + ?Sized,
 {
-    let unreachable =
-        |e: JsValue| ApiFailure::other(format!("Could not reach the node: {}", js_message(&e)));
+    let unreachable = |e: JsValue| ApiFailure::other(format!("Could not reach the node: {}", js_message(&e)));
 
     let headers = Headers::new().map_err(unreachable)?;
     headers
         .set("Authorization", &format!("Bearer {token}"))
-        .map_err(|_| {
-            ApiFailure::Unauthorized("That token contains characters a token never has.".into())
-        })?;
-    headers
-        .set("Accept", "application/json")
-        .map_err(unreachable)?;
+        .map_err(|_| ApiFailure::Unauthorized("That token contains characters a token never has.".into()))?;
+    headers.set("Accept", "application/json").map_err(unreachable)?;
 
     let init = RequestInit::new();
     init.set_method(method);
     // Polling must see fresh numbers, never a cached answer.
     init.set_cache(RequestCache::NoStore);
     if let Some(body) = body {
-        let json = serde_json::to_string(body)
-            .map_err(|e| ApiFailure::other(format!("Could not encode the request: {e}")))?;
-        headers
-            .set("Content-Type", "application/json")
-            .map_err(unreachable)?;
+        let json =
+            serde_json::to_string(body).map_err(|e| ApiFailure::other(format!("Could not encode the request: {e}")))?;
+        headers.set("Content-Type", "application/json").map_err(unreachable)?;
         init.set_body(&JsValue::from_str(&json));
     }
     init.set_headers(&headers);
@@ -173,17 +155,15 @@ where
 
     let status = response.status();
     let text = match response.text() {
-        Ok(promise) => JsFuture::from(promise)
-            .await
-            .map_err(unreachable)?
-            .as_string()
-            .unwrap_or_default(),
+        Ok(promise) => JsFuture::from(promise).await.map_err(unreachable)?.as_string().unwrap_or_default(),
         Err(e) => return Err(unreachable(e)),
     };
 
     if response.ok() {
         return serde_json::from_str(&text).map_err(|e| {
-            ApiFailure::other(format!("The node sent an answer this page does not understand ({e}). Is the page out of date? Reload it."))
+            ApiFailure::other(format!(
+                "The node sent an answer this page does not understand ({e}). Is the page out of date? Reload it."
+            ))
         });
     }
 
@@ -201,9 +181,6 @@ where
     if status == 401 {
         Err(ApiFailure::Unauthorized(message))
     } else {
-        Err(ApiFailure::Failed {
-            status: Some(status),
-            message,
-        })
+        Err(ApiFailure::Failed { status: Some(status), message })
     }
 }

@@ -64,9 +64,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
             limit: Some(PAGE_SIZE),
         };
         spawn_local(async move {
-            let result = session
-                .call(|t| async move { api::ls(&t, &query).await })
-                .await;
+            let result = session.call(|t| async move { api::ls(&t, &query).await }).await;
             if request_gen.try_get_value() != Some(generation) {
                 return;
             }
@@ -85,11 +83,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
                 }),
                 Err(e) => {
                     if !append {
-                        listing.set(Listing {
-                            path: dir,
-                            search: term,
-                            ..Listing::default()
-                        });
+                        listing.set(Listing { path: dir, search: term, ..Listing::default() });
                     }
                     error.set(Some(e.to_string()));
                 }
@@ -151,8 +145,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
     };
 
     let load_more = move |_| {
-        let (dir, term, cursor) =
-            listing.with_untracked(|l| (l.path.clone(), l.search.clone(), l.cursor.clone()));
+        let (dir, term, cursor) = listing.with_untracked(|l| (l.path.clone(), l.search.clone(), l.cursor.clone()));
         if cursor.is_some() && !loading.get_untracked() {
             load(dir, term, cursor);
         }
@@ -282,11 +275,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
 /// `Loading…`, `12 items`, `3 results for “jazz”`, `No matches`, …
 fn status_line(l: &Listing, loading: bool) -> String {
     if !l.loaded {
-        return if loading {
-            "Loading…".into()
-        } else {
-            String::new()
-        };
+        return if loading { "Loading…".into() } else { String::new() };
     }
     let more = if l.cursor.is_some() { "+" } else { "" };
     let n = l.entries.len() as u64;
@@ -297,11 +286,7 @@ fn status_line(l: &Listing, loading: bool) -> String {
             format!(
                 "{}{more} {} for \u{201c}{}\u{201d}",
                 format_count(n),
-                if n == 1 && more.is_empty() {
-                    "result"
-                } else {
-                    "results"
-                },
+                if n == 1 && more.is_empty() { "result" } else { "results" },
                 l.search
             )
         }
@@ -310,31 +295,11 @@ fn status_line(l: &Listing, loading: bool) -> String {
     } else if n == 0 {
         "This folder is empty.".into()
     } else if l.path.is_empty() {
-        format!(
-            "{}{more} {}",
-            format_count(n),
-            if n == 1 && more.is_empty() {
-                "share"
-            } else {
-                "shares"
-            }
-        )
+        format!("{}{more} {}", format_count(n), if n == 1 && more.is_empty() { "share" } else { "shares" })
     } else {
-        format!(
-            "{}{more} {}",
-            format_count(n),
-            if n == 1 && more.is_empty() {
-                "item"
-            } else {
-                "items"
-            }
-        )
+        format!("{}{more} {}", format_count(n), if n == 1 && more.is_empty() { "item" } else { "items" })
     };
-    if loading {
-        format!("{text} · loading…")
-    } else {
-        text
-    }
+    if loading { format!("{text} · loading…") } else { text }
 }
 
 /// One row: folders open on tap, files show their size and date.
@@ -379,11 +344,7 @@ fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> im
         }
         .into_any()
     };
-    let icon = if is_dir {
-        folder_icon().into_any()
-    } else {
-        file_icon(file_category(&entry.name)).into_any()
-    };
+    let icon = if is_dir { folder_icon().into_any() } else { file_icon(file_category(&entry.name)).into_any() };
     let body = view! {
         {icon}
         <span class="entry-text">
@@ -437,10 +398,7 @@ fn file_icon(category: &'static str) -> impl IntoView {
 
 /// A broad kind of file by its extension, for the icon's tint.
 fn file_category(name: &str) -> &'static str {
-    let ext = name
-        .rsplit_once('.')
-        .map(|(_, e)| e.to_ascii_lowercase())
-        .unwrap_or_default();
+    let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "mp3" | "flac" | "ogg" | "opus" | "wav" | "m4a" | "aac" | "aiff" | "wma" => "audio",
         "mp4" | "mkv" | "webm" | "avi" | "mov" | "m4v" | "wmv" => "video",

@@ -32,9 +32,7 @@ pub fn ago_or_date(unix: i64) -> String {
 
 /// Asks the user a yes/no question with the browser's own dialog.
 pub fn confirm(message: &str) -> bool {
-    web_sys::window()
-        .and_then(|w| w.confirm_with_message(message).ok())
-        .unwrap_or(false)
+    web_sys::window().and_then(|w| w.confirm_with_message(message).ok()).unwrap_or(false)
 }
 
 /// Scrolls the page back to the top (after navigating to another folder).

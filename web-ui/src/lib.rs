@@ -46,10 +46,7 @@ pub fn start() {
     std::panic::set_hook(Box::new(|info| {
         browser::log_error(&format!("hdp web UI panicked: {info}"));
     }));
-    if let Some(boot) = web_sys::window()
-        .and_then(|w| w.document())
-        .and_then(|d| d.get_element_by_id("boot"))
-    {
+    if let Some(boot) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id("boot")) {
         boot.remove();
     }
     leptos::mount::mount_to_body(app::App);

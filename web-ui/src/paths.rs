@@ -18,10 +18,7 @@ pub fn breadcrumbs(path: &str) -> Vec<Crumb> {
             so_far.push('/');
         }
         so_far.push_str(part);
-        crumbs.push(Crumb {
-            label: part.to_string(),
-            path: so_far.clone(),
-        });
+        crumbs.push(Crumb { label: part.to_string(), path: so_far.clone() });
     }
     crumbs
 }
@@ -52,18 +49,8 @@ mod tests {
     fn crumbs() {
         assert!(breadcrumbs("").is_empty());
         let c = breadcrumbs("music/jazz/1959");
-        let got: Vec<(&str, &str)> = c
-            .iter()
-            .map(|c| (c.label.as_str(), c.path.as_str()))
-            .collect();
-        assert_eq!(
-            got,
-            [
-                ("music", "music"),
-                ("jazz", "music/jazz"),
-                ("1959", "music/jazz/1959")
-            ]
-        );
+        let got: Vec<(&str, &str)> = c.iter().map(|c| (c.label.as_str(), c.path.as_str())).collect();
+        assert_eq!(got, [("music", "music"), ("jazz", "music/jazz"), ("1959", "music/jazz/1959")]);
         // Stray slashes do not make empty crumbs.
         assert_eq!(breadcrumbs("/music//jazz/").len(), 2);
     }

@@ -21,11 +21,7 @@ fn storage() -> Option<Storage> {
 }
 
 fn stored_token() -> Option<String> {
-    storage()?
-        .get_item(TOKEN_KEY)
-        .ok()
-        .flatten()
-        .filter(|t| !t.trim().is_empty())
+    storage()?.get_item(TOKEN_KEY).ok().flatten().filter(|t| !t.trim().is_empty())
 }
 
 fn store_token(token: &str) {
@@ -53,11 +49,8 @@ fn take_token_from_url() -> Option<String> {
     }
     let params = web_sys::UrlSearchParams::new_with_str(fragment).ok()?;
     let token = params.get("token")?.trim().to_string();
-    let clean = format!(
-        "{}{}",
-        location.pathname().unwrap_or_else(|_| "/".into()),
-        location.search().unwrap_or_default()
-    );
+    let clean =
+        format!("{}{}", location.pathname().unwrap_or_else(|_| "/".into()), location.search().unwrap_or_default());
     if let Ok(history) = window.history() {
         let _ = history.replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&clean));
     }
@@ -84,10 +77,7 @@ impl Session {
             }
             None => stored_token(),
         };
-        Self {
-            token: RwSignal::new(token),
-            notice: RwSignal::new(None),
-        }
+        Self { token: RwSignal::new(token), notice: RwSignal::new(None) }
     }
 
     /// Whether we have a token (tracked: the app switches on it).
@@ -129,9 +119,7 @@ impl Session {
         if let Err(ApiFailure::Unauthorized(message)) = &result {
             let current = self.token.try_get_untracked().flatten();
             if current.as_deref() == Some(token.as_str()) {
-                self.log_out(Some(format!(
-                    "The node did not accept the token: {message}"
-                )));
+                self.log_out(Some(format!("The node did not accept the token: {message}")));
             }
         }
         result

@@ -32,9 +32,7 @@ pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
         }
         in_flight.set_value(true);
         spawn_local(async move {
-            let result = session
-                .call(|t| async move { api::list_shares(&t).await })
-                .await;
+            let result = session.call(|t| async move { api::list_shares(&t).await }).await;
             in_flight.try_update_value(|f| *f = false);
             match result {
                 Ok(list) => {
@@ -51,9 +49,7 @@ pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
     // Keep counts moving while the node scans; idle otherwise.
     if let Ok(handle) = set_interval_with_handle(
         move || {
-            let scanning = shares
-                .try_with_untracked(|l| l.iter().any(|s| s.scanning))
-                .unwrap_or(false);
+            let scanning = shares.try_with_untracked(|l| l.iter().any(|s| s.scanning)).unwrap_or(false);
             if scanning {
                 refresh();
             }
@@ -127,9 +123,7 @@ fn AddShareForm(shares: RwSignal<Vec<ShareInfo>>) -> impl IntoView {
         adding.set(true);
         add_error.set(None);
         spawn_local(async move {
-            let result = session
-                .call(|t| async move { api::add_share(&t, &AddShare { path: dir }).await })
-                .await;
+            let result = session.call(|t| async move { api::add_share(&t, &AddShare { path: dir }).await }).await;
             adding.set(false);
             match result {
                 Ok(share) => {
@@ -206,9 +200,7 @@ fn ShareCard(
             busy.set(true);
             let name = name.clone();
             spawn_local(async move {
-                let result = session
-                    .call(|t| async move { api::rescan_share(&t, &name).await })
-                    .await;
+                let result = session.call(|t| async move { api::rescan_share(&t, &name).await }).await;
                 busy.set(false);
                 match result {
                     Ok(s) => shares.update(|l| upsert(l, s)),
@@ -325,11 +317,7 @@ fn scan_summary(s: &ShareInfo) -> String {
         return "Scanning… the numbers grow as files are found.".into();
     }
     match (s.last_scan, s.last_scan_ms) {
-        (Some(at), Some(ms)) => format!(
-            "Scanned {} in {}",
-            browser::ago_or_date(at),
-            format_duration_ms(ms)
-        ),
+        (Some(at), Some(ms)) => format!("Scanned {} in {}", browser::ago_or_date(at), format_duration_ms(ms)),
         (Some(at), None) => format!("Scanned {}", browser::ago_or_date(at)),
         _ => "Not scanned yet".into(),
     }

@@ -53,17 +53,8 @@ impl EntryValue {
             1 => EntryKind::Dir,
             _ => return None,
         };
-        let u64_at = |i: usize| {
-            b.get(i..i + 8)
-                .and_then(|s| s.try_into().ok())
-                .map(u64::from_le_bytes)
-        };
-        Some(EntryValue {
-            kind,
-            size: u64_at(2)?,
-            mtime_ns: u64_at(10)? as i64,
-            count: u64_at(18)?,
-        })
+        let u64_at = |i: usize| b.get(i..i + 8).and_then(|s| s.try_into().ok()).map(u64::from_le_bytes);
+        Some(EntryValue { kind, size: u64_at(2)?, mtime_ns: u64_at(10)? as i64, count: u64_at(18)? })
     }
 }
 
@@ -118,11 +109,7 @@ pub fn split_key(key: &[u8]) -> Option<(&str, &str)> {
 
 /// Joins a parent share path and a name.
 pub fn join(parent: &str, name: &str) -> String {
-    if parent.is_empty() {
-        name.to_owned()
-    } else {
-        format!("{parent}/{name}")
-    }
+    if parent.is_empty() { name.to_owned() } else { format!("{parent}/{name}") }
 }
 
 /// The API entry for a key/value pair; `None` if either is malformed.
@@ -145,12 +132,7 @@ mod tests {
 
     #[test]
     fn value_round_trip() {
-        let v = EntryValue {
-            kind: EntryKind::Dir,
-            size: 1 << 40,
-            mtime_ns: -5,
-            count: 7,
-        };
+        let v = EntryValue { kind: EntryKind::Dir, size: 1 << 40, mtime_ns: -5, count: 7 };
         assert_eq!(EntryValue::decode(&v.encode()), Some(v));
         assert_eq!(EntryValue::decode(&[1, 0, 0]), None);
         let mut bad = v.encode();

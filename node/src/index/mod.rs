@@ -9,6 +9,9 @@
 //! - `entries`: one record per file or directory (see [`keys`]).
 //! - `shares`: share name → [`ShareRecord`] (JSON): where it lives and what
 //!   its last complete scan found.
+//! - `meta`: small settings that must survive restarts (the QUIC port).
+//! - `partials`: `.part` file path → the remote (size, mtime) its bytes belong
+//!   to, so a resumed download never splices two versions of a file.
 //!
 //! Readers never wait for the scanner: LMDB gives each read transaction a
 //! snapshot, and the scanner commits every few thousand entries, so a listing
@@ -60,13 +63,8 @@ pub struct ShareRecord {
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error("cannot create the index directory {path}: {source}")]
-    CreateDir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error(
-        "cannot open the index at {path}: {source} (is the disk full or the directory read-only?)"
-    )]
+    CreateDir { path: PathBuf, source: std::io::Error },
+    #[error("cannot open the index at {path}: {source} (is the disk full or the directory read-only?)")]
     Lmdb { path: PathBuf, source: heed::Error },
 }
 
@@ -105,51 +103,40 @@ pub struct Index {
     env: Env,
     entries: Database<Bytes, Bytes>,
     shares: Database<Str, SerdeJson<ShareRecord>>,
+    meta: Database<Str, Bytes>,
+    partials: Database<Bytes, Bytes>,
+}
+
+/// The remote version a `.part` file holds bytes of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PartialMeta {
+    pub size: u64,
+    pub mtime_ns: i64,
 }
 
 impl std::fmt::Debug for Index {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Index")
-            .field("path", &self.env.path())
-            .finish()
+        f.debug_struct("Index").field("path", &self.env.path()).finish()
     }
 }
 
 impl Index {
     /// Opens (creating if needed) the index in `dir`.
     pub fn open(dir: &Path) -> Result<Self, OpenError> {
-        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir {
-            path: dir.into(),
-            source,
-        })?;
-        let lmdb = |source| OpenError::Lmdb {
-            path: dir.into(),
-            source,
-        };
+        std::fs::create_dir_all(dir).map_err(|source| OpenError::CreateDir { path: dir.into(), source })?;
+        let lmdb = |source| OpenError::Lmdb { path: dir.into(), source };
         // SAFETY-equivalent contract of heed: the environment must not be opened
         // twice in one process and its files must not be truncated while open.
         // The node holds an exclusive lock on the data dir, which guarantees both.
         #[allow(unsafe_code)]
-        let env = unsafe {
-            EnvOpenOptions::new()
-                .map_size(MAP_SIZE)
-                .max_dbs(8)
-                .open(dir)
-        }
-        .map_err(lmdb)?;
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(8).open(dir) }.map_err(lmdb)?;
         let mut wtxn = env.write_txn().map_err(lmdb)?;
-        let entries = env
-            .create_database(&mut wtxn, Some("entries"))
-            .map_err(lmdb)?;
-        let shares = env
-            .create_database(&mut wtxn, Some("shares"))
-            .map_err(lmdb)?;
+        let entries = env.create_database(&mut wtxn, Some("entries")).map_err(lmdb)?;
+        let shares = env.create_database(&mut wtxn, Some("shares")).map_err(lmdb)?;
+        let meta = env.create_database(&mut wtxn, Some("meta")).map_err(lmdb)?;
+        let partials = env.create_database(&mut wtxn, Some("partials")).map_err(lmdb)?;
         wtxn.commit().map_err(lmdb)?;
-        Ok(Index {
-            env,
-            entries,
-            shares,
-        })
+        Ok(Index { env, entries, shares, meta, partials })
     }
 
     pub fn env(&self) -> &Env {
@@ -166,6 +153,46 @@ impl Index {
         let Index { env, .. } = self;
         let _ = env.force_sync();
         env.prepare_for_closing().wait_timeout(timeout)
+    }
+
+    /// A small persistent setting (such as the QUIC port).
+    pub fn meta_get(&self, key: &str) -> Result<Option<Vec<u8>>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        Ok(self.meta.get(&rtxn, key)?.map(<[u8]>::to_vec))
+    }
+
+    pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.meta.put(&mut wtxn, key, value)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// What remote version the `.part` file at `part` belongs to.
+    pub fn partial_get(&self, part: &Path) -> Result<Option<PartialMeta>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        let v = self.partials.get(&rtxn, part.as_os_str().as_encoded_bytes())?;
+        Ok(v.filter(|v| v.len() == 16).map(|v| PartialMeta {
+            size: u64::from_le_bytes(v[..8].try_into().unwrap_or_default()),
+            mtime_ns: i64::from_le_bytes(v[8..16].try_into().unwrap_or_default()),
+        }))
+    }
+
+    pub fn partial_put(&self, part: &Path, m: PartialMeta) -> Result<(), RecordError> {
+        let mut v = [0u8; 16];
+        v[..8].copy_from_slice(&m.size.to_le_bytes());
+        v[8..].copy_from_slice(&m.mtime_ns.to_le_bytes());
+        let mut wtxn = self.env.write_txn()?;
+        self.partials.put(&mut wtxn, part.as_os_str().as_encoded_bytes(), &v)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    pub fn partial_delete(&self, part: &Path) -> Result<(), RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.partials.delete(&mut wtxn, part.as_os_str().as_encoded_bytes())?;
+        wtxn.commit()?;
+        Ok(())
     }
 
     pub fn share_records(&self) -> Result<Vec<ShareRecord>, RecordError> {
@@ -189,12 +216,7 @@ impl Index {
         self.shares.put(&mut wtxn, &rec.name, rec)?;
         let key = keys::entry_key("", &rec.name);
         if self.entries.get(&wtxn, &key)?.is_none() {
-            let root = EntryValue {
-                kind: hdp_proto::api::EntryKind::Dir,
-                size: 0,
-                mtime_ns: 0,
-                count: 0,
-            };
+            let root = EntryValue { kind: hdp_proto::api::EntryKind::Dir, size: 0, mtime_ns: 0, count: 0 };
             self.entries.put(&mut wtxn, &key, &root.encode())?;
         }
         wtxn.commit()?;
@@ -202,11 +224,7 @@ impl Index {
     }
 
     /// Updates a share's record if the share still exists.
-    pub fn update_share(
-        &self,
-        name: &str,
-        f: impl FnOnce(&mut ShareRecord),
-    ) -> Result<(), RecordError> {
+    pub fn update_share(&self, name: &str, f: impl FnOnce(&mut ShareRecord)) -> Result<(), RecordError> {
         let mut wtxn = self.env.write_txn()?;
         if let Some(mut rec) = self.shares.get(&wtxn, name)? {
             f(&mut rec);
@@ -234,10 +252,7 @@ impl Index {
         }
         let rtxn = self.env.read_txn()?;
         let key = path_key(path.as_str());
-        Ok(self
-            .entries
-            .get(&rtxn, &key)?
-            .and_then(|v| to_entry(&key, v)))
+        Ok(self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v)))
     }
 
     /// One page of a listing: children of a directory, everything below it,
@@ -252,24 +267,11 @@ impl Index {
                 Some(v) if v.kind == hdp_proto::api::EntryKind::Dir => {}
                 Some(_) => {
                     // Listing a file lists just that file.
-                    let entry = self
-                        .entries
-                        .get(&rtxn, &key)?
-                        .and_then(|v| to_entry(&key, v));
-                    let matches = entry.iter().all(|e| {
-                        req.search
-                            .as_ref()
-                            .is_none_or(|t| e.name.to_lowercase().contains(t))
-                    });
-                    let entries = if matches && req.cursor.is_none() {
-                        entry.into_iter().collect()
-                    } else {
-                        vec![]
-                    };
-                    return Ok(LsPage {
-                        entries,
-                        cursor: None,
-                    });
+                    let entry = self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v));
+                    let matches =
+                        entry.iter().all(|e| req.search.as_ref().is_none_or(|t| e.name.to_lowercase().contains(t)));
+                    let entries = if matches && req.cursor.is_none() { entry.into_iter().collect() } else { vec![] };
+                    return Ok(LsPage { entries, cursor: None });
                 }
                 None => return Err(LsError::NotFound(dir.to_owned())),
             }
@@ -291,10 +293,7 @@ impl Index {
         let after = match &req.cursor {
             Some(c) => {
                 let key = path_key(c.as_str());
-                if !ranges
-                    .iter()
-                    .any(|(lo, hi)| key >= *lo && hi.as_ref().is_none_or(|h| key < *h))
-                {
+                if !ranges.iter().any(|(lo, hi)| key >= *lo && hi.as_ref().is_none_or(|h| key < *h)) {
                     return Err(LsError::Cursor);
                 }
                 Some(key)
@@ -325,10 +324,7 @@ impl Index {
                 let (key, value) = item?;
                 if entries.len() == limit || examined == LS_SCAN_BUDGET {
                     // There is more: the cursor is the last key we dealt with.
-                    let cursor = last_key
-                        .as_deref()
-                        .and_then(|k| keys::split_key(k))
-                        .map(|(p, n)| keys::join(p, n));
+                    let cursor = last_key.as_deref().and_then(|k| keys::split_key(k)).map(|(p, n)| keys::join(p, n));
                     return Ok(LsPage { entries, cursor });
                 }
                 examined += 1;
@@ -344,10 +340,7 @@ impl Index {
                 entries.push(entry);
             }
         }
-        Ok(LsPage {
-            entries,
-            cursor: None,
-        })
+        Ok(LsPage { entries, cursor: None })
     }
 }
 
@@ -359,10 +352,7 @@ pub(crate) fn delete_subtree(
 ) -> Result<(), heed::Error> {
     for prefix in [children_prefix(dir), deeper_prefix(dir)] {
         let end = prefix_end(&prefix);
-        let range = (
-            Bound::Included(prefix.as_slice()),
-            Bound::Excluded(end.as_slice()),
-        );
+        let range = (Bound::Included(prefix.as_slice()), Bound::Excluded(end.as_slice()));
         db.delete_range(wtxn, &range)?;
     }
     Ok(())

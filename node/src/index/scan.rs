@@ -65,9 +65,7 @@ pub struct ScanStats {
 /// A scan could not complete.
 #[derive(Debug, thiserror::Error)]
 pub enum ScanError {
-    #[error(
-        "the shared directory {0} is missing or not a directory; reconnect the disk or remove the share"
-    )]
+    #[error("the shared directory {0} is missing or not a directory; reconnect the disk or remove the share")]
     RootMissing(PathBuf),
     #[error("scan cancelled")]
     Cancelled,
@@ -115,13 +113,7 @@ struct Writer<'a> {
 
 impl<'a> Writer<'a> {
     fn new(index: &'a Index) -> Self {
-        Writer {
-            index,
-            txn: None,
-            ops: 0,
-            opened: Instant::now(),
-            changes: 0,
-        }
+        Writer { index, txn: None, ops: 0, opened: Instant::now(), changes: 0 }
     }
 
     fn txn(&mut self) -> Result<&mut RwTxn<'a>, heed::Error> {
@@ -131,9 +123,7 @@ impl<'a> Writer<'a> {
             self.ops = 0;
         }
         // Just opened above if it was missing.
-        self.txn
-            .as_mut()
-            .ok_or(heed::Error::Mdb(heed::MdbError::BadTxn))
+        self.txn.as_mut().ok_or(heed::Error::Mdb(heed::MdbError::BadTxn))
     }
 
     fn put(&mut self, key: &[u8], value: &EntryValue) -> Result<(), heed::Error> {
@@ -179,8 +169,7 @@ impl<'a> Writer<'a> {
 
     /// Commits if the batch is full or old enough.
     fn maybe_commit(&mut self) -> Result<(), heed::Error> {
-        if self.txn.is_some() && (self.ops >= BATCH_OPS || self.opened.elapsed() >= COMMIT_INTERVAL)
-        {
+        if self.txn.is_some() && (self.ops >= BATCH_OPS || self.opened.elapsed() >= COMMIT_INTERVAL) {
             self.commit()?;
         }
         Ok(())
@@ -211,15 +200,7 @@ pub fn scan_share(
     let mut w = Writer::new(index);
     let root_key = keys::entry_key("", name);
     let old_root = w.get(&root_key)?;
-    let mut stack = vec![visit(
-        &mut w,
-        name.to_owned(),
-        root,
-        old_root,
-        mtime_ns(&root_meta),
-        root,
-        progress,
-    )?];
+    let mut stack = vec![visit(&mut w, name.to_owned(), root, old_root, mtime_ns(&root_meta), root, progress)?];
 
     loop {
         if cancel.is_cancelled() {
@@ -230,28 +211,13 @@ pub fn scan_share(
         let Some(top) = stack.last_mut() else { break };
         if let Some(child) = top.pending.pop() {
             let path = keys::join(&top.path, &child.name);
-            let frame = visit(
-                &mut w,
-                path,
-                &child.fs_path,
-                child.old,
-                child.mtime_ns,
-                root,
-                progress,
-            )?;
+            let frame = visit(&mut w, path, &child.fs_path, child.old, child.mtime_ns, root, progress)?;
             stack.push(frame);
             continue;
         }
         // All children done: settle this directory's aggregate.
-        let done = stack
-            .pop()
-            .expect("stack is non-empty: last_mut() returned Some");
-        let value = EntryValue {
-            kind: EntryKind::Dir,
-            size: done.size,
-            mtime_ns: done.mtime_ns,
-            count: done.count,
-        };
+        let done = stack.pop().expect("stack is non-empty: last_mut() returned Some");
+        let value = EntryValue { kind: EntryKind::Dir, size: done.size, mtime_ns: done.mtime_ns, count: done.count };
         if done.old != Some(value) {
             w.put(&keys::path_key(&done.path), &value)?;
         }
@@ -290,14 +256,7 @@ fn visit(
     found.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let existing = w.existing_children(&path)?;
 
-    let mut frame = Frame {
-        path,
-        pending: Vec::new(),
-        size: 0,
-        count: 0,
-        old,
-        mtime_ns,
-    };
+    let mut frame = Frame { path, pending: Vec::new(), size: 0, count: 0, old, mtime_ns };
     // Merge two sorted lists: what is on disk and what the index holds.
     let mut ex = existing.into_iter().peekable();
     for f in found {
@@ -308,11 +267,7 @@ fn visit(
         match f.value.kind {
             EntryKind::File => {
                 if prev.is_some_and(|p| p.kind == EntryKind::Dir) {
-                    delete_subtree(
-                        w.index.entries_db(),
-                        w.txn()?,
-                        &keys::join(&frame.path, &f.name),
-                    )?;
+                    delete_subtree(w.index.entries_db(), w.txn()?, &keys::join(&frame.path, &f.name))?;
                 }
                 if prev != Some(f.value) {
                     w.put(&keys::entry_key(&frame.path, &f.name), &f.value)?;
@@ -330,12 +285,7 @@ fn visit(
                 }
                 frame.count += 1;
                 progress.dirs.fetch_add(1, Ordering::Relaxed);
-                frame.pending.push(PendingDir {
-                    name: f.name,
-                    fs_path: f.fs_path,
-                    mtime_ns: f.value.mtime_ns,
-                    old,
-                });
+                frame.pending.push(PendingDir { name: f.name, fs_path: f.fs_path, mtime_ns: f.value.mtime_ns, old });
             }
         }
     }
@@ -393,28 +343,14 @@ fn read_children(dir: &Path, root: &Path) -> Vec<Found> {
             }
         };
         let value = if meta.is_dir() {
-            EntryValue {
-                kind: EntryKind::Dir,
-                size: 0,
-                mtime_ns: mtime_ns(&meta),
-                count: 0,
-            }
+            EntryValue { kind: EntryKind::Dir, size: 0, mtime_ns: mtime_ns(&meta), count: 0 }
         } else if meta.is_file() {
-            EntryValue {
-                kind: EntryKind::File,
-                size: meta.len(),
-                mtime_ns: mtime_ns(&meta),
-                count: 0,
-            }
+            EntryValue { kind: EntryKind::File, size: meta.len(), mtime_ns: mtime_ns(&meta), count: 0 }
         } else {
             debug!(path = %fs_path.display(), "not a regular file or directory; skipping it");
             continue;
         };
-        out.push(Found {
-            name,
-            value,
-            fs_path,
-        });
+        out.push(Found { name, value, fs_path });
     }
     out
 }
@@ -453,8 +389,5 @@ pub fn mtime_ns(meta: &fs::Metadata) -> i64 {
 
 /// Now, in Unix seconds.
 pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0)
 }

@@ -33,23 +33,12 @@ fn fixture() -> Fixture {
             error: None,
         })
         .unwrap();
-    Fixture {
-        _tmp: tmp,
-        index,
-        root,
-    }
+    Fixture { _tmp: tmp, index, root }
 }
 
 impl Fixture {
     fn scan(&self) -> ScanStats {
-        scan_share(
-            &self.index,
-            "s",
-            &self.root,
-            &CancellationToken::new(),
-            &ScanProgress::default(),
-        )
-        .unwrap()
+        scan_share(&self.index, "s", &self.root, &CancellationToken::new(), &ScanProgress::default()).unwrap()
     }
 
     fn write(&self, rel: &str, contents: &str) {
@@ -80,20 +69,13 @@ impl Fixture {
     }
 
     fn paths(&self, path: &str, recursive: bool) -> Vec<String> {
-        let mut p: Vec<_> = self
-            .ls_all(path, recursive, None, 2)
-            .into_iter()
-            .map(|e| e.path)
-            .collect();
+        let mut p: Vec<_> = self.ls_all(path, recursive, None, 2).into_iter().map(|e| e.path).collect();
         p.sort();
         p
     }
 
     fn entry(&self, path: &str) -> Entry {
-        self.index
-            .get(&SharePath::parse(path).unwrap())
-            .unwrap()
-            .unwrap()
+        self.index.get(&SharePath::parse(path).unwrap()).unwrap().unwrap()
     }
 }
 
@@ -139,21 +121,14 @@ fn rescan_detects_add_modify_delete_and_writes_nothing_when_unchanged() {
     f.write("gone/sub/y.txt", "y");
     f.write("change.txt", "1");
     f.scan();
-    assert_eq!(
-        f.scan().changes,
-        0,
-        "an unchanged tree must not be rewritten"
-    );
+    assert_eq!(f.scan().changes, 0, "an unchanged tree must not be rewritten");
 
     fs::remove_dir_all(f.root.join("gone")).unwrap();
     f.write("change.txt", "12345");
     f.write("keep/new.txt", "new");
     let stats = f.scan();
     assert!(stats.changes > 0);
-    assert_eq!(
-        f.paths("s", true),
-        vec!["s/change.txt", "s/keep", "s/keep/new.txt", "s/keep/x.txt"]
-    );
+    assert_eq!(f.paths("s", true), vec!["s/change.txt", "s/keep", "s/keep/new.txt", "s/keep/x.txt"]);
     assert_eq!(f.entry("s/change.txt").size, 5);
     assert_eq!(f.entry("s").size, 9);
     // Nothing of the deleted subtree remains, even deep down.
@@ -165,19 +140,12 @@ fn rescan_detects_add_modify_delete_and_writes_nothing_when_unchanged() {
     f.write("change.txt/inner.txt", "i");
     f.scan();
     assert_eq!(f.entry("s/change.txt").kind, EntryKind::Dir);
-    assert_eq!(
-        f.paths("s/change.txt", false),
-        vec!["s/change.txt/inner.txt"]
-    );
+    assert_eq!(f.paths("s/change.txt", false), vec!["s/change.txt/inner.txt"]);
     fs::remove_dir_all(f.root.join("change.txt")).unwrap();
     f.write("change.txt", "abc");
     f.scan();
     assert_eq!(f.entry("s/change.txt").kind, EntryKind::File);
-    assert!(
-        f.ls_all("", true, None, 100)
-            .iter()
-            .all(|e| !e.path.contains("inner"))
-    );
+    assert!(f.ls_all("", true, None, 100).iter().all(|e| !e.path.contains("inner")));
 }
 
 #[test]
@@ -202,10 +170,7 @@ fn search_is_case_insensitive_and_paged() {
     let hits = f.ls_all("s", false, Some("SONG 1"), 4);
     let mut names: Vec<_> = hits.iter().map(|e| e.name.clone()).collect();
     names.sort();
-    let mut want: Vec<_> = std::iter::once(1)
-        .chain(10..20)
-        .map(|i| format!("Song {i}.FLAC"))
-        .collect();
+    let mut want: Vec<_> = std::iter::once(1).chain(10..20).map(|i| format!("Song {i}.FLAC")).collect();
     want.sort();
     assert_eq!(names, want);
     assert!(f.ls_all("s/other", false, Some("song"), 4).is_empty());
@@ -226,10 +191,7 @@ fn large_directory_pages_cover_every_entry_once() {
     let mut names: Vec<_> = all.iter().map(|e| e.name.clone()).collect();
     names.dedup();
     assert_eq!(names.len(), 2_500);
-    assert!(
-        names.windows(2).all(|w| w[0] < w[1]),
-        "children come sorted by name"
-    );
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "children come sorted by name");
 }
 
 #[test]
@@ -240,10 +202,7 @@ fn traversal_and_bad_cursors_are_refused() {
     for bad in ["../etc", "/etc", "s/../..", "s\\..\\x", "s/a\0"] {
         assert!(SharePath::parse(bad).is_err(), "{bad:?}");
     }
-    let missing = LsRequest {
-        path: SharePath::parse("s/nope").unwrap(),
-        ..Default::default()
-    };
+    let missing = LsRequest { path: SharePath::parse("s/nope").unwrap(), ..Default::default() };
     assert!(matches!(f.index.ls(&missing), Err(LsError::NotFound(_))));
     // A cursor from another directory is refused rather than leaking other entries.
     let req = LsRequest {
@@ -313,13 +272,7 @@ fn remove_share_deletes_every_entry() {
 fn missing_root_is_an_error() {
     let f = fixture();
     let gone = f.root.join("missing");
-    let r = scan_share(
-        &f.index,
-        "s",
-        &gone,
-        &CancellationToken::new(),
-        &ScanProgress::default(),
-    );
+    let r = scan_share(&f.index, "s", &gone, &CancellationToken::new(), &ScanProgress::default());
     assert!(r.unwrap_err().to_string().contains("missing"));
     let _ = Path::new("");
 }

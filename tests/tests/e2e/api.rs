@@ -16,13 +16,7 @@ fn every_api_route_needs_the_token() {
         let r = http(node.http, method, path, &[], None);
         assert_eq!(r.status, 401, "{method} {path}");
         assert!(r.json()["error"].as_str().unwrap().contains("token"));
-        let r = http(
-            node.http,
-            method,
-            path,
-            &[("Authorization", "Bearer not-the-token")],
-            None,
-        );
+        let r = http(node.http, method, path, &[("Authorization", "Bearer not-the-token")], None);
         assert_eq!(r.status, 401, "{method} {path} with a wrong token");
     }
     let r = node.api("GET", "/api/info", None);
@@ -62,12 +56,7 @@ fn bad_input_gets_json_errors_with_the_right_status() {
     let r = node.api("GET", "/api/ls?path=&recursive=&search=&cursor=", None);
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(r.json()["entries"][0]["name"], "s");
-    for (body, status) in [
-        ("not json", 400),
-        ("{}", 422),
-        ("{\"path\": 5}", 422),
-        ("{\"path\": \"\"}", 400),
-    ] {
+    for (body, status) in [("not json", 400), ("{}", 422), ("{\"path\": 5}", 422), ("{\"path\": \"\"}", 400)] {
         let r = node.api("POST", "/api/shares", Some(body));
         assert_eq!(r.status, status, "{body}: {}", r.body);
         assert!(r.json()["error"].is_string());
@@ -92,16 +81,8 @@ fn ui_is_served_with_index_fallback() {
     let node = Node::start(&[]);
     let r = http(node.http, "GET", "/", &[], None);
     assert_eq!(r.status, 200);
-    assert!(
-        r.headers
-            .to_ascii_lowercase()
-            .contains("content-type: text/html")
-    );
-    assert!(
-        r.body.contains("hdp_web_ui"),
-        "index.html loads the wasm app: {}",
-        r.body
-    );
+    assert!(r.headers.to_ascii_lowercase().contains("content-type: text/html"));
+    assert!(r.body.contains("hdp_web_ui"), "index.html loads the wasm app: {}", r.body);
     let deep = http(node.http, "GET", "/browse/some/where", &[], None);
     assert_eq!((deep.status, deep.body.as_str()), (200, r.body.as_str()));
     let js = http(node.http, "GET", "/hdp_web_ui.js", &[], None);
@@ -109,10 +90,6 @@ fn ui_is_served_with_index_fallback() {
     assert!(js.headers.to_ascii_lowercase().contains("javascript"));
     let wasm = http(node.http, "GET", "/hdp_web_ui_bg.wasm", &[], None);
     assert_eq!(wasm.status, 200);
-    assert!(
-        wasm.headers
-            .to_ascii_lowercase()
-            .contains("application/wasm")
-    );
+    assert!(wasm.headers.to_ascii_lowercase().contains("application/wasm"));
     node.stop();
 }

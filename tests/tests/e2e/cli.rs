@@ -18,47 +18,21 @@ fn share_list_and_search_through_the_cli() {
     assert_eq!(info["shares"][0]["name"], "Music");
     assert_eq!(info["shares"][0]["files"], 2);
     let text = node.cli_ok(&["info"]);
-    assert!(
-        text.contains(info["name"].as_str().unwrap()) && text.contains("Music"),
-        "{text}"
-    );
+    assert!(text.contains(info["name"].as_str().unwrap()) && text.contains("Music"), "{text}");
 
     let all = node.cli_json(&["ls", "Music", "-r"]);
-    let mut paths: Vec<_> = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap().to_owned())
-        .collect();
+    let mut paths: Vec<_> = all.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect();
     paths.sort();
-    assert_eq!(
-        paths,
-        vec![
-            "Music/Album Ü",
-            "Music/Album Ü/01 Intro.flac",
-            "Music/notes.txt"
-        ]
-    );
-    let file = all
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|e| e["name"] == "notes.txt")
-        .unwrap();
-    assert_eq!(
-        (file["kind"].as_str(), file["size"].as_u64()),
-        (Some("file"), Some(5))
-    );
+    assert_eq!(paths, vec!["Music/Album Ü", "Music/Album Ü/01 Intro.flac", "Music/notes.txt"]);
+    let file = all.as_array().unwrap().iter().find(|e| e["name"] == "notes.txt").unwrap();
+    assert_eq!((file["kind"].as_str(), file["size"].as_u64()), (Some("file"), Some(5)));
 
     let hits = node.cli_json(&["ls", "-s", "INTRO"]);
     assert_eq!(hits.as_array().unwrap().len(), 1);
     assert_eq!(hits[0]["path"], "Music/Album Ü/01 Intro.flac");
 
     let human = node.cli_ok(&["ls", "Music"]);
-    assert!(
-        human.contains("Album Ü/") && human.contains("notes.txt"),
-        "{human}"
-    );
+    assert!(human.contains("Album Ü/") && human.contains("notes.txt"), "{human}");
 
     // Add a second share named like the first, then remove it.
     let other = tmp.path().join("other/Music");
@@ -69,10 +43,7 @@ fn share_list_and_search_through_the_cli() {
     assert_eq!(list.as_array().unwrap().len(), 2);
     let removed = node.cli_json(&["shares", "rm", "Music-2"]);
     assert_eq!(removed["name"], "Music-2");
-    assert_eq!(
-        node.cli_json(&["shares", "list"]).as_array().unwrap().len(),
-        1
-    );
+    assert_eq!(node.cli_json(&["shares", "list"]).as_array().unwrap().len(), 1);
     node.stop();
 }
 
@@ -84,10 +55,7 @@ fn failures_exit_non_zero_with_one_line() {
         (vec!["ls", "../etc"], "invalid path"),
         (vec!["ls", "nope"], "no such file"),
         (vec!["shares", "rm", "nope"], "no share named"),
-        (
-            vec!["shares", "add", "/definitely/not/here"],
-            "does not exist",
-        ),
+        (vec!["shares", "add", "/definitely/not/here"], "does not exist"),
     ] {
         let out = node.cli(&args);
         assert!(!out.status.success(), "{args:?} succeeded");

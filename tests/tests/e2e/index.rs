@@ -7,11 +7,7 @@ use hdp_e2e::{Node, make_tree};
 
 fn ls_paths(node: &Node, path: &str) -> BTreeSet<String> {
     let v = node.cli_json(&["ls", path, "-r"]);
-    v.as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["path"].as_str().unwrap().to_owned())
-        .collect()
+    v.as_array().unwrap().iter().map(|e| e["path"].as_str().unwrap().to_owned()).collect()
 }
 
 #[test]
@@ -41,10 +37,7 @@ fn browse_while_a_large_tree_is_still_scanning() {
         assert_eq!(page.status, 200, "{}", page.body);
         let entries = page.json()["entries"].as_array().unwrap().clone();
         for e in &entries {
-            assert!(
-                want.contains(e["path"].as_str().unwrap()),
-                "listed an entry that does not exist: {e}"
-            );
+            assert!(want.contains(e["path"].as_str().unwrap()), "listed an entry that does not exist: {e}");
         }
         let after = scanning();
         if before && after {
@@ -53,15 +46,9 @@ fn browse_while_a_large_tree_is_still_scanning() {
         if !after {
             break;
         }
-        assert!(
-            Instant::now() < deadline,
-            "scan of 100,000 files took over two minutes"
-        );
+        assert!(Instant::now() < deadline, "scan of 100,000 files took over two minutes");
     }
-    assert!(
-        seen_while_scanning > 0,
-        "no listing with entries was answered while the scan was running"
-    );
+    assert!(seen_while_scanning > 0, "no listing with entries was answered while the scan was running");
     // Once the scan is done, every file and directory is listed.
     let listed = ls_paths(&node, "Tree");
     assert_eq!(listed.len(), want.len());
@@ -89,10 +76,7 @@ fn rescan_and_restart_keep_the_index_true() {
     node.wait_scanned();
     let paths = ls_paths(&node, "docs");
     assert!(paths.contains("docs/new file.txt"));
-    assert!(
-        !paths.iter().any(|p| p.starts_with("docs/d000/e00")),
-        "{paths:?}"
-    );
+    assert!(!paths.iter().any(|p| p.starts_with("docs/d000/e00")), "{paths:?}");
     node.stop();
 
     // Restart without --share: the share, its entries and the identity persist.

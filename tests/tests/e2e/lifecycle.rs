@@ -28,10 +28,7 @@ fn one_node_per_data_dir_and_private_secrets() {
     let data = tmp.path().join("data");
     let node = Node::start_in(&data, &[], &[]);
     for f in ["identity.key", "api-token"] {
-        let mode = std::fs::metadata(data.join(f))
-            .unwrap()
-            .permissions()
-            .mode();
+        let mode = std::fs::metadata(data.join(f)).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
     }
     let out = std::process::Command::new(hdp_e2e::hdp_bin())

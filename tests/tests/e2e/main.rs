@@ -4,10 +4,14 @@
 //! - [`api`]: the HTTP API's authentication, errors, validation and UI fallback.
 //! - [`index`]: browsing while a large scan runs; rescans and restarts.
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
+//! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
+//! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
 
 mod api;
 mod cli;
+mod hostile;
 mod index;
 mod lifecycle;
+mod peers;
 mod ui;

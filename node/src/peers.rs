@@ -1,0 +1,648 @@
+//! Peers: dialing, accepting, the topic handshake, and the registry of live
+//! connections.
+//!
+//! Goals:
+//! - After TLS, each side proves it knows a topic the other is on, bound to
+//!   this connection (see `hdp_proto::topic`). No shared topic: the listener
+//!   closes with [`CloseCode::NoSharedTopic`] and the dialer says so.
+//! - One connection per peer: duplicates are resolved the same way on both
+//!   ends (the connection dialed by the smaller peer id survives; between two
+//!   dialed by the same side, the newer).
+//! - Addresses given by the user (`--peer`, `hdp connect`) are redialed with
+//!   jittered, capped exponential backoff until they answer or are removed.
+//!
+//! Non-goals here: discovery (MQTT, mDNS) feeds addresses in through
+//! [`Peers::add_target`]; serving requests is [`crate::serve`].
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::time::Duration;
+
+use hdp_proto::api::{Direction, PeerInfo};
+use hdp_proto::id::PeerId;
+use hdp_proto::topic::{EXPORTER_LABEL, MAX_TOPICS, Role, TopicKeys, proofs_equal, topic_proof};
+use hdp_proto::wire::{CloseCode, Hello, MAX_HELLO_FRAME};
+use quinn::VarInt;
+use tokio::sync::Semaphore;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, info};
+
+use crate::frames::{FrameError, read_frame, write_frame};
+use crate::index::scan::unix_now;
+use crate::serve::Server;
+use crate::transport::{Transport, remote_peer_id};
+
+/// Longest a TLS handshake plus topic handshake may take.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Incoming handshakes in progress at once; more are refused, so a flood of
+/// connection attempts cannot pile up tasks.
+pub const MAX_PENDING_HANDSHAKES: usize = 16;
+/// Connected peers at most; a Pi serves a circle of friends, not a swarm.
+pub const MAX_PEERS: usize = 128;
+/// First redial delay; doubled after each failure up to [`BACKOFF_MAX`].
+pub const BACKOFF_START: Duration = Duration::from_millis(500);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Why a connection could not be made.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum DialError {
+    #[error("cannot dial {0}")]
+    Connect(String),
+    #[error("no answer within {HANDSHAKE_TIMEOUT:?}")]
+    Timeout,
+    #[error("the peer speaks another protocol version (ALPN mismatch): upgrade the older node")]
+    AlpnMismatch,
+    #[error("TLS handshake failed: {0}")]
+    Tls(String),
+    #[error("{}", .0.describe())]
+    Closed(CloseCode),
+    #[error("connection lost: {0}")]
+    Lost(String),
+    #[error("the peer broke the handshake: {0}")]
+    Protocol(String),
+    #[error("that address is this node")]
+    SelfConnection,
+    #[error("no shared topic: we are on no topic; join one with --topic")]
+    NoTopics,
+    #[error("too many peers connected ({MAX_PEERS})")]
+    TooManyPeers,
+    #[error("the node is shutting down")]
+    ShuttingDown,
+}
+
+impl From<quinn::ConnectionError> for DialError {
+    fn from(e: quinn::ConnectionError) -> Self {
+        use quinn::ConnectionError as C;
+        match &e {
+            C::ApplicationClosed(close) => match CloseCode::from_code(close.error_code.into_inner()) {
+                Some(code) => DialError::Closed(code),
+                None => DialError::Lost(e.to_string()),
+            },
+            C::ConnectionClosed(close) => tls_error(u64::from(close.error_code), &e),
+            C::TransportError(t) => tls_error(u64::from(t.code), &e),
+            C::TimedOut => DialError::Timeout,
+            _ => DialError::Lost(e.to_string()),
+        }
+    }
+}
+
+/// QUIC carries TLS alerts as CRYPTO_ERROR 0x100 + alert.
+fn tls_error(code: u64, e: &quinn::ConnectionError) -> DialError {
+    const NO_APPLICATION_PROTOCOL: u64 = 0x100 + 120;
+    match code {
+        NO_APPLICATION_PROTOCOL => DialError::AlpnMismatch,
+        0x100..=0x1ff => DialError::Tls(e.to_string()),
+        _ => DialError::Lost(e.to_string()),
+    }
+}
+
+impl From<FrameError> for DialError {
+    fn from(e: FrameError) -> Self {
+        match e {
+            FrameError::Read(quinn::ReadExactError::ReadError(quinn::ReadError::ConnectionLost(c))) => c.into(),
+            FrameError::Write(quinn::WriteError::ConnectionLost(c)) => c.into(),
+            other => DialError::Protocol(other.to_string()),
+        }
+    }
+}
+
+/// A live, handshaken connection.
+#[derive(Debug, Clone)]
+pub struct PeerConn {
+    pub id: PeerId,
+    pub conn: quinn::Connection,
+    pub direction: Direction,
+    pub since: i64,
+    /// Topics both ends proved.
+    pub topics: Vec<String>,
+}
+
+/// An address we keep dialing.
+#[derive(Debug)]
+struct Target {
+    addr: SocketAddr,
+    cancel: CancellationToken,
+    state: Mutex<TargetState>,
+}
+
+#[derive(Debug, Default)]
+struct TargetState {
+    peer: Option<PeerId>,
+    error: Option<String>,
+}
+
+/// Topic names and their keys.
+#[derive(Debug, Clone, Default)]
+pub struct Topics(Vec<(String, TopicKeys)>);
+
+impl Topics {
+    pub fn new(names: &[String]) -> Self {
+        let mut t = Topics::default();
+        for n in names {
+            t.insert(n);
+        }
+        t
+    }
+
+    pub fn insert(&mut self, name: &str) -> bool {
+        if self.0.iter().any(|(n, _)| n == name) || self.0.len() >= MAX_TOPICS {
+            return false;
+        }
+        self.0.push((name.to_owned(), TopicKeys::derive(name)));
+        true
+    }
+
+    pub fn names(&self) -> Vec<String> {
+        self.0.iter().map(|(n, _)| n.clone()).collect()
+    }
+}
+
+/// The registry of peers.
+#[derive(Debug)]
+pub struct Peers {
+    me: PeerId,
+    transport: Transport,
+    topics: RwLock<Topics>,
+    conns: Mutex<HashMap<PeerId, PeerConn>>,
+    targets: Mutex<BTreeMap<SocketAddr, Arc<Target>>>,
+    /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
+    handshakes: Arc<Semaphore>,
+    server: Arc<Server>,
+    shutdown: CancellationToken,
+    tasks: TaskTracker,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // The guarded maps stay consistent even if a holder panicked.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Peers {
+    pub fn new(
+        me: PeerId,
+        transport: Transport,
+        topics: Topics,
+        server: Arc<Server>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Arc<Self> {
+        Arc::new(Peers {
+            me,
+            transport,
+            topics: RwLock::new(topics),
+            conns: Mutex::new(HashMap::new()),
+            targets: Mutex::new(BTreeMap::new()),
+            handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            server,
+            shutdown,
+            tasks,
+        })
+    }
+
+    pub fn me(&self) -> PeerId {
+        self.me
+    }
+
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.transport.local_addr().ok()
+    }
+
+    pub fn topic_names(&self) -> Vec<String> {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).names()
+    }
+
+    fn topic_keys(&self) -> Topics {
+        self.topics.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Starts accepting connections.
+    pub fn start(self: &Arc<Self>) {
+        let this = self.clone();
+        self.tasks.spawn(async move { this.accept_loop().await });
+    }
+
+    /// The live connection to `id`, if any.
+    pub fn connection(&self, id: &PeerId) -> Option<PeerConn> {
+        lock(&self.conns).get(id).filter(|c| c.conn.close_reason().is_none()).cloned()
+    }
+
+    /// Connected peers.
+    pub fn connected(&self) -> Vec<PeerConn> {
+        lock(&self.conns).values().filter(|c| c.conn.close_reason().is_none()).cloned().collect()
+    }
+
+    /// Finds a connected peer by friendly name or unambiguous id prefix.
+    pub fn resolve(&self, name: &str) -> Result<PeerConn, ResolveError> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(ResolveError::Unknown(name.into()));
+        }
+        let lower = name.to_ascii_lowercase();
+        let matches: Vec<PeerConn> = self
+            .connected()
+            .into_iter()
+            .filter(|c| c.id.friendly_name() == name || c.id.to_string().starts_with(&lower))
+            .collect();
+        match matches.len() {
+            0 => Err(ResolveError::Unknown(name.into())),
+            1 => Ok(matches.into_iter().next().expect("one match")),
+            n => Err(ResolveError::Ambiguous(name.into(), n)),
+        }
+    }
+
+    /// Everything we know about peers, for `/api/peers`.
+    pub fn list(&self) -> Vec<PeerInfo> {
+        let conns = self.connected();
+        let targets: Vec<Arc<Target>> = lock(&self.targets).values().cloned().collect();
+        let mut out = Vec::new();
+        for t in &targets {
+            let st = lock(&t.state);
+            let live = st.peer.and_then(|p| conns.iter().find(|c| c.id == p));
+            out.push(match live {
+                Some(c) => info_of(c, "manual", Some(t.addr)),
+                None => PeerInfo {
+                    id: st.peer,
+                    name: st.peer.map(|p| p.friendly_name()),
+                    addr: Some(t.addr.to_string()),
+                    connected: false,
+                    direction: None,
+                    since: None,
+                    topics: Vec::new(),
+                    rtt_ms: None,
+                    source: "manual".into(),
+                    error: st.error.clone(),
+                },
+            });
+        }
+        for c in &conns {
+            if !out.iter().any(|p| p.id == Some(c.id)) {
+                out.push(info_of(c, "incoming", None));
+            }
+        }
+        out
+    }
+
+    /// Dials `addr` now and keeps redialing it whenever it drops. Returns the
+    /// result of the first attempt.
+    pub async fn add_target(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerConn, DialError> {
+        let existing = lock(&self.targets).get(&addr).cloned();
+        if let Some(t) = existing {
+            let peer = lock(&t.state).peer;
+            if let Some(c) = peer.and_then(|p| self.connection(&p)) {
+                return Ok(c);
+            }
+            return self.dial(addr).await.inspect(|c| lock(&t.state).peer = Some(c.id));
+        }
+        let target = Arc::new(Target { addr, cancel: self.shutdown.child_token(), state: Mutex::default() });
+        let inserted = {
+            let mut targets = lock(&self.targets);
+            let fresh = !targets.contains_key(&addr);
+            if fresh {
+                targets.insert(addr, target.clone());
+            }
+            fresh
+        };
+        if !inserted {
+            return self.dial(addr).await;
+        }
+        let first = self.dial(addr).await;
+        {
+            let mut st = lock(&target.state);
+            match &first {
+                Ok(c) => {
+                    st.peer = Some(c.id);
+                    st.error = None;
+                }
+                Err(e) => st.error = Some(e.to_string()),
+            }
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move { this.keep_dialing(target).await });
+        first
+    }
+
+    /// Stops dialing `addr` and closes the connection to its peer.
+    pub fn remove_target(&self, addr: &SocketAddr) -> bool {
+        let Some(t) = lock(&self.targets).remove(addr) else {
+            return false;
+        };
+        t.cancel.cancel();
+        if let Some(c) = lock(&t.state).peer.and_then(|p| self.connection(&p)) {
+            c.conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"removed");
+        }
+        true
+    }
+
+    /// Closes the connection to a peer and stops dialing it.
+    pub fn disconnect(&self, id: &PeerId) {
+        let addrs: Vec<SocketAddr> =
+            lock(&self.targets).values().filter(|t| lock(&t.state).peer == Some(*id)).map(|t| t.addr).collect();
+        for a in addrs {
+            self.remove_target(&a);
+        }
+        if let Some(c) = self.connection(id) {
+            c.conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"removed");
+        }
+    }
+
+    async fn keep_dialing(self: Arc<Self>, t: Arc<Target>) {
+        let mut delay = BACKOFF_START;
+        loop {
+            // While its peer is connected (either direction), wait for that to end.
+            let peer = lock(&t.state).peer;
+            if let Some(c) = peer.and_then(|p| self.connection(&p)) {
+                tokio::select! {
+                    reason = c.conn.closed() => {
+                        debug!(peer = %c.id, %reason, "connection ended; will redial");
+                        lock(&t.state).error = Some(DialError::from(reason).to_string());
+                        delay = BACKOFF_START;
+                    }
+                    _ = t.cancel.cancelled() => return,
+                }
+            }
+            let wait = jitter(delay);
+            tokio::select! {
+                _ = tokio::time::sleep(wait) => {}
+                _ = t.cancel.cancelled() => return,
+            }
+            match self.dial(t.addr).await {
+                Ok(c) => {
+                    let mut st = lock(&t.state);
+                    st.peer = Some(c.id);
+                    st.error = None;
+                    delay = BACKOFF_START;
+                }
+                Err(DialError::ShuttingDown) => return,
+                Err(e) => {
+                    debug!(addr = %t.addr, error = %e, "redial failed");
+                    lock(&t.state).error = Some(e.to_string());
+                    delay = (delay * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+    }
+
+    /// Dials `addr` and runs both handshakes.
+    pub async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerConn, DialError> {
+        if self.shutdown.is_cancelled() {
+            return Err(DialError::ShuttingDown);
+        }
+        let topics = self.topic_keys();
+        if topics.0.is_empty() {
+            return Err(DialError::NoTopics);
+        }
+        let connecting = self.transport.connect(addr).map_err(|e| DialError::Connect(e.to_string()))?;
+        let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| DialError::Timeout)??;
+        let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dialer_handshake(&conn, self.me, &topics)).await;
+        let (peer, shared) = match outcome {
+            Ok(Ok(v)) => v,
+            Ok(Err(e)) => {
+                if !matches!(e, DialError::Closed(_)) {
+                    conn.close(VarInt::from_u32(CloseCode::HandshakeFailed as u32), b"handshake failed");
+                }
+                return Err(e);
+            }
+            Err(_) => {
+                conn.close(VarInt::from_u32(CloseCode::HandshakeFailed as u32), b"handshake timeout");
+                return Err(DialError::Timeout);
+            }
+        };
+        let pc = PeerConn { id: peer, conn, direction: Direction::Out, since: unix_now(), topics: shared };
+        Ok(self.register(pc))
+    }
+
+    async fn accept_loop(self: Arc<Self>) {
+        loop {
+            let incoming = tokio::select! {
+                i = self.transport.endpoint.accept() => i,
+                _ = self.shutdown.cancelled() => break,
+            };
+            let Some(incoming) = incoming else { break };
+            let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
+                debug!("too many handshakes in progress; refusing a connection");
+                incoming.refuse();
+                continue;
+            };
+            let this = self.clone();
+            self.tasks.spawn(async move {
+                let remote = incoming.remote_address();
+                match tokio::time::timeout(HANDSHAKE_TIMEOUT, this.accept_one(incoming)).await {
+                    Ok(Ok(pc)) => debug!(peer = %pc.id, %remote, "accepted"),
+                    Ok(Err(e)) => debug!(%remote, error = %e, "incoming connection failed"),
+                    Err(_) => debug!(%remote, "incoming handshake timed out"),
+                }
+                drop(permit);
+            });
+        }
+    }
+
+    async fn accept_one(self: &Arc<Self>, incoming: quinn::Incoming) -> Result<PeerConn, DialError> {
+        let conn = incoming.await?;
+        let fail = |code: CloseCode, why: &'static [u8]| conn.close(VarInt::from_u32(code as u32), why);
+        let Some(peer) = remote_peer_id(&conn) else {
+            fail(CloseCode::HandshakeFailed, b"no ed25519 certificate");
+            return Err(DialError::Protocol("no ed25519 certificate".into()));
+        };
+        if lock(&self.conns).len() >= MAX_PEERS && self.connection(&peer).is_none() {
+            fail(CloseCode::Normal, b"too many peers");
+            return Err(DialError::TooManyPeers);
+        }
+        let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
+        let pc = PeerConn { id: peer, conn, direction: Direction::In, since: unix_now(), topics: shared };
+        Ok(self.register(pc))
+    }
+
+    /// Adds a handshaken connection, resolving duplicates; returns the one kept.
+    fn register(self: &Arc<Self>, pc: PeerConn) -> PeerConn {
+        let mut conns = lock(&self.conns);
+        if let Some(old) = conns.get(&pc.id).filter(|c| c.conn.close_reason().is_none()) {
+            if !self.prefer_new(&pc, old) {
+                pc.conn.close(VarInt::from_u32(CloseCode::Duplicate as u32), b"duplicate");
+                return old.clone();
+            }
+            old.conn.close(VarInt::from_u32(CloseCode::Duplicate as u32), b"duplicate");
+        }
+        conns.insert(pc.id, pc.clone());
+        drop(conns);
+        info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
+              direction = ?pc.direction, topics = ?pc.topics, "peer connected");
+        let this = self.clone();
+        let run = pc.clone();
+        self.tasks.spawn(async move { this.run_connection(run).await });
+        pc
+    }
+
+    /// Both ends pick the same survivor: the connection dialed by the smaller
+    /// peer id; if both were dialed by the same side, the newer one.
+    fn prefer_new(&self, new: &PeerConn, old: &PeerConn) -> bool {
+        let dialer = |c: &PeerConn| {
+            if c.direction == Direction::Out { self.me } else { c.id }
+        };
+        let (dn, d_old) = (dialer(new), dialer(old));
+        dn <= d_old
+    }
+
+    /// Serves the peer's requests until the connection ends.
+    async fn run_connection(self: Arc<Self>, pc: PeerConn) {
+        loop {
+            let stream = tokio::select! {
+                s = pc.conn.accept_bi() => s,
+                _ = self.shutdown.cancelled() => {
+                    pc.conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"shutting down");
+                    break;
+                }
+            };
+            match stream {
+                Ok((send, recv)) => {
+                    let server = self.server.clone();
+                    let peer = pc.id;
+                    // Bounded: quinn lets a peer open at most MAX_STREAMS at once.
+                    self.tasks.spawn(async move { server.handle(peer, send, recv).await });
+                }
+                Err(e) => {
+                    debug!(peer = %pc.id, error = %e, "connection closed");
+                    break;
+                }
+            }
+        }
+        let mut conns = lock(&self.conns);
+        if conns.get(&pc.id).is_some_and(|c| c.conn.stable_id() == pc.conn.stable_id()) {
+            conns.remove(&pc.id);
+            info!(peer = %pc.id, "peer disconnected");
+        }
+    }
+
+    /// Closes every connection and waits (briefly) for the close to be sent.
+    pub async fn close(&self) {
+        self.transport.endpoint.close(VarInt::from_u32(CloseCode::Normal as u32), b"shutting down");
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.transport.endpoint.wait_idle()).await;
+    }
+}
+
+/// The dialer's side of the topic handshake: prove every topic we are on,
+/// check the listener's proofs. Returns the peer and the topics we share.
+pub async fn dialer_handshake(
+    conn: &quinn::Connection,
+    me: PeerId,
+    topics: &Topics,
+) -> Result<(PeerId, Vec<String>), DialError> {
+    let peer = remote_peer_id(conn).ok_or_else(|| DialError::Protocol("no ed25519 certificate".into()))?;
+    if peer == me {
+        conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"self");
+        return Err(DialError::SelfConnection);
+    }
+    let exporter = exporter(conn)?;
+    let (me, them) = (me.0, peer.0);
+    let proofs: Vec<[u8; 32]> =
+        topics.0.iter().map(|(_, k)| topic_proof(&k.handshake, Role::Dialer, &exporter, &me, &them)).collect();
+    let (mut send, mut recv) = conn.open_bi().await?;
+    write_frame(&mut send, &Hello { proofs }, MAX_HELLO_FRAME).await?;
+    let _ = send.finish();
+    let reply: Hello = read_frame(&mut recv, MAX_HELLO_FRAME).await?;
+    let shared: Vec<String> = topics
+        .0
+        .iter()
+        .filter(|(_, k)| {
+            let want = topic_proof(&k.handshake, Role::Listener, &exporter, &me, &them);
+            reply.proofs.iter().any(|p| proofs_equal(p, &want))
+        })
+        .map(|(n, _)| n.clone())
+        .collect();
+    if shared.is_empty() {
+        return Err(DialError::Protocol("the listener proved no topic".into()));
+    }
+    Ok((peer, shared))
+}
+
+/// The listener's side of the topic handshake: check the dialer's proofs,
+/// close with [`CloseCode::NoSharedTopic`] if none is for a topic of ours,
+/// else prove the shared topics back. Returns the shared topics.
+pub async fn listener_handshake(
+    conn: &quinn::Connection,
+    me: PeerId,
+    peer: PeerId,
+    topics: &Topics,
+) -> Result<Vec<String>, DialError> {
+    let fail = |code: CloseCode, why: &'static [u8]| conn.close(VarInt::from_u32(code as u32), why);
+    let (mut send, mut recv) = conn.accept_bi().await?;
+    let hello: Hello = match read_frame(&mut recv, MAX_HELLO_FRAME).await {
+        Ok(h) => h,
+        Err(e) => {
+            fail(CloseCode::ProtocolError, b"bad hello");
+            return Err(e.into());
+        }
+    };
+    let exporter = exporter(conn)?;
+    let (them, me) = (peer.0, me.0);
+    let shared: Vec<&(String, TopicKeys)> = topics
+        .0
+        .iter()
+        .filter(|(_, k)| {
+            let want = topic_proof(&k.handshake, Role::Dialer, &exporter, &them, &me);
+            hello.proofs.iter().take(MAX_TOPICS).any(|p| proofs_equal(p, &want))
+        })
+        .collect();
+    if shared.is_empty() {
+        info!(peer = %peer, "refused a peer that shares no topic with us");
+        fail(CloseCode::NoSharedTopic, b"no shared topic");
+        return Err(DialError::Closed(CloseCode::NoSharedTopic));
+    }
+    let proofs = shared.iter().map(|(_, k)| topic_proof(&k.handshake, Role::Listener, &exporter, &them, &me)).collect();
+    write_frame(&mut send, &Hello { proofs }, MAX_HELLO_FRAME).await?;
+    let _ = send.finish();
+    Ok(shared.iter().map(|(n, _)| n.clone()).collect())
+}
+
+/// Looking a peer up by name failed.
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("no connected peer is called {0:?}; `hdp peers` lists them")]
+    Unknown(String),
+    #[error("{0:?} matches {1} peers; give more of the id")]
+    Ambiguous(String, usize),
+}
+
+fn info_of(c: &PeerConn, source: &str, addr: Option<SocketAddr>) -> PeerInfo {
+    PeerInfo {
+        id: Some(c.id),
+        name: Some(c.id.friendly_name()),
+        addr: Some(addr.unwrap_or_else(|| c.conn.remote_address()).to_string()),
+        connected: true,
+        direction: Some(c.direction),
+        since: Some(c.since),
+        topics: c.topics.clone(),
+        rtt_ms: Some(c.conn.rtt().as_millis() as u64),
+        source: source.into(),
+        error: None,
+    }
+}
+
+fn exporter(conn: &quinn::Connection) -> Result<[u8; 32], DialError> {
+    let mut out = [0u8; 32];
+    conn.export_keying_material(&mut out, EXPORTER_LABEL, b"")
+        .map_err(|_| DialError::Protocol("TLS exporter unavailable".into()))?;
+    Ok(out)
+}
+
+/// `d` scaled by a random factor in [0.5, 1.0), so peers that dropped together
+/// do not all redial in the same instant.
+fn jitter(d: Duration) -> Duration {
+    let mut b = [0u8; 2];
+    let r = if getrandom::fill(&mut b).is_ok() { u16::from_le_bytes(b) } else { 0 };
+    d.mul_f64(0.5 + f64::from(r) / f64::from(u16::MAX) / 2.0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn jitter_stays_in_range() {
+        for _ in 0..100 {
+            let j = jitter(Duration::from_secs(10));
+            assert!(j >= Duration::from_secs(5) && j <= Duration::from_secs(10));
+        }
+    }
+}

@@ -1,0 +1,250 @@
+//! Serving peers' requests: `ls` from the index, `read` from shared files.
+//!
+//! Every request stream is hostile until proven otherwise: the request frame
+//! is bounded, paths go through `SharePath::parse`, only entries present in
+//! the index are served, and the file actually opened must canonicalise to a
+//! place inside its share's root (no `..`, no symlink leading out).
+
+use std::io::{Read, Seek, SeekFrom};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hdp_proto::api::EntryKind;
+use hdp_proto::id::PeerId;
+use hdp_proto::path::SharePath;
+use hdp_proto::wire::{
+    LsFrame, LsRequest, MAX_LS_ENTRIES, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader,
+    ReadRequest, Request, RequestError, StreamCode, WireEntry,
+};
+use quinn::VarInt;
+use tokio::sync::Semaphore;
+use tracing::debug;
+
+use crate::frames::{FrameError, read_frame, write_frame};
+use crate::index::scan::mtime_ns;
+use crate::index::{Index, LsError, LsRequest as IndexLs};
+use crate::shares::Shares;
+
+/// Bytes read from disk per step of an upload (one buffer per upload).
+pub const READ_CHUNK: usize = 256 * 1024;
+/// How long a read request waits for an upload slot before answering `Busy`.
+pub const BUSY_WAIT: Duration = Duration::from_secs(5);
+/// Budget of encoded bytes per `ls` frame, under [`MAX_LS_FRAME`] with margin.
+const LS_FRAME_BUDGET: usize = MAX_LS_FRAME / 2;
+
+/// Serves requests of every connected peer.
+#[derive(Debug)]
+pub struct Server {
+    index: Index,
+    shares: Arc<Shares>,
+    /// Concurrent uploads (`--upload-slots`): a Pi's disk and uplink serve a
+    /// few files well and many files badly.
+    upload_slots: Arc<Semaphore>,
+    /// Bytes sent to peers since start.
+    pub uploaded: AtomicU64,
+}
+
+impl Server {
+    pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize) -> Arc<Self> {
+        Arc::new(Server {
+            index,
+            shares,
+            upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+            uploaded: AtomicU64::new(0),
+        })
+    }
+
+    /// Handles one request stream.
+    pub async fn handle(&self, peer: PeerId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+        let req: Request = match read_frame(&mut recv, MAX_REQUEST_FRAME).await {
+            Ok(r) => r,
+            Err(e) => {
+                debug!(%peer, error = %e, "bad request frame");
+                let _ = send.reset(VarInt::from_u32(StreamCode::BadRequest as u32));
+                let _ = recv.stop(VarInt::from_u32(StreamCode::BadRequest as u32));
+                return;
+            }
+        };
+        // Nothing more is expected from the requester.
+        let _ = recv.stop(VarInt::from_u32(0));
+        let result = match req {
+            Request::Ls(r) => self.serve_ls(&mut send, r).await,
+            Request::Read(r) => self.serve_read(peer, &mut send, r).await,
+        };
+        match result {
+            Ok(()) => {
+                let _ = send.finish();
+            }
+            Err(e) => debug!(%peer, error = %e, "request ended early"),
+        }
+    }
+
+    async fn serve_ls(&self, send: &mut quinn::SendStream, r: LsRequest) -> Result<(), FrameError> {
+        let parsed = (|| {
+            let path = SharePath::parse(&r.path).map_err(|e| RequestError::Invalid(e.to_string()))?;
+            let cursor = r
+                .cursor
+                .as_deref()
+                .map(SharePath::parse)
+                .transpose()
+                .map_err(|_| RequestError::Invalid("bad cursor".into()))?;
+            let search = r.search.map(|s| s.to_lowercase());
+            if search.as_ref().is_some_and(|s| s.len() > 1024) {
+                return Err(RequestError::Invalid("search term too long".into()));
+            }
+            Ok(IndexLs { path, recursive: r.recursive, search, cursor, limit: Some(r.limit.clamp(1, MAX_LS_ENTRIES)) })
+        })();
+        let req = match parsed {
+            Ok(q) => q,
+            Err(e) => return write_frame(send, &LsFrame::Error(e), MAX_LS_FRAME).await,
+        };
+        let index = self.index.clone();
+        let page = tokio::task::spawn_blocking(move || index.ls(&req)).await;
+        let page = match page {
+            Ok(Ok(p)) => p,
+            Ok(Err(LsError::NotFound(_))) => {
+                return write_frame(send, &LsFrame::Error(RequestError::NotFound), MAX_LS_FRAME).await;
+            }
+            Ok(Err(LsError::Path(e))) => {
+                return write_frame(send, &LsFrame::Error(RequestError::Invalid(e.to_string())), MAX_LS_FRAME).await;
+            }
+            Ok(Err(LsError::Cursor)) => {
+                return write_frame(send, &LsFrame::Error(RequestError::Invalid("bad cursor".into())), MAX_LS_FRAME)
+                    .await;
+            }
+            Ok(Err(_)) | Err(_) => {
+                return write_frame(send, &LsFrame::Error(RequestError::Io), MAX_LS_FRAME).await;
+            }
+        };
+        let mut batch = Vec::new();
+        let mut budget = 0usize;
+        for e in page.entries {
+            let entry = WireEntry {
+                mtime_ns: e.mtime.saturating_mul(1_000_000_000),
+                path: e.path,
+                kind: e.kind,
+                size: e.size,
+                count: e.entries.unwrap_or(0),
+            };
+            let cost = entry.path.len() + 40;
+            if budget + cost > LS_FRAME_BUDGET && !batch.is_empty() {
+                write_frame(send, &LsFrame::Entries(std::mem::take(&mut batch)), MAX_LS_FRAME).await?;
+                budget = 0;
+            }
+            budget += cost;
+            batch.push(entry);
+        }
+        if !batch.is_empty() {
+            write_frame(send, &LsFrame::Entries(batch), MAX_LS_FRAME).await?;
+        }
+        write_frame(send, &LsFrame::End { cursor: page.cursor }, MAX_LS_FRAME).await
+    }
+
+    /// Resolves a requested path to a file on disk, or says why not.
+    fn resolve_file(&self, raw: &str) -> Result<PathBuf, RequestError> {
+        let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let (Some(share), rest) = (path.share(), path.in_share()) else {
+            return Err(RequestError::NotShared);
+        };
+        if rest.is_empty() {
+            return Err(RequestError::NotFound);
+        }
+        let root = self.shares.root(share).ok_or(RequestError::NotShared)?;
+        match self.index.get(&path) {
+            Ok(Some(e)) if e.kind == EntryKind::File => {}
+            Ok(_) => return Err(RequestError::NotFound),
+            Err(_) => return Err(RequestError::Io),
+        }
+        let real = std::fs::canonicalize(root.join(rest)).map_err(|_| RequestError::NotFound)?;
+        if !real.starts_with(&root) {
+            return Err(RequestError::NotShared);
+        }
+        Ok(real)
+    }
+
+    async fn serve_read(&self, peer: PeerId, send: &mut quinn::SendStream, r: ReadRequest) -> Result<(), FrameError> {
+        let file = match self.resolve_file(&r.path) {
+            Ok(f) => f,
+            Err(e) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
+        };
+        let permit = match tokio::time::timeout(BUSY_WAIT, self.upload_slots.clone().acquire_owned()).await {
+            Ok(Ok(p)) => p,
+            _ => {
+                return write_frame(send, &ReadHeader::Err(RequestError::Busy), MAX_READ_HEADER_FRAME).await;
+            }
+        };
+        let opened = tokio::task::spawn_blocking(move || {
+            let mut f = std::fs::File::open(&file)?;
+            let meta = f.metadata()?;
+            if !meta.is_file() {
+                return Err(std::io::Error::other("not a file"));
+            }
+            if r.offset <= meta.len() {
+                f.seek(SeekFrom::Start(r.offset))?;
+            }
+            Ok((f, meta.len(), mtime_ns(&meta)))
+        })
+        .await;
+        let (mut f, size, mtime) = match opened {
+            Ok(Ok(v)) => v,
+            _ => {
+                return write_frame(send, &ReadHeader::Err(RequestError::Io), MAX_READ_HEADER_FRAME).await;
+            }
+        };
+        if r.offset > size {
+            return write_frame(send, &ReadHeader::Err(RequestError::BadRange), MAX_READ_HEADER_FRAME).await;
+        }
+        let length = r.length.unwrap_or(u64::MAX).min(size - r.offset);
+        write_frame(send, &ReadHeader::Ok { size, mtime_ns: mtime, length }, MAX_READ_HEADER_FRAME).await?;
+
+        let mut left = length;
+        while left > 0 {
+            let want = left.min(READ_CHUNK as u64) as usize;
+            let step = tokio::task::spawn_blocking(move || {
+                let mut buf = vec![0u8; want];
+                let mut filled = 0;
+                while filled < want {
+                    match f.read(&mut buf[filled..]) {
+                        Ok(0) => break,
+                        Ok(n) => filled += n,
+                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                buf.truncate(filled);
+                Ok((f, buf))
+            })
+            .await;
+            let (back, buf) = match step {
+                Ok(Ok(v)) => v,
+                _ => {
+                    let _ = send.reset(VarInt::from_u32(StreamCode::IoError as u32));
+                    return Ok(());
+                }
+            };
+            f = back;
+            if buf.len() < want {
+                // The file shrank under us: what we promised cannot be sent.
+                let _ = send.reset(VarInt::from_u32(StreamCode::FileChanged as u32));
+                return Ok(());
+            }
+            left -= buf.len() as u64;
+            self.uploaded.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            send.write_chunk(Bytes::from(buf)).await?;
+        }
+        // A file modified while it was sent would splice two versions: refuse.
+        let changed = match f.metadata() {
+            Ok(m) => m.len() != size || mtime_ns(&m) != mtime,
+            Err(_) => true,
+        };
+        if changed {
+            let _ = send.reset(VarInt::from_u32(StreamCode::FileChanged as u32));
+        }
+        drop(permit);
+        debug!(%peer, bytes = length, "upload done");
+        Ok(())
+    }
+}

@@ -1,0 +1,323 @@
+//! QUIC transport: one quinn endpoint on one UDP socket, TLS 1.3 with both
+//! ends authenticated by their ed25519 identity keys.
+//!
+//! Goals:
+//! - A peer's identity is the ed25519 key in its certificate, proven by the
+//!   TLS 1.3 CertificateVerify signature, checked here with that very key.
+//!   No certificate authorities, names or validity dates are involved.
+//! - The protocol version rides in ALPN (`hdp/1`); a mismatch fails the TLS
+//!   handshake with `no_application_protocol`.
+//! - Transport parameters are chosen for slow, flaky links on small machines
+//!   (see the constants and docs/ARCHITECTURE.md).
+//!
+//! Non-goals (yet): NAT traversal. The socket is created here and handed to
+//! quinn, so a later demultiplexer for STUN datagrams can wrap it.
+
+use std::net::{SocketAddr, UdpSocket};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hdp_proto::cert::ed25519_key_from_cert;
+use hdp_proto::id::PeerId;
+use hdp_proto::wire::ALPN;
+use quinn::{IdleTimeout, VarInt};
+use rustls::client::ResolvesClientCert;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::sign::CertifiedKey;
+use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, SignatureScheme};
+
+use crate::identity::Identity;
+
+/// Per-stream receive window: one download fills 100 Mbit/s at 100 ms RTT
+/// (bandwidth-delay product 1.25 MB) with room to spare.
+pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
+/// Per-connection receive window: caps what all streams of one peer may
+/// have in flight towards us, whatever the number of streams.
+pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
+/// Per-connection send buffer.
+pub const SEND_WINDOW: u64 = 4 * 1024 * 1024;
+/// Concurrent request streams a peer may open to us.
+pub const MAX_STREAMS: u32 = 32;
+/// Keep-alive: NAT bindings and idle Wi-Fi links survive.
+pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
+/// A peer silent this long is gone (a Wi-Fi blip of a few seconds is not).
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// Name put in (and ignored from) TLS: identities are keys, not names.
+const SERVER_NAME: &str = "hdp";
+
+/// Setting up the endpoint failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TransportError {
+    #[error("cannot bind the QUIC socket on {addr}: {source}. Is the port in use? Choose another with --listen")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot make our TLS certificate: {0}")]
+    Certificate(String),
+    #[error("TLS configuration error: {0}")]
+    Tls(String),
+}
+
+/// A certificate chain and key made from the node's identity.
+#[derive(Debug)]
+pub struct TlsIdentity {
+    pub cert: CertificateDer<'static>,
+    pub key: PrivateKeyDer<'static>,
+}
+
+impl TlsIdentity {
+    /// A self-signed certificate for the identity key (rcgen).
+    pub fn new(identity: &Identity) -> Result<Self, TransportError> {
+        let pkcs8 = ed25519_pkcs8(&identity.signing_key().to_bytes());
+        let key_pair =
+            rcgen::KeyPair::try_from(pkcs8.as_slice()).map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let params = rcgen::CertificateParams::new(vec![SERVER_NAME.to_owned()])
+            .map_err(|e| TransportError::Certificate(e.to_string()))?;
+        let cert = params.self_signed(&key_pair).map_err(|e| TransportError::Certificate(e.to_string()))?;
+        Ok(TlsIdentity { cert: cert.der().clone(), key: PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(pkcs8)) })
+    }
+}
+
+/// PKCS#8 v1 (RFC 8410) of an ed25519 secret key: a fixed prefix and the seed.
+pub fn ed25519_pkcs8(seed: &[u8; 32]) -> Vec<u8> {
+    let mut der = vec![0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20];
+    der.extend_from_slice(seed);
+    der
+}
+
+fn provider() -> Arc<rustls::crypto::CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// Transport parameters for every connection.
+pub fn transport_config() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
+        .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
+        .send_window(SEND_WINDOW)
+        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .max_concurrent_uni_streams(VarInt::from_u32(0))
+        .keep_alive_interval(Some(KEEP_ALIVE))
+        .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    Arc::new(t)
+}
+
+/// The client (dialing) configuration, presenting `certified` as our certificate.
+pub fn client_config(certified: Arc<CertifiedKey>) -> Result<quinn::ClientConfig, TransportError> {
+    client_config_with_alpn(certified, ALPN)
+}
+
+/// [`client_config`] offering another ALPN (tests of version mismatches).
+pub fn client_config_with_alpn(
+    certified: Arc<CertifiedKey>,
+    alpn: &[u8],
+) -> Result<quinn::ClientConfig, TransportError> {
+    let mut tls = rustls::ClientConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PeerVerifier))
+        .with_client_cert_resolver(Arc::new(FixedClientCert(certified)));
+    tls.alpn_protocols = vec![alpn.to_vec()];
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ClientConfig::new(Arc::new(quic));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+/// The server (accepting) configuration.
+pub fn server_config(id: &TlsIdentity) -> Result<quinn::ServerConfig, TransportError> {
+    let mut tls = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| TransportError::Tls(e.to_string()))?
+        .with_client_cert_verifier(Arc::new(PeerVerifier))
+        .with_single_cert(vec![id.cert.clone()], id.key.clone_key())
+        .map_err(|e| TransportError::Tls(e.to_string()))?;
+    tls.alpn_protocols = vec![ALPN.to_vec()];
+    tls.max_early_data_size = 0;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|e| TransportError::Tls(e.to_string()))?;
+    let mut config = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    config.transport_config(transport_config());
+    Ok(config)
+}
+
+/// A certificate and signing key, as rustls wants them.
+pub fn certified_key(
+    cert: CertificateDer<'static>,
+    key: &PrivateKeyDer<'static>,
+) -> Result<Arc<CertifiedKey>, TransportError> {
+    let signer =
+        provider().key_provider.load_private_key(key.clone_key()).map_err(|e| TransportError::Tls(e.to_string()))?;
+    Ok(Arc::new(CertifiedKey::new(vec![cert], signer)))
+}
+
+/// Endpoint settings. The stateless-reset key and the connection-id key
+/// derive from the identity, so after a crash and restart on the same port
+/// this node still recognises the connection ids it handed out before and
+/// answers their packets with a valid stateless reset: peers learn at once
+/// that the old connection is gone (instead of waiting for the idle timeout)
+/// and redial.
+fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
+    let secret = identity.signing_key().to_bytes();
+    let reset = blake3::derive_key(RESET_KEY_CONTEXT, &secret);
+    let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset)));
+    let cid = blake3::derive_key(CID_KEY_CONTEXT, &secret);
+    let cid_key = u64::from_le_bytes([cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7]]);
+    config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    config
+}
+
+const RESET_KEY_CONTEXT: &str = "harddrive-party 2026-11 stateless reset key v1";
+const CID_KEY_CONTEXT: &str = "harddrive-party 2026-11 connection id key v1";
+
+/// The node's QUIC endpoint.
+#[derive(Debug, Clone)]
+pub struct Transport {
+    pub endpoint: quinn::Endpoint,
+    pub client: quinn::ClientConfig,
+}
+
+impl Transport {
+    /// Binds `addr` and sets up both sides of TLS.
+    pub fn bind(identity: &Identity, addr: SocketAddr) -> Result<Self, TransportError> {
+        let tls = TlsIdentity::new(identity)?;
+        let socket = UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
+        let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Tls("no async runtime".into()))?;
+        let endpoint = quinn::Endpoint::new(endpoint_config(identity), Some(server_config(&tls)?), socket, runtime)
+            .map_err(|source| TransportError::Bind { addr, source })?;
+        let client = client_config(certified_key(tls.cert.clone(), &tls.key)?)?;
+        Ok(Transport { endpoint, client })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Starts a connection to `addr` (the TLS handshake runs when awaited).
+    pub fn connect(&self, addr: SocketAddr) -> Result<quinn::Connecting, quinn::ConnectError> {
+        self.endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)
+    }
+}
+
+/// The peer id of an established connection: the key in its certificate.
+pub fn remote_peer_id(conn: &quinn::Connection) -> Option<PeerId> {
+    let identity = conn.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    let first = certs.first()?;
+    ed25519_key_from_cert(first).ok().map(PeerId)
+}
+
+/// Accepts any ed25519 certificate, and checks handshake signatures with its key.
+#[derive(Debug)]
+struct PeerVerifier;
+
+fn check_cert(cert: &CertificateDer<'_>) -> Result<[u8; 32], rustls::Error> {
+    ed25519_key_from_cert(cert).map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))
+}
+
+/// Verifies a TLS 1.3 CertificateVerify signature with the certificate's ed25519 key.
+fn verify_signature(
+    message: &[u8],
+    cert: &CertificateDer<'_>,
+    dss: &DigitallySignedStruct,
+) -> Result<HandshakeSignatureValid, rustls::Error> {
+    let bad = || rustls::Error::InvalidCertificate(CertificateError::BadSignature);
+    if dss.scheme != SignatureScheme::ED25519 {
+        return Err(bad());
+    }
+    let key = check_cert(cert)?;
+    let vk = ed25519_dalek::VerifyingKey::from_bytes(&key).map_err(|_| bad())?;
+    let sig = ed25519_dalek::Signature::from_slice(dss.signature()).map_err(|_| bad())?;
+    vk.verify_strict(message, &sig).map_err(|_| bad())?;
+    Ok(HandshakeSignatureValid::assertion())
+}
+
+impl ServerCertVerifier for PeerVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        check_cert(end_entity)?;
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+impl ClientCertVerifier for PeerVerifier {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        check_cert(end_entity)?;
+        Ok(ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _: &[u8],
+        _: &CertificateDer<'_>,
+        _: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        Err(rustls::Error::PeerIncompatible(rustls::PeerIncompatible::Tls13RequiredForQuic))
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        vec![SignatureScheme::ED25519]
+    }
+}
+
+/// Always presents the same certificate.
+#[derive(Debug)]
+struct FixedClientCert(Arc<CertifiedKey>);
+
+impl ResolvesClientCert for FixedClientCert {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}

@@ -1,0 +1,192 @@
+//! Two and three real nodes on loopback: remote listing and search, downloads of trees and a 1 GiB file, refusals, restarts.
+
+use std::io::{Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use hdp_e2e::{Node, make_tree, read_tree, same_file, signal};
+
+fn node_on(topic: &str, shares: &[&Path], download_dir: &Path) -> (tempfile::TempDir, Node) {
+    let tmp = tempfile::tempdir().unwrap();
+    let dl = download_dir.to_str().unwrap();
+    let node = Node::start_in(&tmp.path().join("data"), shares, &["--topic", topic, "--download-dir", dl]);
+    (tmp, node)
+}
+
+#[test]
+fn two_nodes_browse_search_and_download_a_tree() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("Stuff");
+    make_tree(&share, 1_200, 100);
+    std::fs::write(share.join("empty.txt"), "").unwrap();
+    std::fs::create_dir_all(share.join("Ünïcode dir/empty dir")).unwrap();
+    std::fs::write(share.join("Ünïcode dir/naïve café.txt"), "☕").unwrap();
+    let dl = tmp.path().join("dl");
+    let (_ta, a) = node_on("friends", &[&share], &tmp.path().join("unused"));
+    let (_tb, b) = node_on("friends", &[], &dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+
+    // Remote listing: the shares, one directory, everything, a search.
+    let top = b.cli_json(&["ls", &name]);
+    assert_eq!(top[0]["name"], "Stuff");
+    let all = b.cli_json(&["ls", &format!("{name}/Stuff"), "-r"]);
+    assert_eq!(all.as_array().unwrap().iter().filter(|e| e["kind"] == "file").count(), 1_202);
+    let hits = b.cli_json(&["ls", &format!("{name}/Stuff"), "-s", "CAFÉ"]);
+    assert_eq!(hits.as_array().unwrap().len(), 1, "{hits}");
+    assert_eq!(hits[0]["path"], "Stuff/Ünïcode dir/naïve café.txt");
+    let r = b.api("GET", "/api/ls?peer=nobody&path=", None);
+    assert_eq!(r.status, 404, "{}", r.body);
+
+    // Download the whole share: every file byte-identical, empty ones too.
+    let out = b.cli_ok(&["download", &format!("{name}/Stuff"), "--wait"]);
+    assert!(out.contains("done"), "{out}");
+    assert_eq!(read_tree(&dl.join("Stuff")), read_tree(&share));
+    assert!(dl.join("Stuff/Ünïcode dir/empty dir").is_dir(), "empty directories arrive too");
+    let parts: Vec<_> = read_tree(&dl).into_iter().filter(|(p, _)| p.ends_with(".part")).collect();
+    assert!(parts.is_empty(), "{parts:?}");
+
+    // Downloading again never overwrites what is there.
+    let v = b.cli_json(&["download", &format!("{name}/Stuff/empty.txt")]);
+    let done = b.wait_download(v["id"].as_u64().unwrap());
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(dl.join("empty (2).txt").is_file() || dl.join("empty.txt").is_file());
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn a_one_gib_file_arrives_intact() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("big");
+    std::fs::create_dir(&share).unwrap();
+    let file = share.join("disk.img");
+    {
+        // Sparse, with real bytes at the start, middle and end.
+        let mut f = std::fs::File::create(&file).unwrap();
+        f.set_len(1 << 30).unwrap();
+        for at in [0u64, (1 << 29) + 12_345, (1 << 30) - 4096] {
+            f.seek(SeekFrom::Start(at)).unwrap();
+            f.write_all(&(0..4096u32).map(|i| (i * 7 + at as u32) as u8).collect::<Vec<_>>()).unwrap();
+        }
+    }
+    let dl = tmp.path().join("dl");
+    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("unused"));
+    let (_tb, b) = node_on("t", &[], &dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+    b.cli_ok(&["download", &format!("{name}/big/disk.img"), "--wait"]);
+    assert!(same_file(&file, &dl.join("disk.img")));
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn three_nodes_download_from_two_peers_at_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (sa, sb) = (tmp.path().join("a-share"), tmp.path().join("b-share"));
+    make_tree(&sa, 50, 10);
+    make_tree(&sb, 50, 10);
+    let dl = tmp.path().join("dl");
+    let (_ta, a) = node_on("trio", &[&sa], &tmp.path().join("x"));
+    let (_tb, b) = node_on("trio", &[&sb], &tmp.path().join("y"));
+    let (_tc, c) = node_on("trio", &[], &dl);
+    a.wait_scanned();
+    b.wait_scanned();
+    let (na, nb) = (c.connect(&a), c.connect(&b));
+    // A and B also meet each other, so everyone sees two peers.
+    b.connect(&a);
+    let ia = c.cli_json(&["download", &format!("{na}/a-share")])["id"].as_u64().unwrap();
+    let ib = c.cli_json(&["download", &format!("{nb}/b-share")])["id"].as_u64().unwrap();
+    assert_eq!(c.wait_download(ia)["state"], "done");
+    assert_eq!(c.wait_download(ib)["state"], "done");
+    assert_eq!(read_tree(&dl.join("a-share")), read_tree(&sa));
+    assert_eq!(read_tree(&dl.join("b-share")), read_tree(&sb));
+    for n in [&a, &b, &c] {
+        let peers = n.cli_json(&["peers"]);
+        let connected = peers.as_array().unwrap().iter().filter(|p| p["connected"] == true).count();
+        assert_eq!(connected, 2, "{peers}");
+    }
+    let listing = c.cli_ok(&["downloads"]);
+    assert!(listing.contains("a-share") && listing.contains("b-share"), "{listing}");
+    for n in [a, b, c] {
+        n.stop();
+    }
+}
+
+#[test]
+fn nodes_without_a_shared_topic_cannot_list() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("secret");
+    make_tree(&share, 3, 3);
+    let (_ta, a) = node_on("red", &[&share], &tmp.path().join("x"));
+    let (_tb, b) = node_on("blue", &[], &tmp.path().join("y"));
+    let out = b.cli(&["connect", &a.quic.to_string()]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("not on any of our topics"), "{err}");
+    // The dialing node says why, and keeps the address for retries.
+    let peers = b.cli_json(&["peers"]);
+    assert_eq!(peers[0]["connected"], false);
+    assert!(peers[0]["error"].as_str().unwrap().contains("topic"), "{peers}");
+    // Nothing can be listed, and A knows no peer.
+    let a_info = a.cli_json(&["info"]);
+    let id_prefix = &a_info["id"].as_str().unwrap()[..8];
+    let r = b.api("GET", &format!("/api/ls?peer={id_prefix}&path="), None);
+    assert_eq!(r.status, 404);
+    assert!(a.cli_json(&["peers"]).as_array().unwrap().is_empty());
+    a.stop();
+    b.stop();
+}
+
+#[test]
+fn serving_node_killed_mid_download_and_restarted() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("films");
+    std::fs::create_dir(&share).unwrap();
+    let file = share.join("film.mkv");
+    {
+        let mut f = std::fs::File::create(&file).unwrap();
+        let mut block = vec![0u8; 1 << 20];
+        let mut x = 0x9e37_79b9u32;
+        for _ in 0..300 {
+            for b in block.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 17;
+                x ^= x << 5;
+                *b = x as u8;
+            }
+            f.write_all(&block).unwrap();
+        }
+    }
+    let dl = tmp.path().join("dl");
+    let a_data = tmp.path().join("a-data");
+    let a = Node::start_in(&a_data, &[&share], &["--topic", "t", "--upload-slots", "1"]);
+    let (_tb, b) = node_on("t", &[], &dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+    let id = b.cli_json(&["download", &format!("{name}/films/film.mkv")])["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = b.api("GET", &format!("/api/downloads/{id}"), None).json();
+        assert_ne!(v["state"], "done", "the download finished before the kill; make the file larger");
+        if v["bytes_done"].as_u64().unwrap() > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    signal(a.pid(), "KILL");
+    drop(a);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(dl.join("film.mkv.part").is_file(), "the partial download is kept");
+    assert!(!dl.join("film.mkv").exists(), "no finished file before it is complete");
+    // Same data dir: same identity and QUIC port, so B's redial finds it.
+    let a = Node::start_in(&a_data, &[], &["--topic", "t"]);
+    let done = b.wait_download(id);
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(same_file(&file, &dl.join("film.mkv")));
+    assert!(!dl.join("film.mkv.part").exists());
+    a.stop();
+    b.stop();
+}
