@@ -356,7 +356,8 @@ async fn download(out: &mut impl Write, args: DownloadArgs) -> Result<(), Client
         if matches!(info.state, DownloadState::Done | DownloadState::Failed) {
             break;
         }
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        // Short: `--wait` returns (and scripts time it) within 50 ms of the end.
+        tokio::time::sleep(Duration::from_millis(50)).await;
         info = client.get(&format!("/api/downloads/{}", info.id)).await?;
     }
     if tty {

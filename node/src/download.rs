@@ -27,7 +27,6 @@ use hdp_proto::api::{DownloadInfo, DownloadState, EntryKind};
 use hdp_proto::id::PeerId;
 use hdp_proto::path::{SharePath, validate_component};
 use hdp_proto::wire::{LsRequest, MAX_LS_ENTRIES, ReadRequest, RequestError, StreamCode};
-use tokio::io::AsyncWriteExt;
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -44,7 +43,7 @@ pub const MAX_ATTEMPTS: u32 = 30;
 /// How long a download waits for its peer to come back before failing.
 pub const RECONNECT_WAIT: Duration = Duration::from_secs(600);
 /// Bytes read from the network before each write to disk.
-pub const WRITE_CHUNK: usize = 256 * 1024;
+pub const WRITE_CHUNK: usize = 512 * 1024;
 /// Capacity of the progress broadcast: a listener that falls further behind
 /// loses old updates (and sees the next ones); the sender never waits.
 pub const EVENT_CAPACITY: usize = 64;
@@ -411,35 +410,67 @@ impl Downloads {
                 .partial_put(&part, PartialMeta { size: head.size, mtime_ns: head.mtime_ns })
                 .map_err(|e| FileError::Permanent(e.to_string()))?;
         }
-        let mut file = tokio::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&part)
-            .await
-            .map_err(|e| local_io("cannot open", &part, e))?;
-        file.set_len(offset).await.map_err(|e| local_io("cannot resize", &part, e))?;
-        tokio::io::AsyncSeekExt::seek(&mut file, std::io::SeekFrom::Start(offset))
-            .await
-            .map_err(|e| local_io("cannot seek", &part, e))?;
+        let open_part = part.clone();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            use std::io::Seek;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&open_part)?;
+            f.set_len(offset)?;
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await;
+        let mut file = match opened {
+            Ok(Ok(f)) => Some(f),
+            Ok(Err(e)) => return Err(local_io("cannot open", &part, e)),
+            Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
+        };
         self.update(job, |i| i.bytes_done = base + offset);
 
-        let mut buf = vec![0u8; WRITE_CHUNK];
+        // Network reads and disk writes overlap: while one batch of chunks is
+        // written on the blocking pool, the next is received. Chunks are
+        // quinn's own buffers, written without copying them.
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
         let mut got = 0u64;
         let mut last = Instant::now();
         let mut since_last = 0u64;
-        while got < head.length {
-            let n = match recv.read(&mut buf).await {
-                Ok(Some(n)) => n,
-                Ok(None) => break,
-                Err(quinn::ReadError::Reset(code)) if code.into_inner() == StreamCode::FileChanged as u64 => {
-                    return Err(FileError::Transient("the file changed on the peer while it was sent".into()));
+        let mut ended = false;
+        while got < head.length && !ended {
+            let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
+            let mut batch: Vec<bytes::Bytes> = Vec::new();
+            let mut n = 0;
+            while n < want {
+                match recv.read_chunk(want - n, true).await {
+                    Ok(Some(chunk)) => {
+                        n += chunk.bytes.len();
+                        batch.push(chunk.bytes);
+                    }
+                    Ok(None) => {
+                        ended = true;
+                        break;
+                    }
+                    Err(quinn::ReadError::Reset(code)) if code.into_inner() == StreamCode::FileChanged as u64 => {
+                        return Err(FileError::Transient("the file changed on the peer while it was sent".into()));
+                    }
+                    Err(e) => return Err(FileError::Transient(format!("transfer interrupted: {e}"))),
                 }
-                Err(e) => return Err(FileError::Transient(format!("transfer interrupted: {e}"))),
+            }
+            let f = match writing.take() {
+                Some(h) => finish_write(h, &part).await?,
+                None => file.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
             };
-            let n = n.min((head.length - got) as usize);
-            file.write_all(&buf[..n]).await.map_err(|e| local_io("cannot write", &part, e))?;
+            writing = Some(tokio::task::spawn_blocking(move || {
+                let mut f = f;
+                for b in &batch {
+                    std::io::Write::write_all(&mut f, b)?;
+                }
+                Ok(f)
+            }));
             got += n as u64;
             since_last += n as u64;
             if last.elapsed() >= PROGRESS_EVERY {
@@ -456,10 +487,17 @@ impl Downloads {
                 since_last = 0;
             }
         }
+        let f = match writing.take() {
+            Some(h) => finish_write(h, &part).await?,
+            None => file.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
+        };
         self.update(job, |i| i.bytes_done = base + offset + got);
-        file.flush().await.map_err(|e| local_io("cannot write", &part, e))?;
-        file.sync_all().await.map_err(|e| local_io("cannot sync", &part, e))?;
-        drop(file);
+        let synced = tokio::task::spawn_blocking(move || f.sync_all()).await;
+        match synced {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
+            Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
+        }
         if got < head.length {
             return Err(FileError::Transient("the peer ended the transfer early".into()));
         }
@@ -471,6 +509,18 @@ impl Downloads {
             let _ = f.set_modified(system_time(head.mtime_ns));
         }
         Ok(())
+    }
+}
+
+/// Waits for a background write and hands the file back.
+async fn finish_write(
+    h: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
+    part: &Path,
+) -> Result<std::fs::File, FileError> {
+    match h.await {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(e)) => Err(local_io("cannot write", part, e)),
+        Err(_) => Err(FileError::Permanent("the node is shutting down".into())),
     }
 }
 

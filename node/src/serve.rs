@@ -204,18 +204,10 @@ impl Server {
         while left > 0 {
             let want = left.min(READ_CHUNK as u64) as usize;
             let step = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let mut filled = 0;
-                while filled < want {
-                    match f.read(&mut buf[filled..]) {
-                        Ok(0) => break,
-                        Ok(n) => filled += n,
-                        Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                        Err(e) => return Err(e),
-                    }
-                }
-                buf.truncate(filled);
-                Ok((f, buf))
+                // read_to_end fills spare capacity without zeroing it first.
+                let mut buf = Vec::with_capacity(want);
+                (&mut f).take(want as u64).read_to_end(&mut buf)?;
+                Ok::<_, std::io::Error>((f, buf))
             })
             .await;
             let (back, buf) = match step {
