@@ -26,11 +26,22 @@
 //! depth-first and commits entries in batches. `GET /api/ls` reads a snapshot
 //! of the index on the blocking pool and returns one page with a cursor.
 //!
+//! A download (`POST /api/downloads` → [`download::Downloads`]) lists the
+//! peer's tree page by page over QUIC ([`remote`]), maps each entry to a safe
+//! local path, and streams each file into a `.part` file that is renamed when
+//! complete; the peer's [`serve::Server`] answers from its own index and disk.
+//!
 //! # Channels and bounds
-//! No channels yet. Concurrency is bounded by [`shares::MAX_CONCURRENT_SCANS`]
-//! (a semaphore) and the runtime's blocking pool (`main.rs`); request bodies
-//! by [`http::MAX_BODY_BYTES`]; listing pages by `hdp_proto::api::LS_MAX_LIMIT`
-//! and [`index::LS_SCAN_BUDGET`].
+//! One channel: the download progress broadcast (capacity
+//! [`download::EVENT_CAPACITY`]; lagging listeners lose updates, senders never
+//! wait). Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
+//! (`--upload-slots`), downloads ([`download::DOWNLOAD_SLOTS`]) and incoming
+//! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
+//! streams per peer ([`transport::MAX_STREAMS`]) and buffers
+//! ([`transport::CONNECTION_WINDOW`], [`transport::SEND_WINDOW`]). Request
+//! bodies are bounded by [`http::MAX_BODY_BYTES`], frames by the limits in
+//! `hdp_proto::wire`, listing pages by `hdp_proto::api::LS_MAX_LIMIT` and
+//! [`index::LS_SCAN_BUDGET`]. Graceful shutdown is described in [`node`].
 
 pub mod auth;
 pub mod cli;
