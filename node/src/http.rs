@@ -42,6 +42,8 @@ pub struct AppState {
     pub peers: Arc<Peers>,
     pub downloads: Arc<Downloads>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
+    /// Ends long-lived responses (the event stream) at shutdown.
+    pub shutdown: tokio_util::sync::CancellationToken,
 }
 
 /// An error response: a status code and a message for people.
@@ -149,6 +151,7 @@ pub fn router(state: AppState) -> Router {
         .route("/connect", post(connect))
         .route("/downloads", get(list_downloads).post(start_download))
         .route("/downloads/{id}", get(get_download))
+        .route("/events", get(events))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -375,4 +378,30 @@ async fn list_downloads(State(st): State<AppState>) -> Json<Vec<DownloadInfo>> {
 
 async fn get_download(State(st): State<AppState>, Path(id): Path<u64>) -> ApiResult<Json<DownloadInfo>> {
     st.downloads.get(id).map(Json).ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no download {id}")))
+}
+
+/// `GET /api/events`: server-sent events, `event: download` with a
+/// [`DownloadInfo`] as JSON data on every progress update. A listener that
+/// reads too slowly gets `event: lagged` (the count of updates it missed);
+/// transfers never wait for it.
+async fn events(
+    State(st): State<AppState>,
+) -> axum::response::sse::Sse<
+    impl futures_util::Stream<Item = Result<axum::response::sse::Event, std::convert::Infallible>>,
+> {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    use tokio::sync::broadcast::error::RecvError;
+    let rx = st.downloads.subscribe();
+    let stream = futures_util::stream::unfold((rx, st.shutdown.clone()), |(mut rx, stop)| async move {
+        let event = tokio::select! {
+            _ = stop.cancelled() => return None,
+            r = rx.recv() => match r {
+                Ok(info) => Event::default().event("download").json_data(&info).unwrap_or_default(),
+                Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                Err(RecvError::Closed) => return None,
+            },
+        };
+        Some((Ok(event), (rx, stop)))
+    });
+    Sse::new(stream).keep_alive(KeepAlive::default())
 }

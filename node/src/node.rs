@@ -151,6 +151,7 @@ impl RunningNode {
             peers: peers.clone(),
             downloads,
             listen_addrs: Arc::new(listen_addrs(quic_addr)),
+            shutdown: shutdown.clone(),
         };
         let app = router(state);
         let stop = shutdown.clone();

@@ -190,3 +190,49 @@ fn serving_node_killed_mid_download_and_restarted() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_stalled_event_listener_never_slows_a_download() {
+    use std::io::Read;
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("s");
+    std::fs::create_dir(&share).unwrap();
+    std::fs::write(share.join("f.bin"), vec![7u8; 64 << 20]).unwrap();
+    let dl = tmp.path().join("dl");
+    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("x"));
+    let (_tb, b) = node_on("t", &[], &dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+
+    // Subscribe, read only the response head, then stop reading.
+    let mut events = std::net::TcpStream::connect(b.http).unwrap();
+    let req = format!("GET /api/events HTTP/1.1\r\nHost: {}\r\nAuthorization: Bearer {}\r\n\r\n", b.http, b.token);
+    events.write_all(req.as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        events.read_exact(&mut byte).unwrap();
+        head.push(byte[0]);
+    }
+    let head = String::from_utf8(head).unwrap();
+    assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/event-stream"), "{head}");
+
+    b.cli_ok(&["download", &format!("{name}/s/f.bin"), "--wait"]);
+    assert!(same_file(&share.join("f.bin"), &dl.join("f.bin")));
+
+    // What the stream held meanwhile: progress events, or word that some were dropped.
+    events.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut got = vec![0u8; 1 << 20];
+    let mut n = 0;
+    while n < got.len() {
+        match events.read(&mut got[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    let text = String::from_utf8_lossy(&got[..n]);
+    assert!(text.contains("event: download"), "{text}");
+    assert!(text.contains("\"state\":\"done\"") || text.contains("event: lagged"), "{text}");
+    a.stop();
+    b.stop();
+}
