@@ -17,7 +17,7 @@
 //! Non-goals (the download-manager issue): a persistent queue, pause/cancel,
 //! hash verification.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -32,6 +32,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
+use crate::index::keys::path_key;
 use crate::index::{Index, PartialMeta};
 use crate::peers::Peers;
 use crate::remote::{self, RemoteError};
@@ -50,6 +51,13 @@ pub const EVENT_CAPACITY: usize = 64;
 /// Finished downloads remembered for `/api/downloads`.
 pub const MAX_FINISHED: usize = 200;
 const PROGRESS_EVERY: Duration = Duration::from_millis(250);
+/// A transfer with no data for this long is treated as interrupted.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes written between fsyncs of a `.part` (each sync advances what a
+/// resume after power loss may trust).
+pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Downloads queued or running at most.
+pub const MAX_JOBS: usize = 1_000;
 
 /// A download could not be started.
 #[derive(Debug, thiserror::Error)]
@@ -60,6 +68,8 @@ pub enum StartDownloadError {
     Path(String),
     #[error("cannot create the download dir {path}: {source}")]
     Dir { path: PathBuf, source: std::io::Error },
+    #[error("{MAX_JOBS} downloads are already queued; wait for some to finish")]
+    TooMany,
 }
 
 /// A file could not be downloaded.
@@ -108,6 +118,8 @@ pub struct Downloads {
     index: Index,
     dir: PathBuf,
     jobs: Mutex<BTreeMap<u64, Arc<JobHandle>>>,
+    /// `.part` files being written now.
+    active_parts: Mutex<HashSet<PathBuf>>,
     next_id: AtomicU64,
     /// Bounds transferring downloads; see [`DOWNLOAD_SLOTS`].
     slots: Arc<Semaphore>,
@@ -143,6 +155,7 @@ impl Downloads {
             index,
             dir,
             jobs: Mutex::new(BTreeMap::new()),
+            active_parts: Mutex::new(HashSet::new()),
             next_id: AtomicU64::new(1),
             slots: Arc::new(Semaphore::new(DOWNLOAD_SLOTS)),
             events,
@@ -170,6 +183,13 @@ impl Downloads {
         let Some((_, name)) = path.split_last() else {
             return Err(StartDownloadError::Path("name a share, directory or file, not the root".into()));
         };
+        let running = lock(&self.jobs)
+            .values()
+            .filter(|j| matches!(lock(&j.0.info).state, DownloadState::Queued | DownloadState::Active))
+            .count();
+        if running >= MAX_JOBS {
+            return Err(StartDownloadError::TooMany);
+        }
         std::fs::create_dir_all(&self.dir)
             .map_err(|source| StartDownloadError::Dir { path: self.dir.clone(), source })?;
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
@@ -293,7 +313,7 @@ impl Downloads {
                     EntryKind::File => {
                         self.update(job, |i| {
                             i.files_total += 1;
-                            i.bytes_total += entry.size;
+                            i.bytes_total = i.bytes_total.saturating_add(entry.size);
                             i.current = Some(entry.path.clone());
                         });
                         let (dir_parts, name) = rel.split_at(rel.len() - 1);
@@ -316,6 +336,11 @@ impl Downloads {
                 }
             }
             match page.cursor {
+                // A cursor must move forward (in index key order), or a lying
+                // peer could keep us listing the same page for ever.
+                Some(c) if cursor.as_ref().is_some_and(|prev| path_key(&c) <= path_key(prev)) => {
+                    return Err(format!("the peer's listing does not advance (cursor {c:?})"));
+                }
                 Some(c) => cursor = Some(c),
                 None => return Ok(failed),
             }
@@ -372,144 +397,283 @@ impl Downloads {
     }
 
     /// Downloads one file to `target` through `target.part`, resuming when
-    /// the `.part` holds bytes of the same remote version.
+    /// the `.part` holds synced bytes of the same remote file and version.
+    ///
+    /// Order of operations, so that a crash at any point leaves a state the
+    /// next attempt handles: the `.part` is cut (and synced) to the resume
+    /// point *before* the version it will hold is recorded; the record's
+    /// synced length only grows after an fsync; the file gets its final name
+    /// only after every promised byte and a clean end of stream arrived, the
+    /// length was checked and the data synced.
     async fn fetch_file(&self, job: &Job, remote_path: &str, target: &Path, base: u64) -> Result<(), FileError> {
         let conn = self.peers.connection(&job.peer).ok_or_else(|| FileError::Transient("peer not connected".into()))?;
         let part = part_path(target);
+        let _claim = PartClaim::take(&self.active_parts, &part)?;
+        let source = source_id(&job.peer, remote_path);
         let known = self.index.partial_get(&part).map_err(|e| FileError::Permanent(e.to_string()))?;
-        let have = match tokio::fs::symlink_metadata(&part).await {
-            Ok(m) if m.is_file() => m.len(),
-            Ok(_) => {
-                return Err(FileError::Permanent(format!("{} exists and is not a file", part.display())));
-            }
-            Err(_) => 0,
+        let have = match std::fs::symlink_metadata(&part) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            Ok(_) => return Err(FileError::Permanent(format!("{} exists and is not a file", part.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(local_io("cannot inspect", &part, e)),
         };
-        let mut offset = if known.is_some() { have } else { 0 };
-        let first = remote::read(&conn.conn, ReadRequest { path: remote_path.into(), offset, length: None }).await;
-        let (mut head, mut recv) = match first {
+        if have.is_some() && known.is_none() {
+            return Err(FileError::Permanent(format!(
+                "{} exists but this node did not start it; move it away and retry",
+                part.display()
+            )));
+        }
+        let mut offset = match (known, have) {
+            (Some(k), Some(h)) if k.source == source => h.min(k.synced),
+            _ => 0,
+        };
+        let read = |offset| ReadRequest { path: remote_path.into(), offset, length: None };
+        let (mut head, mut recv) = match remote::read(&conn.conn, read(offset)).await {
             Ok(v) => v,
             Err(RemoteError::Refused(RequestError::BadRange)) if offset > 0 => {
                 // Our `.part` is longer than the file is now: another version.
                 offset = 0;
-                remote::read(&conn.conn, ReadRequest { path: remote_path.into(), offset: 0, length: None }).await?
+                remote::read(&conn.conn, read(0)).await?
             }
             Err(e) => return Err(e.into()),
         };
-        let same = known == Some(PartialMeta { size: head.size, mtime_ns: head.mtime_ns });
+        let same = known.is_some_and(|k| k.source == source && k.size == head.size && k.mtime_ns == head.mtime_ns);
         if offset > 0 && !same {
             // Another version: drop what we have and start over.
             let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
             offset = 0;
-            let (h, r) =
-                remote::read(&conn.conn, ReadRequest { path: remote_path.into(), offset: 0, length: None }).await?;
-            head = h;
-            recv = r;
+            (head, recv) = remote::read(&conn.conn, read(0)).await?;
         }
-        if offset == 0 {
-            self.index
-                .partial_put(&part, PartialMeta { size: head.size, mtime_ns: head.mtime_ns })
-                .map_err(|e| FileError::Permanent(e.to_string()))?;
-        }
+
         let open_part = part.clone();
+        let create_new = known.is_none();
         let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             use std::io::Seek;
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(true)
+                .create(!create_new)
+                .create_new(create_new)
                 .truncate(false)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&open_part)?;
             f.set_len(offset)?;
+            f.sync_all()?;
             f.seek(std::io::SeekFrom::Start(offset))?;
             Ok(f)
         })
         .await;
-        let mut file = match opened {
-            Ok(Ok(f)) => Some(f),
+        let file = match opened {
+            Ok(Ok(f)) => f,
             Ok(Err(e)) => return Err(local_io("cannot open", &part, e)),
             Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
         };
+        let meta = PartialMeta { size: head.size, mtime_ns: head.mtime_ns, source, synced: offset };
+        self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
         self.update(job, |i| i.bytes_done = base + offset);
 
-        // Network reads and disk writes overlap: while one batch of chunks is
-        // written on the blocking pool, the next is received. Chunks are
-        // quinn's own buffers, written without copying them.
-        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
-        let mut got = 0u64;
-        let mut last = Instant::now();
-        let mut since_last = 0u64;
-        let mut ended = false;
-        while got < head.length && !ended {
-            let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
-            let mut batch: Vec<bytes::Bytes> = Vec::new();
-            let mut n = 0;
-            while n < want {
-                match recv.read_chunk(want - n, true).await {
-                    Ok(Some(chunk)) => {
-                        n += chunk.bytes.len();
-                        batch.push(chunk.bytes);
-                    }
-                    Ok(None) => {
-                        ended = true;
-                        break;
-                    }
-                    Err(quinn::ReadError::Reset(code)) if code.into_inner() == StreamCode::FileChanged as u64 => {
-                        return Err(FileError::Transient("the file changed on the peer while it was sent".into()));
-                    }
-                    Err(e) => return Err(FileError::Transient(format!("transfer interrupted: {e}"))),
-                }
-            }
-            let f = match writing.take() {
-                Some(h) => finish_write(h, &part).await?,
-                None => file.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
-            };
-            writing = Some(tokio::task::spawn_blocking(move || {
-                let mut f = f;
-                for b in &batch {
-                    std::io::Write::write_all(&mut f, b)?;
-                }
-                Ok(f)
-            }));
-            got += n as u64;
-            since_last += n as u64;
-            if last.elapsed() >= PROGRESS_EVERY {
-                let dt = last.elapsed().as_secs_f64();
-                let inst = since_last as f64 / dt;
-                self.update(job, |i| {
-                    i.bytes_done = base + offset + got;
-                    i.rate = if i.rate == 0 { inst as u64 } else { (0.7 * i.rate as f64 + 0.3 * inst) as u64 };
-                    if i.error.as_deref().is_some_and(|e| e.starts_with("retrying")) {
-                        i.error = None;
-                    }
-                });
-                last = Instant::now();
-                since_last = 0;
-            }
-        }
-        let f = match writing.take() {
-            Some(h) => finish_write(h, &part).await?,
-            None => file.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
-        };
-        self.update(job, |i| i.bytes_done = base + offset + got);
-        let synced = tokio::task::spawn_blocking(move || f.sync_all()).await;
+        let (file, result) = self.receive(job, &part, file, &mut recv, head, offset, base, meta).await;
+        result?;
+        let file = file?;
+        let synced = tokio::task::spawn_blocking(move || file.sync_all().and_then(|()| file.metadata())).await;
         match synced {
-            Ok(Ok(())) => {}
+            Ok(Ok(m)) if m.len() == head.size => {}
+            Ok(Ok(m)) => {
+                return Err(FileError::Transient(format!(
+                    "{} has {} bytes, expected {}",
+                    part.display(),
+                    m.len(),
+                    head.size
+                )));
+            }
             Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
             Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
         }
-        if got < head.length {
-            return Err(FileError::Transient("the peer ended the transfer early".into()));
-        }
-        // Anything after the promised bytes is a protocol violation; it is not read.
-        let final_path = free_name(target).await;
-        tokio::fs::rename(&part, &final_path).await.map_err(|e| local_io("cannot rename", &part, e))?;
+        let final_path = publish(&part, target).map_err(|e| local_io("cannot rename", &part, e))?;
         let _ = self.index.partial_delete(&part);
         if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
             let _ = f.set_modified(system_time(head.mtime_ns));
         }
         Ok(())
     }
+
+    /// Receives the promised bytes into `file` (from `offset`), overlapping
+    /// network reads with disk writes, then insists on a clean end of stream.
+    /// Always hands the file back with every write finished, even on error.
+    #[allow(clippy::too_many_arguments)]
+    async fn receive(
+        &self,
+        job: &Job,
+        part: &Path,
+        file: std::fs::File,
+        recv: &mut quinn::RecvStream,
+        head: remote::ReadOk,
+        offset: u64,
+        base: u64,
+        mut meta: PartialMeta,
+    ) -> (Result<std::fs::File, FileError>, Result<(), FileError>) {
+        let mut idle: Option<std::fs::File> = Some(file);
+        // Network reads and disk writes overlap: while one batch of chunks is
+        // written on the blocking pool, the next is received. Chunks are
+        // quinn's own buffers, written without copying them.
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
+        let mut got = 0u64;
+        let mut unsynced = 0u64;
+        let mut last = Instant::now();
+        let mut since_last = 0u64;
+        let result: Result<(), FileError> = async {
+            while got < head.length {
+                let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
+                let mut batch: Vec<bytes::Bytes> = Vec::new();
+                let mut n = 0;
+                while n < want {
+                    let chunk = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(want - n, true))
+                        .await
+                        .map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))?;
+                    match chunk {
+                        Ok(Some(c)) => {
+                            n += c.bytes.len();
+                            batch.push(c.bytes);
+                        }
+                        Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
+                        Err(e) => return Err(read_error(e)),
+                    }
+                }
+                let mut f = match writing.take() {
+                    Some(h) => finish_write(h, part).await?,
+                    None => idle.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
+                };
+                got += n as u64;
+                unsynced += n as u64;
+                let sync_now = unsynced >= SYNC_EVERY;
+                if sync_now {
+                    // What was written before this batch is on disk once the
+                    // sync inside the task returns; record it afterwards.
+                    unsynced = n as u64;
+                }
+                let written_before = offset + got - n as u64;
+                let task = tokio::task::spawn_blocking(move || {
+                    if sync_now {
+                        f.sync_all()?;
+                    }
+                    for b in &batch {
+                        std::io::Write::write_all(&mut f, b)?;
+                    }
+                    Ok(f)
+                });
+                if sync_now {
+                    // The sync ran before this batch's writes: everything
+                    // before `written_before` is durable once the task ends.
+                    idle = Some(finish_write(task, part).await?);
+                    meta.synced = written_before;
+                    self.index.partial_put(part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+                } else {
+                    writing = Some(task);
+                }
+                since_last += n as u64;
+                if last.elapsed() >= PROGRESS_EVERY {
+                    let inst = since_last as f64 / last.elapsed().as_secs_f64();
+                    self.update(job, |i| {
+                        i.bytes_done = base + offset + got;
+                        i.rate = if i.rate == 0 { inst as u64 } else { (0.7 * i.rate as f64 + 0.3 * inst) as u64 };
+                        if i.error.as_deref().is_some_and(|e| e.starts_with("retrying")) {
+                            i.error = None;
+                        }
+                    });
+                    last = Instant::now();
+                    since_last = 0;
+                }
+            }
+            // Every promised byte is here; only a clean end of stream makes
+            // them a file (a reset now means the file changed at the source).
+            let end = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(1, true))
+                .await
+                .map_err(|_| FileError::Transient(format!("no end of stream from the peer for {STALL_TIMEOUT:?}")))?;
+            match end {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(FileError::Transient("the peer sent more bytes than it promised".into())),
+                Err(e) => Err(read_error(e)),
+            }
+        }
+        .await;
+        self.update(job, |i| i.bytes_done = base + offset + got);
+        let file = match writing.take() {
+            Some(h) => finish_write(h, part).await,
+            None => idle.ok_or_else(|| FileError::Permanent("internal: no file".into())),
+        };
+        (file, result)
+    }
+}
+
+fn read_error(e: quinn::ReadError) -> FileError {
+    match e {
+        quinn::ReadError::Reset(code) if code.into_inner() == StreamCode::FileChanged as u64 => {
+            FileError::Transient("the file changed on the peer while it was sent".into())
+        }
+        e => FileError::Transient(format!("transfer interrupted: {e}")),
+    }
+}
+
+/// Which remote file a `.part` holds bytes of.
+fn source_id(peer: &PeerId, remote_path: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(peer.as_bytes());
+    h.update(remote_path.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Exclusive use of a `.part` path within this process (two downloads of the
+/// same name must not write into one file).
+struct PartClaim<'a> {
+    set: &'a Mutex<HashSet<PathBuf>>,
+    path: PathBuf,
+}
+
+impl<'a> PartClaim<'a> {
+    fn take(set: &'a Mutex<HashSet<PathBuf>>, path: &Path) -> Result<Self, FileError> {
+        if !lock(set).insert(path.to_path_buf()) {
+            return Err(FileError::Permanent(format!("{} is being downloaded by another download", path.display())));
+        }
+        Ok(PartClaim { set, path: path.to_path_buf() })
+    }
+}
+
+impl Drop for PartClaim<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.path);
+    }
+}
+
+/// Gives a complete `.part` its final name without replacing anything: a
+/// hard link to the first free name (`name`, `name (2).ext`, …), then the
+/// `.part` is removed. Filesystems without hard links (FAT, exFAT) get a
+/// check-then-rename instead.
+fn publish(part: &Path, target: &Path) -> std::io::Result<PathBuf> {
+    for candidate in candidate_names(target).take(10_000) {
+        match std::fs::hard_link(part, &candidate) {
+            Ok(()) => {
+                std::fs::remove_file(part)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                if std::fs::symlink_metadata(&candidate).is_ok() {
+                    continue;
+                }
+                std::fs::rename(part, &candidate)?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(std::io::Error::other("no free name"))
+}
+
+/// `target`, then `name (2).ext`, `name (3).ext`, …
+fn candidate_names(target: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = target.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
+    std::iter::once(target.to_path_buf())
+        .chain((2u32..).map(move |n| target.with_file_name(format!("{stem} ({n}){ext}"))))
 }
 
 /// Waits for a background write and hands the file back.
@@ -529,23 +693,6 @@ pub fn part_path(target: &Path) -> PathBuf {
     let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
     name.push(".part");
     target.with_file_name(name)
-}
-
-/// `target`, or `name (2).ext`, `name (3).ext`, … if it exists: a download
-/// never overwrites a file that is already there.
-async fn free_name(target: &Path) -> PathBuf {
-    if tokio::fs::symlink_metadata(target).await.is_err() {
-        return target.to_path_buf();
-    }
-    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = target.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    for n in 2u32.. {
-        let candidate = target.with_file_name(format!("{stem} ({n}){ext}"));
-        if tokio::fs::symlink_metadata(&candidate).await.is_err() {
-            return candidate;
-        }
-    }
-    unreachable!("some name is free")
 }
 
 fn system_time(mtime_ns: i64) -> std::time::SystemTime {

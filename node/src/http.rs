@@ -89,7 +89,7 @@ impl From<AddShareError> for Failure {
     fn from(e: AddShareError) -> Self {
         let status = match e {
             AddShareError::NotFound(_) => StatusCode::NOT_FOUND,
-            AddShareError::NotADirectory(_) => StatusCode::BAD_REQUEST,
+            AddShareError::NotADirectory(_) | AddShareError::Private(_) => StatusCode::BAD_REQUEST,
             AddShareError::Io { .. } => StatusCode::FORBIDDEN,
             AddShareError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AddShareError::Index(_) => return Failure::internal(e),
@@ -120,6 +120,7 @@ impl From<StartDownloadError> for Failure {
             StartDownloadError::Peer(p) => p.into(),
             StartDownloadError::Path(_) => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
             StartDownloadError::Dir { .. } => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+            StartDownloadError::TooMany => Failure::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
         }
     }
 }

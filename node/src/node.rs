@@ -97,7 +97,8 @@ impl RunningNode {
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
-        let shares = Shares::load(index.clone(), shutdown.clone(), tasks.clone())?;
+        let private = std::fs::canonicalize(&data_dir).ok();
+        let shares = Shares::load(index.clone(), shutdown.clone(), tasks.clone(), private)?;
         shares.rescan_all();
         for dir in &config.shares {
             if let Err(e) = shares.add(dir.clone()).await {

@@ -367,6 +367,10 @@ impl Peers {
                 _ = tokio::time::sleep(wait) => {}
                 _ = t.cancel.cancelled() => return,
             }
+            // It may have come back on its own (it dialed us) while we waited.
+            if peer.and_then(|p| self.connection(&p)).is_some() {
+                continue;
+            }
             match self.dial(t.addr).await {
                 Ok(c) => {
                     let mut st = lock(&t.state);
@@ -395,6 +399,12 @@ impl Peers {
         }
         let connecting = self.transport.connect(addr).map_err(|e| DialError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| DialError::Timeout)??;
+        // Already connected to this peer (perhaps it dialed us, or through
+        // another of its addresses): keep that connection, drop this one.
+        if let Some(existing) = remote_peer_id(&conn).and_then(|p| self.connection(&p)) {
+            conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"already connected");
+            return Ok(existing);
+        }
         let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dialer_handshake(&conn, self.me, &topics)).await;
         let (peer, shared) = match outcome {
             Ok(Ok(v)) => v,
@@ -420,6 +430,12 @@ impl Peers {
                 _ = self.shutdown.cancelled() => break,
             };
             let Some(incoming) = incoming else { break };
+            // Make the dialer prove it receives at its address (one round trip)
+            // before it may hold a handshake slot: spoofed packets cannot.
+            if !incoming.remote_address_validated() {
+                let _ = incoming.retry();
+                continue;
+            }
             let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
                 debug!("too many handshakes in progress; refusing a connection");
                 incoming.refuse();

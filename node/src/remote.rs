@@ -4,12 +4,19 @@
 //! entries per response is capped, and entry paths are checked by whoever
 //! uses them (see [`crate::download::local_path_for`]).
 
+use hdp_proto::path::MAX_PATH_LEN;
 use hdp_proto::wire::{
     LsFrame, LsRequest, MAX_LS_ENTRIES, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader,
     ReadRequest, Request, RequestError, WireEntry,
 };
 
 use crate::frames::{FrameError, read_frame, write_frame};
+
+/// Longest a peer may take to answer a whole `ls` or a `read` header.
+pub const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
+/// Most memory one `ls` answer may take here (2,000 entries of ordinary
+/// paths need well under 1 MiB).
+pub const MAX_LS_RESPONSE_BYTES: usize = 4 * 1024 * 1024;
 
 /// A request to a peer failed.
 #[derive(Debug, thiserror::Error)]
@@ -34,20 +41,39 @@ pub struct LsResponse {
 /// Sends one `ls` request and collects its response (at most
 /// [`MAX_LS_ENTRIES`] entries).
 pub async fn ls(conn: &quinn::Connection, req: LsRequest) -> Result<LsResponse, RemoteError> {
+    tokio::time::timeout(REQUEST_TIMEOUT, ls_inner(conn, req))
+        .await
+        .map_err(|_| RemoteError::Protocol(format!("no complete answer within {REQUEST_TIMEOUT:?}")))?
+}
+
+async fn ls_inner(conn: &quinn::Connection, req: LsRequest) -> Result<LsResponse, RemoteError> {
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, &Request::Ls(req), MAX_REQUEST_FRAME).await?;
     let _ = send.finish();
     let mut entries = Vec::new();
+    let mut bytes = 0usize;
     loop {
         match read_frame::<LsFrame>(&mut recv, MAX_LS_FRAME).await? {
             LsFrame::Entries(batch) => {
+                if batch.is_empty() {
+                    return Err(RemoteError::Protocol("an empty batch of entries".into()));
+                }
                 if entries.len() + batch.len() > MAX_LS_ENTRIES as usize {
                     return Err(RemoteError::Protocol(format!("more than {MAX_LS_ENTRIES} entries in one response")));
+                }
+                for e in &batch {
+                    if e.path.len() > MAX_PATH_LEN {
+                        return Err(RemoteError::Protocol("an entry path longer than a path can be".into()));
+                    }
+                    bytes += e.path.len() + 48;
+                }
+                if bytes > MAX_LS_RESPONSE_BYTES {
+                    return Err(RemoteError::Protocol(format!("an ls answer over {MAX_LS_RESPONSE_BYTES} bytes")));
                 }
                 entries.extend(batch);
             }
             LsFrame::End { cursor } => return Ok(LsResponse { entries, cursor }),
-            LsFrame::Error(e) => return Err(RemoteError::Refused(e)),
+            LsFrame::Error(e) => return Err(RemoteError::Refused(clip(e))),
         }
     }
 }
@@ -67,7 +93,10 @@ pub async fn read(conn: &quinn::Connection, req: ReadRequest) -> Result<(ReadOk,
     let (mut send, mut recv) = conn.open_bi().await?;
     write_frame(&mut send, &Request::Read(req), MAX_REQUEST_FRAME).await?;
     let _ = send.finish();
-    match read_frame::<ReadHeader>(&mut recv, MAX_READ_HEADER_FRAME).await? {
+    let header = tokio::time::timeout(REQUEST_TIMEOUT, read_frame::<ReadHeader>(&mut recv, MAX_READ_HEADER_FRAME))
+        .await
+        .map_err(|_| RemoteError::Protocol(format!("no answer within {REQUEST_TIMEOUT:?}")))?;
+    match header? {
         ReadHeader::Ok { size, mtime_ns, length } => {
             let max = size.saturating_sub(offset).min(wanted.unwrap_or(u64::MAX));
             if length > max {
@@ -75,6 +104,14 @@ pub async fn read(conn: &quinn::Connection, req: ReadRequest) -> Result<(ReadOk,
             }
             Ok((ReadOk { size, mtime_ns, length }, recv))
         }
-        ReadHeader::Err(e) => Err(RemoteError::Refused(e)),
+        ReadHeader::Err(e) => Err(RemoteError::Refused(clip(e))),
+    }
+}
+
+/// A peer's error text is kept short before it reaches logs and the API.
+fn clip(e: RequestError) -> RequestError {
+    match e {
+        RequestError::Invalid(m) => RequestError::Invalid(hdp_proto::wire::clip_message(&m)),
+        other => other,
     }
 }

@@ -30,6 +30,8 @@ use crate::shares::Shares;
 
 /// Bytes read from disk per step of an upload (one buffer per upload).
 pub const READ_CHUNK: usize = 256 * 1024;
+/// An upload the requester does not read for this long is dropped.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a read request waits for an upload slot before answering `Busy`.
 pub const BUSY_WAIT: Duration = Duration::from_secs(5);
 /// Budget of encoded bytes per `ls` frame, under [`MAX_LS_FRAME`] with margin.
@@ -58,7 +60,7 @@ impl Server {
     }
 
     /// Handles one request stream.
-    pub async fn handle(&self, peer: PeerId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    pub async fn handle(self: &Arc<Self>, peer: PeerId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
         let req: Request = match read_frame(&mut recv, MAX_REQUEST_FRAME).await {
             Ok(r) => r,
             Err(e) => {
@@ -159,16 +161,26 @@ impl Server {
             Err(_) => return Err(RequestError::Io),
         }
         let real = std::fs::canonicalize(root.join(rest)).map_err(|_| RequestError::NotFound)?;
-        if !real.starts_with(&root) {
+        if !real.starts_with(&root) || self.shares.private_dir().is_some_and(|p| real.starts_with(p)) {
             return Err(RequestError::NotShared);
         }
         Ok(real)
     }
 
-    async fn serve_read(&self, peer: PeerId, send: &mut quinn::SendStream, r: ReadRequest) -> Result<(), FrameError> {
-        let file = match self.resolve_file(&r.path) {
-            Ok(f) => f,
-            Err(e) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
+    async fn serve_read(
+        self: &Arc<Self>,
+        peer: PeerId,
+        send: &mut quinn::SendStream,
+        r: ReadRequest,
+    ) -> Result<(), FrameError> {
+        // Index lookups and canonicalize touch the disk: not on the async threads.
+        let this = self.clone();
+        let path = r.path.clone();
+        let resolved = tokio::task::spawn_blocking(move || this.resolve_file(&path)).await;
+        let file = match resolved {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
+            Err(_) => return write_frame(send, &ReadHeader::Err(RequestError::Io), MAX_READ_HEADER_FRAME).await,
         };
         let permit = match tokio::time::timeout(BUSY_WAIT, self.upload_slots.clone().acquire_owned()).await {
             Ok(Ok(p)) => p,
@@ -225,7 +237,15 @@ impl Server {
             }
             left -= buf.len() as u64;
             self.uploaded.fetch_add(buf.len() as u64, Ordering::Relaxed);
-            send.write_chunk(Bytes::from(buf)).await?;
+            // A requester that stops reading must not hold an upload slot for ever.
+            match tokio::time::timeout(STALL_TIMEOUT, send.write_chunk(Bytes::from(buf))).await {
+                Ok(r) => r?,
+                Err(_) => {
+                    let _ = send.reset(VarInt::from_u32(StreamCode::Cancelled as u32));
+                    debug!(%peer, "upload stalled; dropped");
+                    return Ok(());
+                }
+            }
         }
         // A file modified while it was sent would splice two versions: refuse.
         let changed = match f.metadata() {

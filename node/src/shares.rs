@@ -56,6 +56,8 @@ pub enum AddShareError {
     Index(#[from] RecordError),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("{0} is inside the node's data dir, which holds its secrets; share another directory")]
+    Private(PathBuf),
 }
 
 /// Removing or rescanning a share failed.
@@ -78,11 +80,18 @@ pub struct Shares {
     /// Bounds concurrent scans; see [`MAX_CONCURRENT_SCANS`].
     scan_slots: Arc<Semaphore>,
     states: Mutex<BTreeMap<String, Arc<ShareState>>>,
+    /// The node's data dir (canonical): never indexed, never shared.
+    private: Option<PathBuf>,
 }
 
 impl Shares {
     /// Loads the shares recorded in the index (without scanning them).
-    pub fn load(index: Index, shutdown: CancellationToken, tasks: TaskTracker) -> Result<Arc<Self>, RecordError> {
+    pub fn load(
+        index: Index,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+        private: Option<PathBuf>,
+    ) -> Result<Arc<Self>, RecordError> {
         let mut states = BTreeMap::new();
         for rec in index.share_records()? {
             states.insert(rec.name.clone(), Arc::new(new_state(&rec.name, &rec.path, &shutdown)));
@@ -93,6 +102,7 @@ impl Shares {
             tasks,
             scan_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SCANS)),
             states: Mutex::new(states),
+            private,
         }))
     }
 
@@ -120,6 +130,11 @@ impl Shares {
             return Ok(None);
         };
         Ok(self.index.share_record(name)?.map(|r| share_info(&st, &r)))
+    }
+
+    /// The node's data dir, which is never served.
+    pub fn private_dir(&self) -> Option<&Path> {
+        self.private.as_deref()
     }
 
     /// The canonical root directory of a share.
@@ -153,6 +168,9 @@ impl Shares {
         let meta = std::fs::metadata(&canonical).map_err(|e| AddShareError::Io { path: dir.into(), source: e })?;
         if !meta.is_dir() {
             return Err(AddShareError::NotADirectory(dir.into()));
+        }
+        if self.private.as_ref().is_some_and(|p| canonical.starts_with(p)) {
+            return Err(AddShareError::Private(dir.into()));
         }
         let mut states = self.states();
         if let Some(existing) = states.values().find(|s| s.path == canonical) {
@@ -260,9 +278,11 @@ impl Shares {
         let started = Instant::now();
         let index = self.index.clone();
         let st2 = st.clone();
-        let result =
-            tokio::task::spawn_blocking(move || scan_share(&index, &st2.name, &st2.path, &st2.cancel, &st2.progress))
-                .await;
+        let private = self.private.clone();
+        let result = tokio::task::spawn_blocking(move || {
+            scan_share(&index, &st2.name, &st2.path, private.as_deref(), &st2.cancel, &st2.progress)
+        })
+        .await;
         drop(permit);
         let elapsed = started.elapsed();
         let update = match result {
@@ -370,7 +390,7 @@ mod share_tests {
         std::fs::write(tmp.path().join("one/music/a"), "a").unwrap();
         let index = Index::open(&tmp.path().join("index")).unwrap();
         let tasks = TaskTracker::new();
-        let shares = Shares::load(index.clone(), CancellationToken::new(), tasks.clone()).unwrap();
+        let shares = Shares::load(index.clone(), CancellationToken::new(), tasks.clone(), None).unwrap();
         let a = shares.add(tmp.path().join("one/music")).await.unwrap();
         let b = shares.add(tmp.path().join("two/music")).await.unwrap();
         let c = shares.add(tmp.path().join("three/music")).await.unwrap();

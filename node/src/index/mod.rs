@@ -10,8 +10,9 @@
 //! - `shares`: share name → [`ShareRecord`] (JSON): where it lives and what
 //!   its last complete scan found.
 //! - `meta`: small settings that must survive restarts (the QUIC port).
-//! - `partials`: `.part` file path → the remote (size, mtime) its bytes belong
-//!   to, so a resumed download never splices two versions of a file.
+//! - `partials`: hash of a `.part` file's path → [`PartialMeta`]: which
+//!   remote file and version its bytes belong to and how many were synced,
+//!   so a resumed download never splices two versions of a file.
 //!
 //! Readers never wait for the scanner: LMDB gives each read transaction a
 //! snapshot, and the scanner commits every few thousand entries, so a listing
@@ -107,11 +108,48 @@ pub struct Index {
     partials: Database<Bytes, Bytes>,
 }
 
-/// The remote version a `.part` file holds bytes of.
+/// What a `.part` file holds: bytes of which remote file (source), of which
+/// version (size, mtime), and how many of them are known to be on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PartialMeta {
     pub size: u64,
     pub mtime_ns: i64,
+    /// BLAKE3 of (peer id, remote path): a file of the same size and mtime
+    /// from elsewhere is another file.
+    pub source: [u8; 32],
+    /// Bytes from the start that were fsynced; resuming never trusts more.
+    pub synced: u64,
+}
+
+const PARTIAL_LEN: usize = 56;
+
+impl PartialMeta {
+    fn encode(&self) -> [u8; PARTIAL_LEN] {
+        let mut v = [0u8; PARTIAL_LEN];
+        v[..8].copy_from_slice(&self.size.to_le_bytes());
+        v[8..16].copy_from_slice(&self.mtime_ns.to_le_bytes());
+        v[16..48].copy_from_slice(&self.source);
+        v[48..].copy_from_slice(&self.synced.to_le_bytes());
+        v
+    }
+
+    fn decode(v: &[u8]) -> Option<Self> {
+        if v.len() != PARTIAL_LEN {
+            return None;
+        }
+        Some(PartialMeta {
+            size: u64::from_le_bytes(v[..8].try_into().ok()?),
+            mtime_ns: i64::from_le_bytes(v[8..16].try_into().ok()?),
+            source: v[16..48].try_into().ok()?,
+            synced: u64::from_le_bytes(v[48..].try_into().ok()?),
+        })
+    }
+}
+
+/// Partial records are keyed by a hash of the `.part` path: paths can be
+/// longer than LMDB keys.
+fn partial_key(part: &Path) -> [u8; 32] {
+    *blake3::hash(part.as_os_str().as_encoded_bytes()).as_bytes()
 }
 
 impl std::fmt::Debug for Index {
@@ -168,29 +206,22 @@ impl Index {
         Ok(())
     }
 
-    /// What remote version the `.part` file at `part` belongs to.
+    /// What the `.part` file at `part` holds, if this node started it.
     pub fn partial_get(&self, part: &Path) -> Result<Option<PartialMeta>, RecordError> {
         let rtxn = self.env.read_txn()?;
-        let v = self.partials.get(&rtxn, part.as_os_str().as_encoded_bytes())?;
-        Ok(v.filter(|v| v.len() == 16).map(|v| PartialMeta {
-            size: u64::from_le_bytes(v[..8].try_into().unwrap_or_default()),
-            mtime_ns: i64::from_le_bytes(v[8..16].try_into().unwrap_or_default()),
-        }))
+        Ok(self.partials.get(&rtxn, &partial_key(part))?.and_then(PartialMeta::decode))
     }
 
     pub fn partial_put(&self, part: &Path, m: PartialMeta) -> Result<(), RecordError> {
-        let mut v = [0u8; 16];
-        v[..8].copy_from_slice(&m.size.to_le_bytes());
-        v[8..].copy_from_slice(&m.mtime_ns.to_le_bytes());
         let mut wtxn = self.env.write_txn()?;
-        self.partials.put(&mut wtxn, part.as_os_str().as_encoded_bytes(), &v)?;
+        self.partials.put(&mut wtxn, &partial_key(part), &m.encode())?;
         wtxn.commit()?;
         Ok(())
     }
 
     pub fn partial_delete(&self, part: &Path) -> Result<(), RecordError> {
         let mut wtxn = self.env.write_txn()?;
-        self.partials.delete(&mut wtxn, part.as_os_str().as_encoded_bytes())?;
+        self.partials.delete(&mut wtxn, &partial_key(part))?;
         wtxn.commit()?;
         Ok(())
     }

@@ -31,6 +31,9 @@ use tracing::{debug, warn};
 use super::keys::{self, EntryValue};
 use super::{Index, delete_subtree};
 
+/// Longest share path the index takes: LMDB keys are bounded (about 1,980
+/// bytes on 4 KiB pages with `longer-keys`); deeper paths are skipped.
+pub const MAX_KEY_LEN: usize = 1_900;
 /// Changes written per write transaction at most.
 pub const BATCH_OPS: usize = 4096;
 /// Longest a scan keeps changes uncommitted (and so invisible to listings).
@@ -91,6 +94,13 @@ struct Frame {
     /// This directory's entry as the index had it before this scan visited it.
     old: Option<EntryValue>,
     mtime_ns: i64,
+}
+
+/// What stays the same for the whole walk.
+struct Walk<'a> {
+    root: &'a Path,
+    private: Option<&'a Path>,
+    progress: &'a ScanProgress,
 }
 
 /// A child directory seen on disk, not yet visited.
@@ -189,6 +199,7 @@ pub fn scan_share(
     index: &Index,
     name: &str,
     root: &Path,
+    private: Option<&Path>,
     cancel: &CancellationToken,
     progress: &ScanProgress,
 ) -> Result<ScanStats, ScanError> {
@@ -198,9 +209,10 @@ pub fn scan_share(
         return Err(ScanError::RootMissing(root.into()));
     }
     let mut w = Writer::new(index);
+    let walk = Walk { root, private, progress };
     let root_key = keys::entry_key("", name);
     let old_root = w.get(&root_key)?;
-    let mut stack = vec![visit(&mut w, name.to_owned(), root, old_root, mtime_ns(&root_meta), root, progress)?];
+    let mut stack = vec![visit(&mut w, name.to_owned(), root, old_root, mtime_ns(&root_meta), &walk)?];
 
     loop {
         if cancel.is_cancelled() {
@@ -211,7 +223,7 @@ pub fn scan_share(
         let Some(top) = stack.last_mut() else { break };
         if let Some(child) = top.pending.pop() {
             let path = keys::join(&top.path, &child.name);
-            let frame = visit(&mut w, path, &child.fs_path, child.old, child.mtime_ns, root, progress)?;
+            let frame = visit(&mut w, path, &child.fs_path, child.old, child.mtime_ns, &walk)?;
             stack.push(frame);
             continue;
         }
@@ -223,8 +235,8 @@ pub fn scan_share(
         }
         match stack.last_mut() {
             Some(parent) => {
-                parent.size += done.size;
-                parent.count += done.count;
+                parent.size = parent.size.saturating_add(done.size);
+                parent.count = parent.count.saturating_add(done.count);
             }
             None => {
                 w.commit()?;
@@ -249,10 +261,17 @@ fn visit(
     fs_dir: &Path,
     old: Option<EntryValue>,
     mtime_ns: i64,
-    root: &Path,
-    progress: &ScanProgress,
+    walk: &Walk<'_>,
 ) -> Result<Frame, heed::Error> {
-    let mut found = read_children(fs_dir, root);
+    let progress = walk.progress;
+    let mut found = read_children(fs_dir, walk.root, walk.private);
+    found.retain(|f| {
+        let fits = path.len() + 1 + f.name.len() <= MAX_KEY_LEN;
+        if !fits {
+            warn!(path = %f.fs_path.display(), "path too long to index (over {MAX_KEY_LEN} bytes); skipping it");
+        }
+        fits
+    });
     found.sort_unstable_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     let existing = w.existing_children(&path)?;
 
@@ -272,7 +291,7 @@ fn visit(
                 if prev != Some(f.value) {
                     w.put(&keys::entry_key(&frame.path, &f.name), &f.value)?;
                 }
-                frame.size += f.value.size;
+                frame.size = frame.size.saturating_add(f.value.size);
                 frame.count += 1;
                 progress.files.fetch_add(1, Ordering::Relaxed);
                 progress.size.fetch_add(f.value.size, Ordering::Relaxed);
@@ -299,7 +318,7 @@ fn visit(
 /// The indexable children of a directory. Unreadable directories, broken
 /// symlinks, symlinks leaving the share, directory symlinks and names that
 /// cannot be expressed as share paths are logged and skipped.
-fn read_children(dir: &Path, root: &Path) -> Vec<Found> {
+fn read_children(dir: &Path, root: &Path, private: Option<&Path>) -> Vec<Found> {
     let rd = match fs::read_dir(dir) {
         Ok(rd) => rd,
         Err(e) => {
@@ -317,6 +336,10 @@ fn read_children(dir: &Path, root: &Path) -> Vec<Found> {
             }
         };
         let fs_path = item.path();
+        if private.is_some_and(|p| fs_path == p) {
+            debug!(path = %fs_path.display(), "the node's own data dir is never shared; skipping it");
+            continue;
+        }
         let Some(name) = item.file_name().to_str().map(str::to_owned) else {
             warn!(path = %fs_path.display(), "name is not valid UTF-8; skipping it");
             continue;

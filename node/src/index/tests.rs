@@ -38,7 +38,7 @@ fn fixture() -> Fixture {
 
 impl Fixture {
     fn scan(&self) -> ScanStats {
-        scan_share(&self.index, "s", &self.root, &CancellationToken::new(), &ScanProgress::default()).unwrap()
+        scan_share(&self.index, "s", &self.root, None, &CancellationToken::new(), &ScanProgress::default()).unwrap()
     }
 
     fn write(&self, rel: &str, contents: &str) {
@@ -251,7 +251,7 @@ fn cancelled_scan_keeps_what_it_wrote_and_the_next_scan_completes() {
     }
     let cancel = CancellationToken::new();
     cancel.cancel();
-    let r = scan_share(&f.index, "s", &f.root, &cancel, &ScanProgress::default());
+    let r = scan_share(&f.index, "s", &f.root, None, &cancel, &ScanProgress::default());
     assert!(r.is_err());
     let stats = f.scan();
     assert_eq!(stats.files, 50);
@@ -272,7 +272,22 @@ fn remove_share_deletes_every_entry() {
 fn missing_root_is_an_error() {
     let f = fixture();
     let gone = f.root.join("missing");
-    let r = scan_share(&f.index, "s", &gone, &CancellationToken::new(), &ScanProgress::default());
+    let r = scan_share(&f.index, "s", &gone, None, &CancellationToken::new(), &ScanProgress::default());
     assert!(r.unwrap_err().to_string().contains("missing"));
     let _ = Path::new("");
+}
+
+#[test]
+fn the_private_dir_and_overlong_paths_are_skipped() {
+    let f = fixture();
+    f.write("data/identity.key", "secret");
+    f.write("ok.txt", "ok");
+    let deep: String = (0..20).map(|i| format!("{}{i}", "d".repeat(98))).collect::<Vec<_>>().join("/");
+    f.write(&format!("{deep}/x"), "x");
+    let private = f.root.join("data");
+    scan_share(&f.index, "s", &f.root, Some(&private), &CancellationToken::new(), &ScanProgress::default()).unwrap();
+    let paths = f.paths("s", true);
+    assert!(paths.contains(&"s/ok.txt".to_string()));
+    assert!(!paths.iter().any(|p| p.contains("identity")), "{paths:?}");
+    assert!(paths.iter().all(|p| p.len() <= super::scan::MAX_KEY_LEN));
 }

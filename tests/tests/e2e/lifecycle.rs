@@ -50,13 +50,18 @@ fn one_node_per_data_dir_and_private_secrets() {
 fn config_file_supplies_defaults() {
     let tmp = tempfile::tempdir().unwrap();
     let data = tmp.path().join("data");
-    std::fs::create_dir_all(data.join("films")).unwrap();
-    std::fs::write(data.join("films/a.mkv"), "x").unwrap();
-    std::fs::write(data.join("config.toml"), "shares = [\"films\"]\n").unwrap();
+    std::fs::create_dir_all(tmp.path().join("films")).unwrap();
+    std::fs::write(tmp.path().join("films/a.mkv"), "x").unwrap();
+    std::fs::create_dir_all(data.join("inside")).unwrap();
+    // Relative paths are relative to the data dir; the data dir itself holds
+    // secrets and is never shared.
+    std::fs::write(data.join("config.toml"), "shares = [\"../films\", \"inside\"]\n").unwrap();
     let node = Node::start_in(&data, &[], &[]);
     let shares = node.wait_scanned();
+    assert_eq!(shares.as_array().unwrap().len(), 1, "{shares}");
     assert_eq!(shares[0]["name"], "films");
     assert_eq!(shares[0]["files"], 1);
+    assert!(node.log_text().contains("inside the node's data dir"));
     node.stop();
 
     std::fs::write(data.join("config.toml"), "shares = 5\n").unwrap();
