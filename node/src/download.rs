@@ -521,23 +521,32 @@ impl Downloads {
         let mut unsynced = 0u64;
         let mut last = Instant::now();
         let mut since_last = 0u64;
+        let mut slots: [bytes::Bytes; 32] = Default::default();
         let result: Result<(), FileError> = async {
             while got < head.length {
                 let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
                 let mut batch: Vec<bytes::Bytes> = Vec::new();
                 let mut n = 0;
                 while n < want {
-                    let chunk = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(want - n, true))
+                    // Many chunks per wake-up: one per packet would cost a task
+                    // switch per packet.
+                    let read = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunks(&mut slots))
                         .await
                         .map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))?;
-                    match chunk {
-                        Ok(Some(c)) => {
-                            n += c.bytes.len();
-                            batch.push(c.bytes);
+                    match read {
+                        Ok(Some(k)) => {
+                            for slot in &mut slots[..k] {
+                                let b = std::mem::take(slot);
+                                n += b.len();
+                                batch.push(b);
+                            }
                         }
                         Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
                         Err(e) => return Err(read_error(e)),
                     }
+                }
+                if got + n as u64 > head.length {
+                    return Err(FileError::Transient("the peer sent more bytes than it promised".into()));
                 }
                 let mut f = match writing.take() {
                     Some(h) => finish_write(h, part).await?,
