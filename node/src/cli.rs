@@ -50,6 +50,23 @@ pub enum Command {
     Download(DownloadArgs),
     /// Show downloads and their progress.
     Downloads(ClientArgs),
+    /// List, join or leave topics (kept across restarts).
+    Topics {
+        #[command(subcommand)]
+        action: Option<TopicsAction>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TopicsAction {
+    /// List topics with how many connected peers share each (the default).
+    List,
+    /// Join a topic.
+    Join { name: String },
+    /// Leave a topic; peers sharing no other topic with us are disconnected.
+    Leave { name: String },
 }
 
 #[derive(Debug, Args)]

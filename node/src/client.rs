@@ -5,8 +5,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use hdp_proto::api::{
-    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, Info, LsPage,
-    PeerInfo, ShareInfo,
+    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, Info, JoinTopic,
+    LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
 use hdp_proto::fmt::{format_datetime, format_size};
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{TokenError, load_token};
-use crate::cli::{ClientArgs, Command, DownloadArgs, LsArgs, SharesAction};
+use crate::cli::{ClientArgs, Command, DownloadArgs, LsArgs, SharesAction, TopicsAction};
 use crate::config::{ConfigError, data_dir};
 
 /// Largest response body the client reads (an `ls` page of 5,000 long paths
@@ -254,6 +254,29 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             Ok(())
         }
         Command::Download(args) => download(&mut out, args).await,
+        Command::Topics { action, client: args } => {
+            let client = Client::new(&args)?;
+            let topics: Vec<TopicInfo> = match action.unwrap_or(TopicsAction::List) {
+                TopicsAction::List => client.get("/api/topics").await?,
+                TopicsAction::Join { name } => {
+                    client.request(Method::POST, "/api/topics", Some(&JoinTopic { name })).await?
+                }
+                TopicsAction::Leave { name } => {
+                    let path = format!("/api/topics/{}", encode_component(&name));
+                    client.request(Method::DELETE, &path, None::<&()>).await?
+                }
+            };
+            if args.json {
+                return print_json(&mut out, &topics);
+            }
+            if topics.is_empty() {
+                writeln!(out, "no topics: `hdp topics join NAME` meets friends who use the same name")?;
+            }
+            for t in &topics {
+                writeln!(out, "{:<30}  {} peer{}", t.name, t.peers, if t.peers == 1 { "" } else { "s" })?;
+            }
+            Ok(())
+        }
         Command::Downloads(args) => {
             let client = Client::new(&args)?;
             let list: Vec<DownloadInfo> = client.get("/api/downloads").await?;

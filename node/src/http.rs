@@ -15,7 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hdp_proto::api::{
-    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, Entry, Info, LsPage, PeerInfo, ShareInfo,
+    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, Entry, Info, JoinTopic, LsPage, PeerInfo,
+    ShareInfo, TopicInfo,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
@@ -153,6 +154,8 @@ pub fn router(state: AppState) -> Router {
         .route("/downloads", get(list_downloads).post(start_download))
         .route("/downloads/{id}", get(get_download))
         .route("/events", get(events))
+        .route("/topics", get(list_topics).post(join_topic))
+        .route("/topics/{name}", axum::routing::delete(leave_topic))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
@@ -405,4 +408,47 @@ async fn events(
         Some((Ok(event), (rx, stop)))
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+async fn list_topics(State(st): State<AppState>) -> Json<Vec<TopicInfo>> {
+    Json(topic_infos(&st))
+}
+
+fn topic_infos(st: &AppState) -> Vec<TopicInfo> {
+    st.peers
+        .topic_names()
+        .into_iter()
+        .map(|name| TopicInfo { peers: st.peers.peers_per_topic(&name) as u64, name })
+        .collect()
+}
+
+/// `POST /api/topics {name}`: join a topic; it is saved and kept across restarts.
+async fn join_topic(
+    State(st): State<AppState>,
+    body: Result<Json<JoinTopic>, JsonRejection>,
+) -> ApiResult<(StatusCode, Json<Vec<TopicInfo>>)> {
+    let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let name = hdp_proto::topic::validate_topic(&req.name)
+        .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("invalid topic: {e}")))?;
+    if !st.peers.join_topic(name) && !st.peers.topic_names().iter().any(|t| t == name) {
+        return Err(Failure::new(
+            StatusCode::CONFLICT,
+            format!("already on {} topics, the most a node can be on", hdp_proto::topic::MAX_TOPICS),
+        ));
+    }
+    st.index.save_topics(&st.peers.topic_names())?;
+    Ok((StatusCode::CREATED, Json(topic_infos(&st))))
+}
+
+/// `DELETE /api/topics/{name}`: leave a topic; peers that share no other
+/// topic with us are disconnected.
+async fn leave_topic(State(st): State<AppState>, Path(name): Path<String>) -> ApiResult<Json<Vec<TopicInfo>>> {
+    if !st.peers.leave_topic(name.trim()) {
+        return Err(Failure::new(
+            StatusCode::NOT_FOUND,
+            format!("not on a topic named {name:?}; `hdp topics` lists them"),
+        ));
+    }
+    st.index.save_topics(&st.peers.topic_names())?;
+    Ok(Json(topic_infos(&st)))
 }

@@ -67,7 +67,7 @@ fn print_banner(node: &RunningNode) {
     let _ = writeln!(out, "  data dir  {}", node.config.data_dir.display());
     let _ = writeln!(out, "  peers at  {} (QUIC)", node.quic_addr);
     let _ = writeln!(out, "  web UI    {}", node.login_url());
-    let topics = node.config.topics.join(", ");
+    let topics = node.topics.join(", ");
     let _ = writeln!(
         out,
         "  topics    {}",

@@ -74,6 +74,8 @@ pub struct RunningNode {
     pub token: String,
     pub config: Config,
     pub quic_addr: SocketAddr,
+    /// Topics at start (flags, config and those joined earlier).
+    pub topics: Vec<String>,
     shares: Arc<Shares>,
     peers: Arc<Peers>,
     index: Index,
@@ -114,14 +116,16 @@ impl RunningNode {
             let _ = index.meta_put(QUIC_PORT_KEY, &quic_addr.port().to_be_bytes());
         }
         let server = Server::new(index.clone(), shares.clone(), config.upload_slots);
-        let peers = Peers::new(
-            identity.peer_id(),
-            transport,
-            Topics::new(&config.topics),
-            server,
-            shutdown.clone(),
-            tasks.clone(),
-        );
+        // Topics joined at runtime persist; --topic adds to them.
+        let mut topics = index.saved_topics()?;
+        for t in &config.topics {
+            if !topics.contains(t) {
+                topics.push(t.clone());
+            }
+        }
+        index.save_topics(&topics)?;
+        let peers =
+            Peers::new(identity.peer_id(), transport, Topics::new(&topics), server, shutdown.clone(), tasks.clone());
         peers.start();
         for peer in &config.peers {
             let peers = peers.clone();
@@ -169,6 +173,7 @@ impl RunningNode {
             token,
             config,
             quic_addr,
+            topics: peers.topic_names(),
             shares,
             peers,
             index,

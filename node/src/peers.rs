@@ -154,6 +154,12 @@ impl Topics {
         true
     }
 
+    pub fn remove(&mut self, name: &str) -> bool {
+        let before = self.0.len();
+        self.0.retain(|(n, _)| n != name);
+        self.0.len() != before
+    }
+
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.clone()).collect()
     }
@@ -211,6 +217,34 @@ impl Peers {
 
     pub fn topic_names(&self) -> Vec<String> {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).names()
+    }
+
+    /// Joins a topic: new connections may prove it. `false` if already a
+    /// member (or at [`MAX_TOPICS`]).
+    pub fn join_topic(&self, name: &str) -> bool {
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name)
+    }
+
+    /// Leaves a topic, and closes connections to peers that share no other
+    /// topic with us. `false` if we were not a member.
+    pub fn leave_topic(&self, name: &str) -> bool {
+        if !self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name) {
+            return false;
+        }
+        let mut conns = lock(&self.conns);
+        for c in conns.values_mut() {
+            c.topics.retain(|t| t != name);
+            if c.topics.is_empty() {
+                info!(peer = %c.id, topic = %name, "left the last topic we shared with this peer; disconnecting");
+                c.conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
+            }
+        }
+        true
+    }
+
+    /// How many connected peers share each topic.
+    pub fn peers_per_topic(&self, name: &str) -> usize {
+        self.connected().iter().filter(|c| c.topics.iter().any(|t| t == name)).count()
     }
 
     fn topic_keys(&self) -> Topics {

@@ -156,6 +156,20 @@ pub struct PeerInfo {
     pub error: Option<String>,
 }
 
+/// A topic we are a member of.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TopicInfo {
+    pub name: String,
+    /// Connected peers that proved this topic.
+    pub peers: u64,
+}
+
+/// `POST /api/topics`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JoinTopic {
+    pub name: String,
+}
+
 /// `POST /api/connect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectRequest {

@@ -9,7 +9,8 @@
 //! - `entries`: one record per file or directory (see [`keys`]).
 //! - `shares`: share name → [`ShareRecord`] (JSON): where it lives and what
 //!   its last complete scan found.
-//! - `meta`: small settings that must survive restarts (the QUIC port).
+//! - `meta`: small settings that must survive restarts (the QUIC port, the
+//!   joined topics).
 //! - `partials`: hash of a `.part` file's path → [`PartialMeta`]: which
 //!   remote file and version its bytes belong to and how many were synced,
 //!   so a resumed download never splices two versions of a file.
@@ -41,6 +42,9 @@ use keys::{EntryValue, children_prefix, deeper_prefix, path_key, prefix_end, to_
 const MAP_SIZE: usize = 16 << 30;
 #[cfg(not(target_pointer_width = "64"))]
 const MAP_SIZE: usize = 1 << 30;
+
+/// Key in the `meta` database of the joined topics (a JSON list).
+const TOPICS_KEY: &str = "topics";
 
 /// Most keys one `ls` call examines before it returns a (possibly short) page
 /// with a cursor, so a search over a huge share never holds a request for long.
@@ -224,6 +228,16 @@ impl Index {
         self.partials.delete(&mut wtxn, &partial_key(part))?;
         wtxn.commit()?;
         Ok(())
+    }
+
+    /// Topics we are a member of, as last saved.
+    pub fn saved_topics(&self) -> Result<Vec<String>, RecordError> {
+        Ok(self.meta_get(TOPICS_KEY)?.and_then(|v| serde_json::from_slice(&v).ok()).unwrap_or_default())
+    }
+
+    pub fn save_topics(&self, topics: &[String]) -> Result<(), RecordError> {
+        let json = serde_json::to_vec(topics).unwrap_or_default();
+        self.meta_put(TOPICS_KEY, &json)
     }
 
     pub fn share_records(&self) -> Result<Vec<ShareRecord>, RecordError> {

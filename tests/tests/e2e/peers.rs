@@ -236,3 +236,48 @@ fn a_stalled_event_listener_never_slows_a_download() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn topics_join_and_leave_at_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("s");
+    make_tree(&share, 2, 2);
+    let (_ta, a) = node_on("x", &[&share], &tmp.path().join("dl-a"));
+    let b_data = tmp.path().join("b");
+    let b = Node::start_in(&b_data, &[], &[]);
+    a.wait_scanned();
+
+    let out = b.cli(&["connect", &a.quic.to_string()]);
+    assert!(!out.status.success(), "a node on no topic cannot connect");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("topic"));
+
+    let topics = b.cli_json(&["topics", "join", "x"]);
+    assert_eq!(topics[0]["name"], "x");
+    let name = b.connect(&a);
+    assert_eq!(b.cli_json(&["topics"])[0]["peers"], 1);
+    assert!(b.cli_ok(&["ls", &name]).contains("s/"));
+    assert_eq!(b.cli_json(&["info"])["topics"][0], "x");
+
+    // A leaves the only topic they share: both drop the connection, and
+    // B's redials are refused.
+    a.cli_ok(&["topics", "leave", "x"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let connected =
+            |n: &Node| n.cli_json(&["peers"]).as_array().unwrap().iter().filter(|p| p["connected"] == true).count();
+        if connected(&a) == 0 && connected(&b) == 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "peers still connected after leaving the shared topic");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = a.cli(&["topics", "leave", "x"]);
+    assert!(!out.status.success());
+
+    // Joined topics survive a restart.
+    b.stop();
+    let b = Node::start_in(&b_data, &[], &[]);
+    assert_eq!(b.cli_json(&["topics"])[0]["name"], "x");
+    a.stop();
+    b.stop();
+}
