@@ -430,7 +430,7 @@ async fn join_topic(
     let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
     let name = hdp_proto::topic::validate_topic(&req.name)
         .map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("invalid topic: {e}")))?;
-    if !st.peers.join_topic(name) && !st.peers.topic_names().iter().any(|t| t == name) {
+    if !st.peers.join_topic(name).await && !st.peers.topic_names().iter().any(|t| t == name) {
         return Err(Failure::new(
             StatusCode::CONFLICT,
             format!("already on {} topics, the most a node can be on", hdp_proto::topic::MAX_TOPICS),

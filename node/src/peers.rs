@@ -146,11 +146,16 @@ impl Topics {
         t
     }
 
+    /// Adds a topic, deriving its keys (slow on purpose: tens of milliseconds).
     pub fn insert(&mut self, name: &str) -> bool {
+        self.insert_keys(name, || TopicKeys::derive(name))
+    }
+
+    fn insert_keys(&mut self, name: &str, keys: impl FnOnce() -> TopicKeys) -> bool {
         if self.0.iter().any(|(n, _)| n == name) || self.0.len() >= MAX_TOPICS {
             return false;
         }
-        self.0.push((name.to_owned(), TopicKeys::derive(name)));
+        self.0.push((name.to_owned(), keys()));
         true
     }
 
@@ -221,8 +226,14 @@ impl Peers {
 
     /// Joins a topic: new connections may prove it. `false` if already a
     /// member (or at [`MAX_TOPICS`]).
-    pub fn join_topic(&self, name: &str) -> bool {
-        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert(name)
+    pub async fn join_topic(&self, name: &str) -> bool {
+        if self.topic_names().iter().any(|t| t == name) {
+            return false;
+        }
+        // The topic KDF is slow by design: not on an async thread, not under the lock.
+        let owned = name.to_owned();
+        let Ok(keys) = tokio::task::spawn_blocking(move || TopicKeys::derive(&owned)).await else { return false };
+        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert_keys(name, || keys)
     }
 
     /// Leaves a topic, and closes connections to peers that share no other

@@ -8,9 +8,15 @@
 //! a member who shares the name with an outsider (a topic name is a shared
 //! password).
 //!
-//! Every key is `BLAKE3 derive_key(context, topic name bytes)`, with one
-//! versioned context string per purpose, so the keys are independent: knowing
-//! one (say the MQTT path, which the broker sees) reveals nothing of another.
+//! Topic names are chosen by people, so they are guessable: a broker operator
+//! who sees an MQTT path derived from the name could try a dictionary of
+//! names against it. So the name first goes through a memory-hard KDF
+//! (Argon2id, [`TOPIC_KDF_MEMORY_KIB`] of memory, [`TOPIC_KDF_PASSES`]
+//! passes, a fixed versioned salt) into the topic secret, making every guess
+//! cost tens of milliseconds and megabytes. Every key is then
+//! `BLAKE3 derive_key(context, topic secret)`, one versioned context string
+//! per purpose, so the keys are independent: knowing one (say the MQTT path,
+//! which the broker sees) reveals nothing of another.
 
 use serde::{Deserialize, Serialize};
 
@@ -74,9 +80,11 @@ impl std::fmt::Debug for TopicKeys {
 }
 
 impl TopicKeys {
-    /// Derives the keys of the topic `name` (already validated).
+    /// Derives the keys of the topic `name` (already validated). Slow on
+    /// purpose (see the module docs): derive once per topic and keep them.
     pub fn derive(name: &str) -> Self {
-        let k = |ctx| blake3::derive_key(ctx, name.as_bytes());
+        let secret = topic_secret(name);
+        let k = |ctx| blake3::derive_key(ctx, &secret);
         TopicKeys {
             handshake: k(CTX_HANDSHAKE),
             announce: k(CTX_ANNOUNCE),
@@ -84,6 +92,31 @@ impl TopicKeys {
             mqtt_path: k(CTX_MQTT_PATH),
         }
     }
+}
+
+/// Memory of the topic KDF, KiB. Enough to make guessing expensive, little
+/// enough for a Pi that derives a key when it joins a topic.
+pub const TOPIC_KDF_MEMORY_KIB: u32 = 8 * 1024;
+/// Passes of the topic KDF.
+pub const TOPIC_KDF_PASSES: u32 = 4;
+/// Fixed salt of the topic KDF: every node must derive the same secret.
+pub const TOPIC_KDF_SALT: &[u8] = b"harddrive-party 2026-11 topic v1";
+
+/// `Argon2id(name, salt, m = 8 MiB, t = 4, p = 1)`, 32 bytes.
+pub fn topic_secret(name: &str) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    // The parameters are constants within Argon2's limits and the salt is
+    // long enough, so neither call can fail; fall back to BLAKE3 rather than
+    // panic if a future argon2 version disagreed.
+    let params = argon2::Params::new(TOPIC_KDF_MEMORY_KIB, TOPIC_KDF_PASSES, 1, Some(32));
+    let ok = params
+        .ok()
+        .map(|p| argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, p))
+        .is_some_and(|a| a.hash_password_into(name.as_bytes(), TOPIC_KDF_SALT, &mut out).is_ok());
+    if !ok {
+        out = blake3::derive_key("harddrive-party 2026-11 topic fallback v1", name.as_bytes());
+    }
+    out
 }
 
 /// Which end of the connection made a proof.
@@ -147,13 +180,16 @@ mod tests {
             }
         }
         assert_ne!(TopicKeys::derive("friends").handshake, TopicKeys::derive("Friends").handshake);
-        // Test vectors (docs/PROTOCOL.md).
+        // Test vectors (docs/PROTOCOL.md), cross-checked with Python's
+        // argon2-cffi and blake3 packages.
+        assert_eq!(hex(&topic_secret("friends")), VECTOR_SECRET);
         assert_eq!(hex(&k.handshake), VECTOR_HANDSHAKE);
         assert_eq!(hex(&k.mqtt_path), VECTOR_MQTT_PATH);
     }
 
-    const VECTOR_HANDSHAKE: &str = "1f9f910f5d6d84453f8bef92ed931a645b0c886e049909c2d5e60fc304416acc";
-    const VECTOR_MQTT_PATH: &str = "53c1a0d78efdd239f9144d5cd84c9716f6836ad52b4a33688f65d4f762ab67ae";
+    const VECTOR_HANDSHAKE: &str = "0650a70e1a05cc91e621bc0b9a8a007f480ff2b9da63c9e6fe822b201f034aa6";
+    const VECTOR_MQTT_PATH: &str = "ea69bbcd12a6c48366cc1e6a8ed292505e010e873a0cc505c26b0aea8531ea1d";
+    const VECTOR_SECRET: &str = "828f6d222ac3ae937c4e1c5d92e5d1243fa6aacc3cf27f95e62bebbdba1af821";
 
     #[test]
     fn proofs_bind_role_connection_and_identities() {
@@ -168,5 +204,5 @@ mod tests {
         assert_eq!(hex(&p), VECTOR_PROOF);
     }
 
-    const VECTOR_PROOF: &str = "4a702493daec57fc1999debe3847c7fede3a1193e832d17cf34e4a3277f4a3af";
+    const VECTOR_PROOF: &str = "970f1e3845ba70881945b2dea252614349e1a6cab9bf8a31fe8056cd1569019e";
 }
