@@ -292,7 +292,7 @@ impl Peers {
             .collect();
         match matches.len() {
             0 => Err(ResolveError::Unknown(name.into())),
-            1 => Ok(matches.into_iter().next().expect("one match")),
+            1 => matches.into_iter().next().ok_or_else(|| ResolveError::Unknown(name.into())),
             n => Err(ResolveError::Ambiguous(name.into(), n)),
         }
     }

@@ -177,10 +177,11 @@ impl Shares {
             return Ok((existing.clone(), false));
         }
         let base = base_name(&canonical);
-        let name = (1..)
+        // Fewer shares than candidates: one of them is free.
+        let name = (1..=states.len() + 1)
             .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
             .find(|candidate| !states.contains_key(candidate))
-            .expect("an unbounded sequence of names has a free one");
+            .unwrap_or(base);
         let rec = ShareRecord {
             name: name.clone(),
             path: canonical.clone(),

@@ -228,7 +228,7 @@ pub fn scan_share(
             continue;
         }
         // All children done: settle this directory's aggregate.
-        let done = stack.pop().expect("stack is non-empty: last_mut() returned Some");
+        let Some(done) = stack.pop() else { break };
         let value = EntryValue { kind: EntryKind::Dir, size: done.size, mtime_ns: done.mtime_ns, count: done.count };
         if done.old != Some(value) {
             w.put(&keys::path_key(&done.path), &value)?;

@@ -31,13 +31,7 @@ fn one_node_per_data_dir_and_private_secrets() {
         let mode = std::fs::metadata(data.join(f)).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "{f} is readable by others: {mode:o}");
     }
-    let out = std::process::Command::new(hdp_e2e::hdp_bin())
-        .args(["start", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
+    assert!(start_fails(&data).contains("already running"));
     // SIGINT works like SIGTERM.
     signal(node.pid(), "INT");
     let mut node = node;
@@ -65,11 +59,16 @@ fn config_file_supplies_defaults() {
     node.stop();
 
     std::fs::write(data.join("config.toml"), "shares = 5\n").unwrap();
+    assert!(start_fails(&data).contains("config.toml"));
+}
+
+/// Runs `hdp start` on `data`, which must fail at once; returns its stderr.
+fn start_fails(data: &std::path::Path) -> String {
     let out = std::process::Command::new(hdp_e2e::hdp_bin())
-        .args(["start", "--http", "127.0.0.1:0", "--data-dir"])
-        .arg(&data)
+        .args(["start", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
         .output()
         .unwrap();
-    assert!(!out.status.success());
-    assert!(String::from_utf8_lossy(&out.stderr).contains("config.toml"));
+    assert!(!out.status.success(), "hdp start succeeded");
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
