@@ -281,3 +281,36 @@ fn topics_join_and_leave_at_runtime() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_file_changed_while_it_is_sent_is_fetched_again_not_spliced() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("docs");
+    std::fs::create_dir(&share).unwrap();
+    let file = share.join("draft.bin");
+    std::fs::write(&file, vec![1u8; 256 << 20]).unwrap();
+    let dl = tmp.path().join("dl");
+    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("x"));
+    let (_tb, b) = node_on("t", &[], &dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+    let id = b.cli_json(&["download", &format!("{name}/docs/draft.bin")])["id"].as_u64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while b.api("GET", &format!("/api/downloads/{id}"), None).json()["bytes_done"].as_u64().unwrap() == 0 {
+        assert!(Instant::now() < deadline);
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    // Rewrite the start of the file in place: same size, new content and mtime.
+    let state = b.api("GET", &format!("/api/downloads/{id}"), None).json()["state"].clone();
+    assert_ne!(state, "done", "the download finished before the change; make the file larger");
+    {
+        let mut f = std::fs::OpenOptions::new().write(true).open(&file).unwrap();
+        f.write_all(&vec![2u8; 1 << 20]).unwrap();
+        f.set_modified(std::time::SystemTime::now() + Duration::from_secs(5)).unwrap();
+    }
+    let done = b.wait_download(id);
+    assert_eq!(done["state"], "done", "{done}");
+    assert!(same_file(&file, &dl.join("draft.bin")), "the download must be the new version, whole");
+    a.stop();
+    b.stop();
+}
