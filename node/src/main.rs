@@ -50,11 +50,20 @@ fn init_logging(verbose: u8) {
 }
 
 async fn start(args: StartArgs) -> anyhow::Result<()> {
+    // Listen for signals before anything else: a SIGTERM that arrives while
+    // the node starts must stop it cleanly, not kill it.
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
+    let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let config = Config::resolve(&args)?;
     let node = RunningNode::start(config).await?;
     print_banner(&node);
     let stop = node.shutdown_token();
-    wait_for_signal(&stop).await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+        _ = stop.cancelled() => {}
+    }
     if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
 }
 
@@ -80,15 +89,4 @@ fn print_banner(node: &RunningNode) {
     }
     let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
     let _ = out.flush();
-}
-
-async fn wait_for_signal(stop: &tokio_util::sync::CancellationToken) -> anyhow::Result<()> {
-    use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
-    tokio::select! {
-        r = tokio::signal::ctrl_c() => r.context("cannot listen for SIGINT")?,
-        _ = term.recv() => {}
-        _ = stop.cancelled() => {}
-    }
-    Ok(())
 }
