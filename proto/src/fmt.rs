@@ -1,5 +1,5 @@
-//! Turning numbers into words for people: sizes, counts, dates, durations,
-//! peer ids. Shared by the CLI and the web UI; the caller supplies the clock
+//! Turning numbers and paths into words for people: sizes, counts, dates,
+//! durations, peer ids, breadcrumbs. Shared by the CLI and the web UI; the caller supplies the clock
 //! and time zone.
 
 /// Bytes in binary units: `0 B`, `1023 B`, `1.5 KiB`, `12.3 MiB`, `512 GiB`.
@@ -102,6 +102,37 @@ pub fn short_id(id: &str) -> String {
     format!("{head}…{tail}")
 }
 
+/// One step of the breadcrumb trail: what to show and where it leads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Crumb {
+    pub label: String,
+    pub path: String,
+}
+
+/// The trail from the first share component down to `path` itself
+/// (the root, `""`, is not included: the UI shows it as its own first crumb).
+pub fn breadcrumbs(path: &str) -> Vec<Crumb> {
+    let mut crumbs = Vec::new();
+    let mut so_far = String::new();
+    for part in path.split('/').filter(|p| !p.is_empty()) {
+        if !so_far.is_empty() {
+            so_far.push('/');
+        }
+        so_far.push_str(part);
+        crumbs.push(Crumb { label: part.to_string(), path: so_far.clone() });
+    }
+    crumbs
+}
+
+/// `path` split into the directory part with its trailing slash and the last
+/// component, for showing search results as `dir/sub/` + **name**.
+pub fn split_dir_name(path: &str) -> (&str, &str) {
+    match path.rfind('/') {
+        Some(i) => path.split_at(i + 1),
+        None => ("", path),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -176,5 +207,21 @@ mod tests {
     fn ids() {
         assert_eq!(short_id("abc"), "abc");
         assert_eq!(short_id("aaaqeayeaudaocajbifqydiob4ibceqtcqkrmfyydenbwha5dypq"), "aaaqeaye…dypq");
+    }
+
+    #[test]
+    fn crumbs() {
+        assert!(breadcrumbs("").is_empty());
+        let c = breadcrumbs("music/jazz/1959");
+        let got: Vec<(&str, &str)> = c.iter().map(|c| (c.label.as_str(), c.path.as_str())).collect();
+        assert_eq!(got, [("music", "music"), ("jazz", "music/jazz"), ("1959", "music/jazz/1959")]);
+        // Stray slashes do not make empty crumbs.
+        assert_eq!(breadcrumbs("/music//jazz/").len(), 2);
+    }
+
+    #[test]
+    fn dir_and_name() {
+        assert_eq!(split_dir_name("music"), ("", "music"));
+        assert_eq!(split_dir_name("music/jazz/a.flac"), ("music/jazz/", "a.flac"));
     }
 }

@@ -11,8 +11,8 @@ use leptos::task::spawn_local;
 
 use crate::api;
 use crate::browser;
-use crate::paths::{breadcrumbs, split_last};
 use crate::session::Session;
+use hdp_proto::fmt::{breadcrumbs, split_dir_name};
 use hdp_proto::fmt::{format_count, format_size, plural};
 
 /// Entries asked for per page.
@@ -328,7 +328,7 @@ fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> im
         .collect_view();
 
     let label = if show_full_path {
-        let (dir, name) = split_last(&entry.path);
+        let (dir, name) = split_dir_name(&entry.path);
         view! {
             <span class="entry-name">
                 <span class="entry-dir">{dir.to_string()}</span>

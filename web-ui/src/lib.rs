@@ -20,8 +20,8 @@
 //! - [`shares`]: the Shares section (list, add, remove, rescan, polling
 //!   while scanning).
 //! - [`browse`]: the Browse section (breadcrumbs, paged listing, search).
-//! - [`paths`]: pure path helpers (formatting for people is
-//!   `hdp_proto::fmt`, shared with the CLI); [`browser`]: clock, time zone, `confirm()` and console.
+//! - Formatting for people (sizes, dates, breadcrumbs) is `hdp_proto::fmt`,
+//!   shared with the CLI and unit-tested there; [`browser`]: clock, time zone, `confirm()` and console.
 //! - `index.html` and `style.css` next to `Cargo.toml`: the page shell and
 //!   the hand-written, mobile-first stylesheet (dark mode follows
 //!   `prefers-color-scheme`).
@@ -33,7 +33,6 @@ pub mod app;
 pub mod browse;
 pub mod browser;
 pub mod login;
-pub mod paths;
 pub mod session;
 pub mod shares;
 
