@@ -30,7 +30,7 @@ use hdp_proto::wire::{LsRequest, MAX_LS_ENTRIES, ReadRequest, RequestError, Stre
 use tokio::sync::{Semaphore, broadcast};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 
 use crate::index::keys::path_key;
 use crate::index::{Index, PartialMeta};
@@ -490,6 +490,12 @@ impl Downloads {
             Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
         }
         let final_path = publish(&part, target).map_err(|e| local_io("cannot rename", &part, e))?;
+        let path_stats = conn.conn.stats().path;
+        debug!(
+            file = %final_path.display(), bytes = head.length, mtu = path_stats.current_mtu,
+            rtt_us = path_stats.rtt.as_micros() as u64, lost_packets = path_stats.lost_packets,
+            "file complete"
+        );
         let _ = self.index.partial_delete(&part);
         if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
             let _ = f.set_modified(system_time(head.mtime_ns));
