@@ -400,8 +400,9 @@ impl Downloads {
     /// the `.part` holds synced bytes of the same remote file and version.
     ///
     /// Order of operations, so that a crash at any point leaves a state the
-    /// next attempt handles: the `.part` is cut (and synced) to the resume
-    /// point *before* the version it will hold is recorded; the record's
+    /// next attempt handles: a new `.part` is recorded before it is created;
+    /// an existing one is cut (and synced) to the resume point *before* the
+    /// version it will hold is recorded; the record's
     /// synced length only grows after an fsync; the file gets its final name
     /// only after every promised byte and a clean end of stream arrived, the
     /// length was checked and the data synced.
@@ -445,15 +446,20 @@ impl Downloads {
             (head, recv) = remote::read(&conn.conn, read(0)).await?;
         }
 
+        let meta = PartialMeta { size: head.size, mtime_ns: head.mtime_ns, source, synced: offset };
+        let fresh = have.is_none();
+        if fresh {
+            // No bytes on disk yet: record first, so a crash right after the
+            // file is created leaves a `.part` this node knows as its own.
+            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+        }
         let open_part = part.clone();
-        let create_new = known.is_none();
         let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
             use std::io::Seek;
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
-                .create(!create_new)
-                .create_new(create_new)
+                .create_new(fresh)
                 .truncate(false)
                 .custom_flags(libc::O_NOFOLLOW)
                 .open(&open_part)?;
@@ -468,8 +474,11 @@ impl Downloads {
             Ok(Err(e)) => return Err(local_io("cannot open", &part, e)),
             Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
         };
-        let meta = PartialMeta { size: head.size, mtime_ns: head.mtime_ns, source, synced: offset };
-        self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+        if !fresh {
+            // Bytes of another version may have been cut off just above: only
+            // now, with the file at `offset` and synced, record what it holds.
+            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+        }
         self.update(job, |i| i.bytes_done = base + offset);
 
         let (file, result) = self.receive(job, &part, file, &mut recv, head, offset, base, meta).await;
