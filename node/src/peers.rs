@@ -212,14 +212,6 @@ impl Peers {
         })
     }
 
-    pub fn me(&self) -> PeerId {
-        self.me
-    }
-
-    pub fn local_addr(&self) -> Option<SocketAddr> {
-        self.transport.local_addr().ok()
-    }
-
     pub fn topic_names(&self) -> Vec<String> {
         self.topics.read().unwrap_or_else(|e| e.into_inner()).names()
     }

@@ -8,7 +8,6 @@
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -45,18 +44,11 @@ pub struct Server {
     /// Concurrent uploads (`--upload-slots`): a Pi's disk and uplink serve a
     /// few files well and many files badly.
     upload_slots: Arc<Semaphore>,
-    /// Bytes sent to peers since start.
-    pub uploaded: AtomicU64,
 }
 
 impl Server {
     pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize) -> Arc<Self> {
-        Arc::new(Server {
-            index,
-            shares,
-            upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
-            uploaded: AtomicU64::new(0),
-        })
+        Arc::new(Server { index, shares, upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))) })
     }
 
     /// Handles one request stream.
@@ -236,7 +228,6 @@ impl Server {
                 return Ok(());
             }
             left -= buf.len() as u64;
-            self.uploaded.fetch_add(buf.len() as u64, Ordering::Relaxed);
             // A requester that stops reading must not hold an upload slot for ever.
             match tokio::time::timeout(STALL_TIMEOUT, send.write_chunk(Bytes::from(buf))).await {
                 Ok(r) => r?,

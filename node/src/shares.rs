@@ -125,13 +125,6 @@ impl Shares {
             .collect())
     }
 
-    pub fn info(&self, name: &str) -> Result<Option<ShareInfo>, RecordError> {
-        let Some(st) = self.state(name) else {
-            return Ok(None);
-        };
-        Ok(self.index.share_record(name)?.map(|r| share_info(&st, &r)))
-    }
-
     /// The node's data dir, which is never served.
     pub fn private_dir(&self) -> Option<&Path> {
         self.private.as_deref()

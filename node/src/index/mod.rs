@@ -308,11 +308,12 @@ impl Index {
         let rtxn = self.env.read_txn()?;
         if !req.path.is_root() {
             let key = path_key(dir);
-            match self.entries.get(&rtxn, &key)?.and_then(EntryValue::decode) {
+            let raw = self.entries.get(&rtxn, &key)?;
+            match raw.and_then(EntryValue::decode) {
                 Some(v) if v.kind == hdp_proto::api::EntryKind::Dir => {}
                 Some(_) => {
                     // Listing a file lists just that file.
-                    let entry = self.entries.get(&rtxn, &key)?.and_then(|v| to_entry(&key, v));
+                    let entry = raw.and_then(|v| to_entry(&key, v));
                     let matches =
                         entry.iter().all(|e| req.search.as_ref().is_none_or(|t| e.name.to_lowercase().contains(t)));
                     let entries = if matches && req.cursor.is_none() { entry.into_iter().collect() } else { vec![] };

@@ -13,6 +13,16 @@ fn node_on(topic: &str, shares: &[&Path], download_dir: &Path) -> (tempfile::Tem
     (tmp, node)
 }
 
+/// A node sharing `share` and one downloading into `dl`, on one topic and
+/// connected; also the sharing node's name as the other sees it.
+fn serving_pair(topic: &str, share: &Path, dl: &Path) -> ((tempfile::TempDir, tempfile::TempDir), Node, Node, String) {
+    let (ta, a) = node_on(topic, &[share], &share.with_extension("unused-dl"));
+    let (tb, b) = node_on(topic, &[], dl);
+    a.wait_scanned();
+    let name = b.connect(&a);
+    ((ta, tb), a, b, name)
+}
+
 #[test]
 fn two_nodes_browse_search_and_download_a_tree() {
     let tmp = tempfile::tempdir().unwrap();
@@ -22,10 +32,7 @@ fn two_nodes_browse_search_and_download_a_tree() {
     std::fs::create_dir_all(share.join("Ünïcode dir/empty dir")).unwrap();
     std::fs::write(share.join("Ünïcode dir/naïve café.txt"), "☕").unwrap();
     let dl = tmp.path().join("dl");
-    let (_ta, a) = node_on("friends", &[&share], &tmp.path().join("unused"));
-    let (_tb, b) = node_on("friends", &[], &dl);
-    a.wait_scanned();
-    let name = b.connect(&a);
+    let (_dirs, a, b, name) = serving_pair("friends", &share, &dl);
 
     // Remote listing: the shares, one directory, everything, a search.
     let top = b.cli_json(&["ls", &name]);
@@ -46,11 +53,19 @@ fn two_nodes_browse_search_and_download_a_tree() {
     let parts: Vec<_> = read_tree(&dl).into_iter().filter(|(p, _)| p.ends_with(".part")).collect();
     assert!(parts.is_empty(), "{parts:?}");
 
-    // Downloading again never overwrites what is there.
-    let v = b.cli_json(&["download", &format!("{name}/Stuff/empty.txt")]);
-    let done = b.wait_download(v["id"].as_u64().unwrap());
-    assert_eq!(done["state"], "done", "{done}");
-    assert!(dl.join("empty (2).txt").is_file() || dl.join("empty.txt").is_file());
+    // Downloading the same file twice never overwrites the first copy.
+    let target = format!("{name}/Stuff/Ünïcode dir/naïve café.txt");
+    for _ in 0..2 {
+        let v = b.cli_json(&["download", &target]);
+        let done = b.wait_download(v["id"].as_u64().unwrap());
+        assert_eq!(done["state"], "done", "{done}");
+    }
+    std::fs::write(dl.join("naïve café.txt"), "edited locally").unwrap();
+    let v = b.cli_json(&["download", &target]);
+    assert_eq!(b.wait_download(v["id"].as_u64().unwrap())["state"], "done");
+    assert_eq!(std::fs::read_to_string(dl.join("naïve café.txt")).unwrap(), "edited locally");
+    assert_eq!(std::fs::read_to_string(dl.join("naïve café (2).txt")).unwrap(), "☕");
+    assert_eq!(std::fs::read_to_string(dl.join("naïve café (3).txt")).unwrap(), "☕");
     a.stop();
     b.stop();
 }
@@ -71,10 +86,7 @@ fn a_one_gib_file_arrives_intact() {
         }
     }
     let dl = tmp.path().join("dl");
-    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("unused"));
-    let (_tb, b) = node_on("t", &[], &dl);
-    a.wait_scanned();
-    let name = b.connect(&a);
+    let (_dirs, a, b, name) = serving_pair("t", &share, &dl);
     b.cli_ok(&["download", &format!("{name}/big/disk.img"), "--wait"]);
     assert!(same_file(&file, &dl.join("disk.img")));
     a.stop();
@@ -199,10 +211,7 @@ fn a_stalled_event_listener_never_slows_a_download() {
     std::fs::create_dir(&share).unwrap();
     std::fs::write(share.join("f.bin"), vec![7u8; 64 << 20]).unwrap();
     let dl = tmp.path().join("dl");
-    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("x"));
-    let (_tb, b) = node_on("t", &[], &dl);
-    a.wait_scanned();
-    let name = b.connect(&a);
+    let (_dirs, a, b, name) = serving_pair("t", &share, &dl);
 
     // Subscribe, read only the response head, then stop reading.
     let mut events = std::net::TcpStream::connect(b.http).unwrap();
@@ -290,10 +299,7 @@ fn a_file_changed_while_it_is_sent_is_fetched_again_not_spliced() {
     let file = share.join("draft.bin");
     std::fs::write(&file, vec![1u8; 256 << 20]).unwrap();
     let dl = tmp.path().join("dl");
-    let (_ta, a) = node_on("t", &[&share], &tmp.path().join("x"));
-    let (_tb, b) = node_on("t", &[], &dl);
-    a.wait_scanned();
-    let name = b.connect(&a);
+    let (_dirs, a, b, name) = serving_pair("t", &share, &dl);
     let id = b.cli_json(&["download", &format!("{name}/docs/draft.bin")])["id"].as_u64().unwrap();
     let deadline = Instant::now() + Duration::from_secs(60);
     while b.api("GET", &format!("/api/downloads/{id}"), None).json()["bytes_done"].as_u64().unwrap() == 0 {
