@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what building harddrive-party needs (the wasm32 target for the web
-# UI), and with --test what the tests need too (clippy, rustfmt, Debian's
-# chromium), when it is missing. Idempotent: a second run changes nothing.
+# UI), and with --test what the tests need too (clippy, rustfmt, and Debian's
+# chromium, mosquitto, mosquitto-clients and iproute2), when it is missing. Idempotent: a second run changes nothing.
 # Needs rustup; apt packages need root (or sudo).
 #
 #   scripts/setup.sh          # to build and run
@@ -29,9 +29,15 @@ $for_tests || exit 0
 need_rustup_component clippy
 need_rustup_component rustfmt
 
-# Debian packages the tests use: chromium for the UI tests.
+# Debian packages the tests use: chromium for the UI tests, a mosquitto
+# broker and its command-line clients for the discovery tests (the tests start
+# their own broker on a free loopback port), iproute2 for network namespaces.
+have() { command -v "$1" >/dev/null 2>&1 || [ -x "/usr/sbin/$1" ] || [ -x "/sbin/$1" ]; }
 missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+have chromium || missing+=(chromium)
+have mosquitto || missing+=(mosquitto)
+have mosquitto_sub || missing+=(mosquitto-clients)
+have ip || missing+=(iproute2)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "setup: please install these Debian packages (as root): ${missing[*]}" >&2

@@ -107,6 +107,13 @@ pub struct StartArgs {
     /// Files served to peers at once [default: 4].
     #[arg(long, value_name = "N", env = "HDP_UPLOAD_SLOTS")]
     pub upload_slots: Option<usize>,
+    /// MQTT broker to meet peers through: `mqtt://HOST[:PORT]`,
+    /// `mqtts://HOST[:PORT]`, or `off` [default: mqtts://broker.hivemq.com:8883].
+    #[arg(long, value_name = "URL", env = "HDP_MQTT")]
+    pub mqtt: Option<String>,
+    /// Do not advertise or look for peers on the LAN with mDNS.
+    #[arg(long, env = "HDP_NO_MDNS")]
+    pub no_mdns: bool,
 }
 
 /// How a client command reaches the node.

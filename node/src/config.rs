@@ -10,6 +10,8 @@
 //! topics = ["our-band"]
 //! peers = ["friend.example.org:4433"]
 //! upload_slots = 4
+//! mqtt = "mqtts://broker.hivemq.com:8883"   # or "off"
+//! mdns = true
 //! ```
 
 use std::net::SocketAddr;
@@ -18,6 +20,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::cli::{DEFAULT_HTTP, StartArgs};
+use crate::discovery::mqtt::{Broker, BrokerUrlError, DEFAULT_BROKER, parse_broker};
 
 pub const CONFIG_FILE: &str = "config.toml";
 
@@ -35,6 +38,9 @@ pub struct Config {
     /// `HOST:PORT` of peers to dial.
     pub peers: Vec<String>,
     pub upload_slots: usize,
+    /// The MQTT broker, `None` when off.
+    pub mqtt: Option<Broker>,
+    pub mdns: bool,
 }
 
 /// Files served at once unless configured: enough to keep a Pi's uplink busy
@@ -55,6 +61,8 @@ pub enum ConfigError {
     Topic { name: String, reason: hdp_proto::topic::TopicError },
     #[error("upload slots must be at least 1")]
     UploadSlots,
+    #[error(transparent)]
+    Mqtt(#[from] BrokerUrlError),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -67,6 +75,8 @@ struct FileConfig {
     topics: Option<Vec<String>>,
     peers: Option<Vec<String>>,
     upload_slots: Option<usize>,
+    mqtt: Option<String>,
+    mdns: Option<bool>,
 }
 
 /// `$XDG_DATA_HOME/harddrive-party`, else `~/.local/share/harddrive-party`.
@@ -133,7 +143,9 @@ impl Config {
         if upload_slots == 0 {
             return Err(ConfigError::UploadSlots);
         }
-        Ok(Config { data_dir, http, shares, download_dir, listen, topics, peers, upload_slots })
+        let mqtt = parse_broker(args.mqtt.as_deref().or(file.mqtt.as_deref()).unwrap_or(DEFAULT_BROKER))?;
+        let mdns = !args.no_mdns && file.mdns.unwrap_or(true);
+        Ok(Config { data_dir, http, shares, download_dir, listen, topics, peers, upload_slots, mqtt, mdns })
     }
 }
 
@@ -151,6 +163,8 @@ mod tests {
             topics: vec![],
             peers: vec![],
             upload_slots: None,
+            mqtt: None,
+            no_mdns: false,
         }
     }
 

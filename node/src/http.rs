@@ -24,6 +24,7 @@ use hdp_proto::wire::{self, MAX_LS_ENTRIES};
 use serde::Deserialize;
 
 use crate::auth::check_bearer;
+use crate::discovery::Discovery;
 use crate::download::{Downloads, StartDownloadError};
 use crate::index::{Index, LsError, LsRequest, RecordError};
 use crate::peers::{Peers, ResolveError};
@@ -41,6 +42,7 @@ pub struct AppState {
     pub index: Index,
     pub shares: Arc<Shares>,
     pub peers: Arc<Peers>,
+    pub discovery: Arc<Discovery>,
     pub downloads: Arc<Downloads>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
     /// Ends long-lived responses (the event stream) at shutdown.
@@ -189,6 +191,8 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<Info>> {
         shares: st.shares.list()?,
         listen_addrs: st.listen_addrs.iter().map(|a| a.to_string()).collect(),
         topics: st.peers.topic_names(),
+        mqtt: st.discovery.mqtt_status(),
+        mdns: st.discovery.mdns_on(),
     }))
 }
 
@@ -324,7 +328,9 @@ async fn remote_ls(st: &AppState, peer: &str, req: LsRequest) -> ApiResult<LsPag
 }
 
 async fn list_peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
-    Json(st.peers.list())
+    let mut list = st.peers.list();
+    st.discovery.annotate(&mut list);
+    Json(list)
 }
 
 async fn connect(

@@ -12,6 +12,9 @@
 //! - [`peers`]: dialing, accepting, the topic handshake, the connection
 //!   registry; [`transport`] is the QUIC endpoint and TLS with ed25519
 //!   identities; [`frames`] reads and writes bounded frames on streams.
+//! - [`discovery`]: finding peers on our topics through an MQTT broker
+//!   ([`discovery::mqtt`]) and mDNS ([`discovery::mdns`]), and deciding whom
+//!   to dial.
 //! - [`serve`]: answering peers' `ls` and `read` requests; [`remote`] is the
 //!   asking side; [`download`] turns remote files into local ones.
 //! - [`shares`]: adding, removing and scheduling scans of shares.
@@ -32,9 +35,13 @@
 //! complete; the peer's [`serve::Server`] answers from its own index and disk.
 //!
 //! # Channels and bounds
-//! One channel: the download progress broadcast (capacity
+//! Channels: the download progress broadcast (capacity
 //! [`download::EVENT_CAPACITY`]; lagging listeners lose updates, senders never
-//! wait). Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
+//! wait); discovery reports ([`discovery::FOUND_CAPACITY`], `try_send`,
+//! dropped when full because announcements repeat); rumqttc's request queue
+//! ([`discovery::mqtt::REQUEST_CAPACITY`], only `try_publish`); the topics
+//! watch channel (latest value only). Dials of discovered peers are bounded
+//! by [`discovery::MAX_CONCURRENT_DIALS`]. Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
 //! (`--upload-slots`), downloads ([`download::DOWNLOAD_SLOTS`]) and incoming
 //! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
 //! streams per peer ([`transport::MAX_STREAMS`]) and buffers
@@ -47,6 +54,7 @@ pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod discovery;
 pub mod download;
 pub mod frames;
 pub mod http;

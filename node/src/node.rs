@@ -4,14 +4,16 @@
 //! data dir (created 0700) → exclusive lock on `<data-dir>/lock` → identity →
 //! API token → index → shares (recorded ones rescanned, configured ones
 //! added) → QUIC endpoint (port reused from the last run) and peer registry
-//! → configured peers dialed → downloads → HTTP listener.
+//! → configured peers dialed → discovery (manager, MQTT client, mDNS) →
+//! downloads → HTTP listener.
 //!
 //! # Shutdown
 //! One [`CancellationToken`] is the only way to stop the node. Every task is
 //! spawned on one [`TaskTracker`]; every long-running piece watches the token
 //! (scans check it between directories, connections close with
 //! `CloseCode::Normal`, downloads stop between reads and keep their `.part`
-//! files, the HTTP server drains its connections). [`RunningNode::shutdown`]
+//! files, the MQTT client disconnects, mDNS withdraws our record, the HTTP
+//! server drains its connections). [`RunningNode::shutdown`]
 //! cancels the token, closes the QUIC endpoint (waiting briefly so peers hear
 //! the close), waits for the tracker to empty (bounded by [`SHUTDOWN_GRACE`]),
 //! then syncs and closes LMDB. The binary calls it on SIGINT or SIGTERM.
@@ -29,6 +31,9 @@ use tracing::{info, warn};
 
 use crate::auth::{TokenError, load_token};
 use crate::config::Config;
+use crate::discovery::mdns;
+use crate::discovery::mqtt::{self, MqttContext, MqttStartError};
+use crate::discovery::{Discovery, dialable};
 use crate::download::Downloads;
 use crate::http::{AppState, router};
 use crate::identity::{Identity, IdentityError};
@@ -64,6 +69,8 @@ pub enum StartError {
     BindHttp { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Transport(#[from] TransportError),
+    #[error(transparent)]
+    Mqtt(#[from] MqttStartError),
 }
 
 /// A started node. Drop it only through [`RunningNode::shutdown`].
@@ -141,6 +148,30 @@ impl RunningNode {
                 }
             });
         }
+        let discovery = Discovery::start(peers.clone(), identity.peer_id(), shutdown.clone(), tasks.clone());
+        if let Some(broker) = config.mqtt.clone() {
+            let allow_loopback = quic_addr.ip().is_loopback();
+            let cx = MqttContext {
+                discovery: discovery.clone(),
+                identity: identity.signing_key().clone(),
+                me: identity.peer_id(),
+                topics: peers.topics(),
+                addrs: Arc::new(move || {
+                    listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect()
+                }),
+                allow_loopback,
+                shutdown: shutdown.clone(),
+            };
+            mqtt::start(cx, broker, &tasks)?;
+        }
+        if config.mdns && quic_addr.ip().is_loopback() {
+            info!("mDNS is off: the QUIC endpoint listens on loopback only");
+        } else if config.mdns
+            && let Err(e) =
+                mdns::start(discovery.clone(), identity.peer_id(), quic_addr, peers.topics(), shutdown.clone(), &tasks)
+        {
+            warn!(error = %e, "mDNS is unavailable; peers on the LAN are found through MQTT or --peer only");
+        }
         let downloads =
             Downloads::new(peers.clone(), index.clone(), config.download_dir.clone(), shutdown.clone(), tasks.clone());
 
@@ -154,6 +185,7 @@ impl RunningNode {
             index: index.clone(),
             shares: shares.clone(),
             peers: peers.clone(),
+            discovery,
             downloads,
             listen_addrs: Arc::new(listen_addrs(quic_addr)),
             shutdown: shutdown.clone(),

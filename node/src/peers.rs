@@ -11,12 +11,13 @@
 //! - Addresses given by the user (`--peer`, `hdp connect`) are redialed with
 //!   jittered, capped exponential backoff until they answer or are removed.
 //!
-//! Non-goals here: discovery (MQTT, mDNS) feeds addresses in through
-//! [`Peers::add_target`]; serving requests is [`crate::serve`].
+//! Non-goals here: finding peers. Discovery ([`crate::discovery`]) watches
+//! [`Peers::topics`] and dials what it finds through [`Peers::dial_any`];
+//! serving requests is [`crate::serve`].
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use hdp_proto::api::{Direction, PeerInfo};
@@ -24,7 +25,7 @@ use hdp_proto::id::PeerId;
 use hdp_proto::topic::{EXPORTER_LABEL, MAX_TOPICS, Role, TopicKeys, proofs_equal, topic_proof};
 use hdp_proto::wire::{CloseCode, Hello, MAX_HELLO_FRAME};
 use quinn::VarInt;
-use tokio::sync::Semaphore;
+use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
@@ -44,6 +45,11 @@ pub const MAX_PEERS: usize = 128;
 /// First redial delay; doubled after each failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Delay between starting attempts at a peer's addresses (a quick answer
+/// on the first address wins before the others are tried).
+pub const DIAL_STAGGER: Duration = Duration::from_millis(250);
+/// Addresses of one peer tried at once.
+pub const MAX_DIAL_ADDRS: usize = 8;
 
 /// Why a connection could not be made.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -70,6 +76,10 @@ pub enum DialError {
     TooManyPeers,
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("another node ({0}) answered at that address")]
+    WrongPeer(PeerId),
+    #[error("no address to dial")]
+    NoAddress,
 }
 
 impl From<quinn::ConnectionError> for DialError {
@@ -168,6 +178,11 @@ impl Topics {
     pub fn names(&self) -> Vec<String> {
         self.0.iter().map(|(n, _)| n.clone()).collect()
     }
+
+    /// Each topic's name and keys, in the order they were joined.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &TopicKeys)> {
+        self.0.iter().map(|(n, k)| (n.as_str(), k))
+    }
 }
 
 /// The registry of peers.
@@ -175,7 +190,9 @@ impl Topics {
 pub struct Peers {
     me: PeerId,
     transport: Transport,
-    topics: RwLock<Topics>,
+    /// Our topics. A watch channel holds only the latest value, so it is
+    /// bounded by nature; discovery waits on it to re-announce.
+    topics: watch::Sender<Topics>,
     conns: Mutex<HashMap<PeerId, PeerConn>>,
     targets: Mutex<BTreeMap<SocketAddr, Arc<Target>>>,
     /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
@@ -202,7 +219,7 @@ impl Peers {
         Arc::new(Peers {
             me,
             transport,
-            topics: RwLock::new(topics),
+            topics: watch::Sender::new(topics),
             conns: Mutex::new(HashMap::new()),
             targets: Mutex::new(BTreeMap::new()),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
@@ -213,7 +230,12 @@ impl Peers {
     }
 
     pub fn topic_names(&self) -> Vec<String> {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).names()
+        self.topics.borrow().names()
+    }
+
+    /// Our topics now and whenever they change.
+    pub fn topics(&self) -> watch::Receiver<Topics> {
+        self.topics.subscribe()
     }
 
     /// Joins a topic: new connections may prove it. `false` if already a
@@ -225,13 +247,13 @@ impl Peers {
         // The topic KDF is slow by design: not on an async thread, not under the lock.
         let owned = name.to_owned();
         let Ok(keys) = tokio::task::spawn_blocking(move || TopicKeys::derive(&owned)).await else { return false };
-        self.topics.write().unwrap_or_else(|e| e.into_inner()).insert_keys(name, || keys)
+        self.topics.send_if_modified(|t| t.insert_keys(name, || keys))
     }
 
     /// Leaves a topic, and closes connections to peers that share no other
     /// topic with us. `false` if we were not a member.
     pub fn leave_topic(&self, name: &str) -> bool {
-        if !self.topics.write().unwrap_or_else(|e| e.into_inner()).remove(name) {
+        if !self.topics.send_if_modified(|t| t.remove(name)) {
             return false;
         }
         let mut conns = lock(&self.conns);
@@ -251,7 +273,7 @@ impl Peers {
     }
 
     fn topic_keys(&self) -> Topics {
-        self.topics.read().unwrap_or_else(|e| e.into_inner()).clone()
+        self.topics.borrow().clone()
     }
 
     /// Starts accepting connections.
@@ -425,8 +447,38 @@ impl Peers {
         }
     }
 
+    /// Dials a peer known by id at any of `addrs`: the attempts start
+    /// [`DIAL_STAGGER`] apart and the first to finish the handshake wins; the
+    /// rest are dropped (which closes them).
+    pub async fn dial_any(self: &Arc<Self>, addrs: &[SocketAddr], peer: PeerId) -> Result<PeerConn, DialError> {
+        if let Some(c) = self.connection(&peer) {
+            return Ok(c);
+        }
+        let mut attempts = tokio::task::JoinSet::new();
+        for (i, addr) in addrs.iter().copied().take(MAX_DIAL_ADDRS).enumerate() {
+            let this = self.clone();
+            attempts.spawn(async move {
+                tokio::time::sleep(DIAL_STAGGER * i as u32).await;
+                this.dial_expecting(addr, Some(peer)).await
+            });
+        }
+        let mut last = DialError::NoAddress;
+        while let Some(done) = attempts.join_next().await {
+            match done {
+                Ok(Ok(c)) => return Ok(self.connection(&peer).unwrap_or(c)),
+                Ok(Err(e)) => last = e,
+                Err(_) => {}
+            }
+        }
+        Err(last)
+    }
+
     /// Dials `addr` and runs both handshakes.
     pub async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerConn, DialError> {
+        self.dial_expecting(addr, None).await
+    }
+
+    async fn dial_expecting(self: &Arc<Self>, addr: SocketAddr, expect: Option<PeerId>) -> Result<PeerConn, DialError> {
         if self.shutdown.is_cancelled() {
             return Err(DialError::ShuttingDown);
         }
@@ -436,6 +488,15 @@ impl Peers {
         }
         let connecting = self.transport.connect(addr).map_err(|e| DialError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| DialError::Timeout)??;
+        if let Some(want) = expect {
+            match remote_peer_id(&conn) {
+                Some(got) if got != want => {
+                    conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"not the peer we dialed");
+                    return Err(DialError::WrongPeer(got));
+                }
+                _ => {}
+            }
+        }
         // Already connected to this peer (perhaps it dialed us, or through
         // another of its addresses): keep that connection, drop this one.
         if let Some(existing) = remote_peer_id(&conn).and_then(|p| self.connection(&p)) {
@@ -681,7 +742,7 @@ fn exporter(conn: &quinn::Connection) -> Result<[u8; 32], DialError> {
 
 /// `d` scaled by a random factor in [0.5, 1.0), so peers that dropped together
 /// do not all redial in the same instant.
-fn jitter(d: Duration) -> Duration {
+pub(crate) fn jitter(d: Duration) -> Duration {
     let mut b = [0u8; 2];
     let r = if getrandom::fill(&mut b).is_ok() { u16::from_le_bytes(b) } else { 0 };
     d.mul_f64(0.5 + f64::from(r) / f64::from(u16::MAX) / 2.0)

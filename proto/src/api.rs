@@ -36,6 +36,35 @@ pub struct Info {
     /// Topics we are a member of.
     #[serde(default)]
     pub topics: Vec<String>,
+    /// The MQTT broker we meet peers through, and how that is going.
+    #[serde(default)]
+    pub mqtt: MqttStatus,
+    /// Whether we advertise and look for peers with mDNS on the LAN.
+    #[serde(default)]
+    pub mdns: bool,
+}
+
+/// State of the connection to the MQTT broker.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MqttState {
+    /// MQTT is disabled (`--mqtt off`).
+    #[default]
+    Off,
+    Connecting,
+    Connected,
+    /// The last attempt failed; the node retries with backoff.
+    Error,
+}
+
+/// What `GET /api/info` says about MQTT.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MqttStatus {
+    /// The broker URL, `None` when MQTT is off.
+    pub broker: Option<String>,
+    pub state: MqttState,
+    /// Why the last connection attempt failed, in words.
+    pub error: Option<String>,
 }
 
 /// One shared directory and the state of its index.
@@ -150,7 +179,8 @@ pub struct PeerInfo {
     pub topics: Vec<String>,
     /// Round-trip time, milliseconds.
     pub rtt_ms: Option<u64>,
-    /// How we know it: `manual` (`--peer`, `hdp connect`) or `incoming`.
+    /// How we know it: `manual` (`--peer`, `hdp connect`), `mqtt`, `mdns`
+    /// (found on a topic; `mqtt+mdns` when both), or `incoming`.
     pub source: String,
     /// Why the last attempt to reach it failed, in words.
     pub error: Option<String>,

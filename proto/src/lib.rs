@@ -14,6 +14,8 @@
 //! - [`wire`]: the peer protocol's messages, framing, limits and close codes.
 //! - [`topic`]: topic keys (one KDF, one key per purpose) and the
 //!   connection-bound membership proof of the handshake.
+//! - [`discovery`] (feature `discovery`): MQTT announcements (encrypted,
+//!   signed, time-bound) and mDNS recognition tokens.
 //! - [`cert`]: the bounded DER walk that finds a peer's ed25519 key in its
 //!   certificate.
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/api/*`), used by the
@@ -21,6 +23,8 @@
 
 pub mod api;
 pub mod cert;
+#[cfg(feature = "discovery")]
+pub mod discovery;
 pub mod fmt;
 pub mod id;
 pub mod path;

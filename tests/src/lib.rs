@@ -5,6 +5,8 @@
 //! Nothing here mocks the node: every test talks to a real process over
 //! loopback, with real LMDB files in temp dirs.
 
+pub mod net;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
@@ -40,6 +42,8 @@ pub struct Node {
     pub token: String,
     pub login_url: String,
     pub log: PathBuf,
+    /// The network namespace it runs in (CLI commands run there too).
+    pub netns: Option<String>,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -54,15 +58,42 @@ impl Node {
     }
 
     /// Starts a node on an existing (or new) data dir, with extra arguments.
+    ///
+    /// Unless `extra` says otherwise, the node listens on loopback and runs
+    /// with MQTT and mDNS off: tests never reach the public broker, and never
+    /// multicast on the machine's real interfaces.
     pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
+        Node::spawn(None, data_dir, shares, extra)
+    }
+
+    /// Starts a node inside network namespace `netns` (which the test made),
+    /// listening on all its interfaces with mDNS on and MQTT off unless
+    /// `extra` says otherwise. Drive it with [`Node::cli`].
+    pub fn start_netns(netns: &str, data_dir: &Path, extra: &[&str]) -> Node {
+        Node::spawn(Some(netns), data_dir, &[], extra)
+    }
+
+    fn spawn(netns: Option<&str>, data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = Command::new(hdp_bin());
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(hdp_bin());
+                c
+            }
+            None => Command::new(hdp_bin()),
+        };
         cmd.arg("start").arg("--data-dir").arg(data_dir).args(["--http", "127.0.0.1:0"]);
-        // Tests stay on loopback.
         if !extra.contains(&"--listen") {
-            cmd.args(["--listen", "127.0.0.1:0"]);
+            cmd.args(["--listen", if netns.is_some() { "0.0.0.0:0" } else { "127.0.0.1:0" }]);
+        }
+        if !extra.contains(&"--mqtt") {
+            cmd.args(["--mqtt", "off"]);
+        }
+        if netns.is_none() && !extra.contains(&"--no-mdns") {
+            cmd.arg("--no-mdns");
         }
         for s in shares {
             cmd.arg("--share").arg(s);
@@ -71,6 +102,10 @@ impl Node {
             .env_remove("HDP_HTTP")
             .env_remove("HDP_SHARE")
             .env_remove("HDP_TOKEN")
+            .env_remove("HDP_MQTT")
+            .env_remove("HDP_NO_MDNS")
+            .env_remove("HDP_TOPIC")
+            .env_remove("HDP_PEER")
             .env("RUST_LOG", "info,hdp_node=debug")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -122,14 +157,22 @@ impl Node {
             token: fragment.to_owned(),
             login_url,
             log,
+            netns: netns.map(str::to_owned),
             _tmp: None,
         }
     }
 
     /// Runs `hdp ARGS --http ADDR --data-dir DIR`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        Command::new(hdp_bin())
-            .args(args)
+        let mut cmd = match &self.netns {
+            Some(ns) => {
+                let mut c = Command::new("ip");
+                c.args(["netns", "exec", ns]).arg(hdp_bin());
+                c
+            }
+            None => Command::new(hdp_bin()),
+        };
+        cmd.args(args)
             .arg("--http")
             .arg(self.http.to_string())
             .arg("--data-dir")

@@ -6,10 +6,12 @@
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
 //! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
+//! - [`discovery`]: meeting through a real mosquitto broker, and through mDNS across network namespaces.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
 
 mod api;
 mod cli;
+mod discovery;
 mod hostile;
 mod index;
 mod lifecycle;
