@@ -9,8 +9,8 @@
 //!   retries with capped, jittered backoff, and on every (re)connection the
 //!   node subscribes again and announces at once. The state is reported in
 //!   `GET /api/info`.
-//! - Hostile input is bounded: packets over [`MAX_PACKET`] are refused by the
-//!   client, announcements are rate-limited ([`ACCEPT_BURST`],
+//! - Hostile input is bounded: packets over [`MAX_PACKET_IN`] are refused by
+//!   the client, announcements are rate-limited ([`ACCEPT_BURST`],
 //!   [`ACCEPT_PER_SEC`]) before any crypto, stale and replayed ones are
 //!   dropped, and the replay memory is capped ([`MAX_REPLAY_ENTRIES`]).
 //!
@@ -36,7 +36,10 @@ use hdp_proto::discovery::{
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{TopicKeys, hex};
-use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS, TlsConfiguration, Transport};
+use rumqttc::v5::mqttbytes::QoS;
+use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
+use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
+use rumqttc::{TlsConfiguration, Transport};
 use tokio::sync::{Notify, watch};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -48,8 +51,10 @@ use crate::peers::{Topics, jitter};
 
 /// The broker used unless `--mqtt` says otherwise: public, TLS, no account.
 pub const DEFAULT_BROKER: &str = "mqtts://broker.hivemq.com:8883";
-/// Largest MQTT packet sent or accepted: an announcement plus its topic.
-pub const MAX_PACKET: usize = 4096;
+/// Largest MQTT packet we accept. We speak MQTT 5 and declare this in
+/// CONNECT, so the broker discards bigger messages instead of sending them:
+/// a stranger who publishes junk on our topic cannot knock us off the broker.
+pub const MAX_PACKET_IN: u32 = 4096;
 /// rumqttc's request channel (publish/subscribe requests waiting for the
 /// event loop); a few topics' worth, see the module docs.
 pub const REQUEST_CAPACITY: usize = 32;
@@ -59,7 +64,7 @@ pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(40);
 /// Least time between two announcements (answers to newcomers included).
 pub const MIN_ANNOUNCE_GAP: Duration = Duration::from_secs(2);
 /// A peer not heard from for this long is forgotten (three missed periods).
-pub const ANNOUNCE_TTL: Duration = Duration::from_secs(3 * 40 + 10);
+pub const ANNOUNCE_TTL: Duration = Duration::from_secs(3 * ANNOUNCE_PERIOD.as_secs() + 10);
 /// How often our own addresses are checked for changes.
 const ADDR_CHECK: Duration = Duration::from_secs(10);
 /// Incoming announcements accepted in a burst, and per second after it.
@@ -136,6 +141,14 @@ pub fn topic_path(keys: &TopicKeys) -> String {
     format!("hdp/1/{}", hex(&keys.mqtt_path))
 }
 
+/// Our subscription to a topic: at most once (announcements repeat), and
+/// without our own messages echoed back (MQTT 5 "no local").
+fn filter(keys: &TopicKeys) -> Filter {
+    let mut f = Filter::new(topic_path(keys), QoS::AtMostOnce);
+    f.nolocal = true;
+    f
+}
+
 /// What the MQTT tasks need from the node.
 #[derive(Clone)]
 pub struct MqttContext {
@@ -164,8 +177,9 @@ pub fn start(cx: MqttContext, broker: Broker, tasks: &TaskTracker) -> Result<(),
     // sessions apart by it, let alone learn its peer id.
     let mut opts = MqttOptions::new(format!("hdp-{}", hex(&id)), broker.host.clone(), broker.port);
     opts.set_keep_alive(Duration::from_secs(30))
-        .set_clean_session(true)
-        .set_max_packet_size(MAX_PACKET, MAX_PACKET)
+        .set_clean_start(true)
+        .set_max_packet_size(Some(MAX_PACKET_IN))
+        .set_connection_timeout(10)
         .set_request_channel_capacity(REQUEST_CAPACITY);
     opts.set_transport(if broker.tls { Transport::tls_with_config(tls_config()?) } else { Transport::tcp() });
     let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
@@ -201,7 +215,7 @@ fn tls_config() -> Result<TlsConfiguration, MqttStartError> {
 }
 
 /// Polls the broker connection: reconnects, subscribes, reads announcements.
-async fn event_loop(cx: MqttContext, mut eventloop: rumqttc::EventLoop, client: AsyncClient, connected: Arc<Notify>) {
+async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClient, connected: Arc<Notify>) {
     let mut retry = RETRY_START;
     let mut inbox = Inbox::new();
     loop {
@@ -215,12 +229,14 @@ async fn event_loop(cx: MqttContext, mut eventloop: rumqttc::EventLoop, client: 
                 cx.discovery.set_mqtt_state(MqttState::Connected, None);
                 retry = RETRY_START;
                 let topics = cx.topics.borrow().clone();
-                for (_, keys) in topics.iter() {
-                    let _ = client.try_subscribe(topic_path(keys), QoS::AtMostOnce);
-                }
+                let _ = client.try_subscribe_many(topics.iter().map(|(_, k)| filter(k)));
                 connected.notify_one();
             }
-            Ok(Event::Incoming(Packet::Publish(p))) => inbox.receive(&cx, &p.topic, &p.payload),
+            Ok(Event::Incoming(Packet::Publish(p))) => {
+                if let Ok(topic) = std::str::from_utf8(&p.topic) {
+                    inbox.receive(&cx, topic, &p.payload);
+                }
+            }
             Ok(_) => {}
             Err(e) => {
                 let why = e.to_string();
@@ -343,8 +359,9 @@ async fn announcer(mut cx: MqttContext, client: AsyncClient, connected: Arc<Noti
                 for p in subscribed.iter().filter(|p| !now.contains(p)) {
                     let _ = client.try_unsubscribe(p.clone());
                 }
-                for p in now.iter().filter(|p| !subscribed.contains(p)) {
-                    let _ = client.try_subscribe(p.clone(), QoS::AtMostOnce);
+                let fresh = cx.topics.borrow().iter().map(|(_, k)| filter(k)).filter(|f| !subscribed.contains(&f.path)).collect::<Vec<_>>();
+                if !fresh.is_empty() {
+                    let _ = client.try_subscribe_many(fresh);
                 }
                 subscribed = now;
             }

@@ -215,3 +215,71 @@ fn nodes_on_one_lan_meet_through_mdns_across_network_namespaces() {
         n.stop();
     }
 }
+
+/// Publishes one raw payload on an MQTT topic with mosquitto_pub.
+fn publish(broker: &Mosquitto, topic: &str, payload: &[u8]) {
+    use std::io::Write;
+    let bin = hdp_e2e::net::find_program("mosquitto_pub").expect("mosquitto_pub is not installed");
+    let mut child = std::process::Command::new(bin)
+        .args(["-h", "127.0.0.1", "-p", &broker.port.to_string(), "-t", topic, "-s"])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn mosquitto_pub");
+    child.stdin.take().unwrap().write_all(payload).unwrap();
+    assert!(child.wait().unwrap().success(), "mosquitto_pub failed");
+}
+
+#[test]
+fn forged_stale_replayed_and_junk_announcements_are_ignored() {
+    use ed25519_dalek::SigningKey;
+    use hdp_proto::discovery::{AddrKind, WireAddr, seal_announcement};
+    use hdp_proto::topic::TopicKeys;
+
+    let broker = Mosquitto::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let topic = "hostile broker test";
+    let url = broker.url();
+    let b = Node::start_in(&tmp.path().join("b"), &[], &["--topic", topic, "--mqtt", &url]);
+    wait_until("the node on the broker", || mqtt_state(&b) == "connected");
+
+    let keys = TopicKeys::derive(topic);
+    let path = format!("hdp/1/{}", hex(&keys.mqtt_path));
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as u64;
+    let nowhere = [WireAddr::new(AddrKind::Local, "127.0.0.1:9".parse().unwrap())];
+    let stale_key = SigningKey::from_bytes(&[1; 32]);
+    let future_key = SigningKey::from_bytes(&[2; 32]);
+    let wrong_topic_key = SigningKey::from_bytes(&[3; 32]);
+    let good_key = SigningKey::from_bytes(&[4; 32]);
+    let id = |k: &SigningKey| PeerId(k.verifying_key().to_bytes()).to_string();
+
+    publish(&broker, &path, b"not an announcement");
+    publish(&broker, &path, &[1u8; 10_000]);
+    publish(&broker, &path, &[0x42; 200 * 1024]);
+    publish(&broker, &path, &seal_announcement(&keys, &stale_key, now - 10 * 60 * 1000, &nowhere, [1; 24]).unwrap());
+    publish(&broker, &path, &seal_announcement(&keys, &future_key, now + 10 * 60 * 1000, &nowhere, [2; 24]).unwrap());
+    let other = TopicKeys::derive("some other topic");
+    publish(&broker, &path, &seal_announcement(&other, &wrong_topic_key, now, &nowhere, [3; 24]).unwrap());
+    let good = seal_announcement(&keys, &good_key, now, &nowhere, [4; 24]).unwrap();
+    publish(&broker, &path, &good);
+    publish(&broker, &path, &good);
+
+    // The genuine announcement is taken (the peer is known, not reachable);
+    // the rest are not, the replay is noticed, and the node is still on the broker.
+    let deadline = Instant::now() + DISCOVERY_TIMEOUT;
+    while peer_entry(&b, &id(&good_key)).is_none() {
+        assert!(Instant::now() < deadline, "the genuine announcement was not taken:\n{}", b.log_text());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let entry = peer_entry(&b, &id(&good_key)).unwrap();
+    assert_eq!(entry["source"], "mqtt");
+    assert_eq!(entry["connected"], false);
+    for k in [&stale_key, &future_key, &wrong_topic_key] {
+        assert!(peer_entry(&b, &id(k)).is_none(), "a bad announcement was taken");
+    }
+    wait_until("the replay to be logged", || b.log_text().contains("replayed"));
+    // The 200 KiB message never reached it: the broker honours the packet
+    // size limit the node declares, so the node stayed connected throughout.
+    assert_eq!(mqtt_state(&b), "connected");
+    assert!(!b.log_text().contains("MQTT broker unreachable"), "junk knocked the node off the broker");
+    b.stop();
+}
