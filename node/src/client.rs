@@ -182,6 +182,18 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             writeln!(out, "listen   {listen}")?;
             let topics = if info.topics.is_empty() { "-".into() } else { info.topics.join(", ") };
             writeln!(out, "topics   {topics}")?;
+            let mqtt = match (&info.mqtt.broker, info.mqtt.state) {
+                (None, _) => "off".to_owned(),
+                (Some(b), hdp_proto::api::MqttState::Error) => {
+                    format!("{b}: {} (retrying)", info.mqtt.error.as_deref().unwrap_or("unreachable"))
+                }
+                (Some(b), state) => format!(
+                    "{b} ({})",
+                    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+                ),
+            };
+            writeln!(out, "mqtt     {mqtt}")?;
+            writeln!(out, "mdns     {}", if info.mdns { "on" } else { "off" })?;
             writeln!(out)?;
             print_shares(&mut out, &info.shares)
         }
@@ -300,17 +312,22 @@ fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientErr
         return Ok(());
     }
     let width = peers.iter().map(|p| p.name.as_deref().unwrap_or("?").len()).max().unwrap_or(4).max(4);
-    writeln!(out, "{:<width$}  {:<12}  {:<9}  {:<21}  TOPICS / ERROR", "NAME", "ID", "STATE", "ADDRESS")?;
+    writeln!(
+        out,
+        "{:<width$}  {:<12}  {:<9}  {:<9}  {:<21}  TOPICS / ERROR",
+        "NAME", "ID", "STATE", "FOUND BY", "ADDRESS"
+    )?;
     for p in peers {
         let id = p.id.map(|i| i.to_string()[..12].to_owned()).unwrap_or_else(|| "-".into());
         let state = if p.connected { "connected" } else { "retrying" };
         let detail = if p.connected { p.topics.join(", ") } else { p.error.clone().unwrap_or_default() };
         writeln!(
             out,
-            "{:<width$}  {:<12}  {:<9}  {:<21}  {detail}",
+            "{:<width$}  {:<12}  {:<9}  {:<9}  {:<21}  {detail}",
             p.name.as_deref().unwrap_or("?"),
             id,
             state,
+            p.source,
             p.addr.as_deref().unwrap_or("-")
         )?;
     }

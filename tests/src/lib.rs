@@ -63,17 +63,26 @@ impl Node {
     /// with MQTT and mDNS off: tests never reach the public broker, and never
     /// multicast on the machine's real interfaces.
     pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
-        Node::spawn(None, data_dir, shares, extra)
+        Node::spawn(None, data_dir, shares, extra, &[])
+    }
+
+    /// Like [`Node::start`], with extra environment variables.
+    pub fn start_env(shares: &[&Path], env: &[(&str, &str)]) -> Node {
+        let tmp = tempfile::tempdir().expect("temp dir");
+        let data_dir = tmp.path().join("data");
+        let mut node = Node::spawn(None, &data_dir, shares, &[], env);
+        node._tmp = Some(tmp);
+        node
     }
 
     /// Starts a node inside network namespace `netns` (which the test made),
     /// listening on all its interfaces with mDNS on and MQTT off unless
     /// `extra` says otherwise. Drive it with [`Node::cli`].
     pub fn start_netns(netns: &str, data_dir: &Path, extra: &[&str]) -> Node {
-        Node::spawn(Some(netns), data_dir, &[], extra)
+        Node::spawn(Some(netns), data_dir, &[], extra, &[])
     }
 
-    fn spawn(netns: Option<&str>, data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
+    fn spawn(netns: Option<&str>, data_dir: &Path, shares: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
@@ -107,6 +116,7 @@ impl Node {
             .env_remove("HDP_TOPIC")
             .env_remove("HDP_PEER")
             .env("RUST_LOG", "info,hdp_node=debug")
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::from(log_file));

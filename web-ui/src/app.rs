@@ -135,11 +135,15 @@ fn Header(info: LocalResource<Result<Info, ApiFailure>>) -> impl IntoView {
                             .into_any()
                     }
                     Some(Ok(info)) => {
+                        let status = discovery_text(&info);
                         view! {
                             <h1 id="node-name" class="node-name">
                                 {info.name}
                             </h1>
                             <NodeId id=info.id.to_string() />
+                            <p id="discovery-status" class="discovery-status">
+                                {status}
+                            </p>
                         }
                             .into_any()
                     }
@@ -167,6 +171,19 @@ fn Header(info: LocalResource<Result<Info, ApiFailure>>) -> impl IntoView {
             </button>
         </header>
     }
+}
+
+/// How the node finds peers, in words: the MQTT broker's state and mDNS.
+fn discovery_text(info: &Info) -> String {
+    use hdp_proto::api::MqttState;
+    let mqtt = match (&info.mqtt.broker, info.mqtt.state) {
+        (None, _) | (_, MqttState::Off) => "MQTT off".to_owned(),
+        (Some(_), MqttState::Connected) => "MQTT broker connected".to_owned(),
+        (Some(_), MqttState::Connecting) => "connecting to the MQTT broker…".to_owned(),
+        (Some(_), MqttState::Error) => "MQTT broker unreachable, retrying".to_owned(),
+    };
+    let mdns = if info.mdns { "LAN discovery on" } else { "LAN discovery off" };
+    format!("{mqtt} · {mdns}")
 }
 
 /// The peer id, shortened; tap to show it in full (and select it to copy).

@@ -193,6 +193,17 @@ impl<'a> Writer<'a> {
     }
 }
 
+/// How long the scanner pauses after each directory: `HDP_SCAN_PAUSE_MS`
+/// (default 0). Leaves a slow disk to other work; tests use it to watch a
+/// scan in progress on a machine fast enough to finish it in a blink.
+fn dir_pause() -> std::time::Duration {
+    static PAUSE: std::sync::OnceLock<std::time::Duration> = std::sync::OnceLock::new();
+    *PAUSE.get_or_init(|| {
+        let ms = std::env::var("HDP_SCAN_PAUSE_MS").ok().and_then(|v| v.parse().ok()).unwrap_or(0u64);
+        std::time::Duration::from_millis(ms.min(10_000))
+    })
+}
+
 /// Scans the share `name` rooted at `root` (canonical), updating the index.
 /// Blocking: run it on a blocking thread.
 pub fn scan_share(
@@ -225,6 +236,10 @@ pub fn scan_share(
             let path = keys::join(&top.path, &child.name);
             let frame = visit(&mut w, path, &child.fs_path, child.old, child.mtime_ns, &walk)?;
             stack.push(frame);
+            let pause = dir_pause();
+            if !pause.is_zero() {
+                std::thread::sleep(pause);
+            }
             continue;
         }
         // All children done: settle this directory's aggregate.
