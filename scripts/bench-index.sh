@@ -44,7 +44,7 @@ done
 
 data="$work/data"
 mkdir -p "$data"
-"$hdp" start --data-dir "$data" --http 127.0.0.1:0 --listen 127.0.0.1:0 --share "$tree" > "$work/out" 2> "$work/log" &
+"$hdp" start --data-dir "$data" --http 127.0.0.1:0 --listen 127.0.0.1:0 --mqtt off --no-mdns --share "$tree" > "$work/out" 2> "$work/log" &
 node_pid=$!
 for _ in $(seq 1 600); do grep -q 'web UI' "$work/out" 2>/dev/null && break; sleep 0.1; done
 addr=$(grep -o 'http://[0-9.:]*' "$work/out" | head -1 | sed 's|http://||')

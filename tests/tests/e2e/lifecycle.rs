@@ -65,7 +65,7 @@ fn config_file_supplies_defaults() {
 /// Runs `hdp start` on `data`, which must fail at once; returns its stderr.
 fn start_fails(data: &std::path::Path) -> String {
     let out = std::process::Command::new(hdp_e2e::hdp_bin())
-        .args(["start", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args(["start", "--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--mqtt", "off", "--no-mdns", "--data-dir"])
         .arg(data)
         .output()
         .unwrap();
