@@ -14,8 +14,12 @@
 //!   active download; progress goes out on a bounded broadcast that never
 //!   blocks a transfer.
 //!
-//! Non-goals (the download-manager issue): a persistent queue, pause/cancel,
-//! hash verification.
+//! - Verified: a complete `.part` gets its final name only when the BLAKE3
+//!   of what is on our disk equals the sender's hash of the same version
+//!   ([`Downloads::verify`]); a mismatch discards it and fetches it again.
+//!
+//! Non-goals (yet; the download-manager issue): a persistent queue,
+//! pause/cancel.
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -56,6 +60,10 @@ pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes written between fsyncs of a `.part` (each sync advances what a
 /// resume after power loss may trust).
 pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Hash mismatches tolerated per file before it fails: a file that keeps
+/// arriving different from what its sender hashed is changing under the
+/// sender, or the sender is faulty.
+pub const MAX_MISMATCHES: u32 = 3;
 /// Downloads queued or running at most.
 pub const MAX_JOBS: usize = 1_000;
 
@@ -81,14 +89,18 @@ enum FileError {
     /// Will not get better by retrying.
     #[error("{0}")]
     Permanent(String),
+    /// The received file did not match the sender's hash: retried from
+    /// scratch, at most [`MAX_MISMATCHES`] times.
+    #[error("{0}")]
+    Mismatch(String),
 }
 
 impl From<RemoteError> for FileError {
     fn from(e: RemoteError) -> Self {
         match e {
-            RemoteError::Refused(RequestError::Busy) | RemoteError::Connection(_) | RemoteError::Frame(_) => {
-                FileError::Transient(e.to_string())
-            }
+            RemoteError::Refused(RequestError::Busy | RequestError::Changed)
+            | RemoteError::Connection(_)
+            | RemoteError::Frame(_) => FileError::Transient(e.to_string()),
             other => FileError::Permanent(other.to_string()),
         }
     }
@@ -355,14 +367,25 @@ impl Downloads {
         Fut: std::future::Future<Output = Result<T, FileError>>,
     {
         let mut delay = Duration::from_millis(250);
+        let mut mismatches = 0;
         for n in 1..=MAX_ATTEMPTS {
             if job.cancel.is_cancelled() {
                 return Err(FileError::Permanent("cancelled: the node is shutting down".into()));
             }
-            match attempt().await {
+            let failure = attempt().await;
+            if matches!(failure, Err(FileError::Mismatch(_))) {
+                mismatches += 1;
+            }
+            match failure {
                 Ok(v) => return Ok(v),
                 Err(FileError::Permanent(e)) => return Err(FileError::Permanent(e)),
-                Err(FileError::Transient(e)) => {
+                Err(FileError::Mismatch(e)) if mismatches >= MAX_MISMATCHES => {
+                    return Err(FileError::Permanent(format!(
+                        "{e}: gave up after {MAX_MISMATCHES} copies that did not match (the file may be \
+                         changing on the peer)"
+                    )));
+                }
+                Err(FileError::Transient(e) | FileError::Mismatch(e)) => {
                     warn!(id = job.id, what, attempt = n, error = %e, "will retry");
                     self.update(job, |i| {
                         i.error = Some(format!("retrying after: {e}"));
@@ -498,6 +521,7 @@ impl Downloads {
             Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
             Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
         }
+        self.verify(job, &conn.conn, remote_path, &part, &head).await?;
         let final_path = publish(&part, target).map_err(|e| local_io("cannot rename", &part, e))?;
         let path_stats = conn.conn.stats().path;
         debug!(
@@ -509,6 +533,48 @@ impl Downloads {
         if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
             let _ = f.set_modified(system_time(head.mtime_ns));
         }
+        Ok(())
+    }
+
+    /// Checks the complete `.part` against the sender: the BLAKE3 of what is
+    /// on our disk must equal the sender's hash of the very version we
+    /// received (same size and mtime). The two hashes are computed at the
+    /// same time. A mismatch deletes the `.part`, so the retry starts over.
+    async fn verify(
+        &self,
+        job: &Job,
+        conn: &quinn::Connection,
+        remote_path: &str,
+        part: &Path,
+        head: &remote::ReadOk,
+    ) -> Result<(), FileError> {
+        self.update(job, |i| i.error = Some("verifying (BLAKE3)".into()));
+        let p = part.to_path_buf();
+        let local = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(std::fs::File::open(&p)?)?;
+            Ok(*h.finalize().as_bytes())
+        });
+        let (theirs, ours) = tokio::join!(remote::hash(conn, remote_path), local);
+        self.update(job, |i| i.error = None);
+        let theirs = theirs?;
+        let ours = match ours {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(local_io("cannot read back", part, e)),
+            Err(_) => return Err(FileError::Permanent("the node is shutting down".into())),
+        };
+        if theirs.size != head.size || theirs.mtime_ns != head.mtime_ns {
+            return Err(FileError::Transient("the file changed on the peer after it was sent".into()));
+        }
+        if ours != theirs.hash {
+            warn!(id = job.id, file = remote_path, "BLAKE3 mismatch; the file will be downloaded again from scratch");
+            let _ = std::fs::remove_file(part);
+            let _ = self.index.partial_delete(part);
+            return Err(FileError::Mismatch(
+                "the received bytes do not match the sender's BLAKE3 hash; downloading the file again".into(),
+            ));
+        }
+        debug!(id = job.id, file = remote_path, hash = %hdp_proto::topic::hex(&ours), "verified");
         Ok(())
     }
 

@@ -123,6 +123,7 @@ impl RunningNode {
             let _ = index.meta_put(QUIC_PORT_KEY, &quic_addr.port().to_be_bytes());
         }
         let server = Server::new(index.clone(), shares.clone(), config.upload_slots);
+        server.start_hasher(shutdown.clone(), &tasks);
         // Topics joined at runtime persist; --topic adds to them.
         let mut topics = index.saved_topics()?;
         for t in &config.topics {

@@ -1,4 +1,11 @@
-//! Serving peers' requests: `ls` from the index, `read` from shared files.
+//! Serving peers' requests: `ls` from the index, `read` from shared files,
+//! `hash` from the hash cache or by hashing the file (BLAKE3).
+//!
+//! Hashes are computed lazily: on demand, and by a background task
+//! ([`Server::start_hasher`]) that works through files the cache does not
+//! cover, one at a time and rate-limited, so browsing and uploads keep the
+//! disk. Cached hashes are keyed by (path, size, mtime): an unchanged file is
+//! never hashed twice, a changed one is hashed again.
 //!
 //! Every request stream is hostile until proven otherwise: the request frame
 //! is bounded, paths go through `SharePath::parse`, only entries present in
@@ -15,8 +22,8 @@ use hdp_proto::api::EntryKind;
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
 use hdp_proto::wire::{
-    LsFrame, LsRequest, MAX_LS_ENTRIES, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader,
-    ReadRequest, Request, RequestError, StreamCode, WireEntry,
+    HashReply, HashRequest, LsFrame, LsRequest, MAX_HASH_REPLY_FRAME, MAX_LS_ENTRIES, MAX_LS_FRAME,
+    MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader, ReadRequest, Request, RequestError, StreamCode, WireEntry,
 };
 use quinn::VarInt;
 use tokio::sync::Semaphore;
@@ -44,11 +51,27 @@ pub struct Server {
     /// Concurrent uploads (`--upload-slots`): a Pi's disk and uplink serve a
     /// few files well and many files badly.
     upload_slots: Arc<Semaphore>,
+    /// Files hashed at once: hashing reads whole files, and a Pi's disk
+    /// serves one sequential reader well. The background hasher takes it too.
+    hash_slots: Arc<Semaphore>,
 }
+
+/// Bytes read per step while hashing.
+pub const HASH_CHUNK: usize = 1024 * 1024;
+/// Read rate of the background hasher (bytes per second); on-demand hashes
+/// are not limited.
+pub const BACKGROUND_HASH_RATE: u64 = 32 * 1024 * 1024;
+/// How long the background hasher waits between passes over the shares.
+pub const HASHER_IDLE: Duration = Duration::from_secs(600);
 
 impl Server {
     pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize) -> Arc<Self> {
-        Arc::new(Server { index, shares, upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))) })
+        Arc::new(Server {
+            index,
+            shares,
+            upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+            hash_slots: Arc::new(Semaphore::new(1)),
+        })
     }
 
     /// Handles one request stream.
@@ -67,6 +90,7 @@ impl Server {
         let result = match req {
             Request::Ls(r) => self.serve_ls(&mut send, r).await,
             Request::Read(r) => self.serve_read(peer, &mut send, r).await,
+            Request::Hash(r) => self.serve_hash(&mut send, r).await,
         };
         match result {
             Ok(()) => {
@@ -157,6 +181,98 @@ impl Server {
             return Err(RequestError::NotShared);
         }
         Ok(real)
+    }
+
+    async fn serve_hash(self: &Arc<Self>, send: &mut quinn::SendStream, r: HashRequest) -> Result<(), FrameError> {
+        let reply = match self.hash_of(&r.path, None).await {
+            Ok((size, mtime_ns, hash)) => HashReply::Ok { size, mtime_ns, hash },
+            Err(e) => HashReply::Err(e),
+        };
+        write_frame(send, &reply, MAX_HASH_REPLY_FRAME).await
+    }
+
+    /// The BLAKE3 of the shared file `raw`: from the cache, else computed
+    /// (at most `rate` bytes per second when given) and cached.
+    async fn hash_of(self: &Arc<Self>, raw: &str, rate: Option<u64>) -> Result<(u64, i64, [u8; 32]), RequestError> {
+        let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let this = self.clone();
+        let p = path.clone();
+        let cached = tokio::task::spawn_blocking(move || {
+            let file = this.resolve_file(p.as_str())?;
+            let meta = std::fs::metadata(&file).map_err(|_| RequestError::NotFound)?;
+            let (size, mtime) = (meta.len(), mtime_ns(&meta));
+            let hit = this.index.hash_get(&p, size, mtime).map_err(|_| RequestError::Io)?;
+            Ok::<_, RequestError>((file, size, mtime, hit))
+        })
+        .await
+        .map_err(|_| RequestError::Io)??;
+        let (file, size, mtime, hit) = cached;
+        if let Some(h) = hit {
+            return Ok((size, mtime, h));
+        }
+        let _slot = self.hash_slots.clone().acquire_owned().await.map_err(|_| RequestError::Io)?;
+        let index = self.index.clone();
+        tokio::task::spawn_blocking(move || {
+            // Another request may have hashed it while we waited for the slot.
+            if let Ok(Some(h)) = index.hash_get(&path, size, mtime) {
+                return Ok((size, mtime, h));
+            }
+            let hash = hash_file(&file, size, mtime, rate)?;
+            let _ = index.hash_put(&path, size, mtime, &hash);
+            debug!(path = %path, size, "hashed");
+            Ok((size, mtime, hash))
+        })
+        .await
+        .map_err(|_| RequestError::Io)?
+    }
+
+    /// Starts the background hasher; see the module docs.
+    pub fn start_hasher(
+        self: &Arc<Self>,
+        shutdown: tokio_util::sync::CancellationToken,
+        tasks: &tokio_util::task::TaskTracker,
+    ) {
+        let this = self.clone();
+        tasks.spawn(async move {
+            // Let start-up scans get ahead first.
+            let mut wait = Duration::from_secs(5);
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(wait) => {}
+                    _ = shutdown.cancelled() => return,
+                }
+                this.hash_pass(&shutdown).await;
+                wait = HASHER_IDLE;
+            }
+        });
+    }
+
+    /// One pass over every share, hashing files the cache does not cover.
+    async fn hash_pass(self: &Arc<Self>, shutdown: &tokio_util::sync::CancellationToken) {
+        let Ok(shares) = self.shares.list() else { return };
+        for share in shares {
+            let Ok(root) = SharePath::parse(&share.name) else { continue };
+            let mut cursor = None;
+            loop {
+                let index = self.index.clone();
+                let req = IndexLs { path: root.clone(), recursive: true, search: None, cursor, limit: Some(500) };
+                let Ok(Ok(page)) = tokio::task::spawn_blocking(move || index.ls(&req)).await else { break };
+                for e in page.entries.iter().filter(|e| e.kind == EntryKind::File) {
+                    if shutdown.is_cancelled() {
+                        return;
+                    }
+                    // A cached hash costs one stat; a missing one is computed.
+                    let _ = self.hash_of(&e.path, Some(BACKGROUND_HASH_RATE)).await;
+                }
+                match page.cursor {
+                    Some(c) => cursor = SharePath::parse(&c).ok(),
+                    None => break,
+                }
+                if cursor.is_none() {
+                    break;
+                }
+            }
+        }
     }
 
     async fn serve_read(
@@ -250,4 +366,33 @@ impl Server {
         debug!(%peer, bytes = length, "upload done");
         Ok(())
     }
+}
+
+/// BLAKE3 of `file`, which must still have `size` and `mtime` when done;
+/// reads at most `rate` bytes per second when given.
+pub fn hash_file(file: &std::path::Path, size: u64, mtime: i64, rate: Option<u64>) -> Result<[u8; 32], RequestError> {
+    let mut f = std::fs::File::open(file).map_err(|_| RequestError::NotFound)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut buf = vec![0u8; HASH_CHUNK];
+    let started = std::time::Instant::now();
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf).map_err(|_| RequestError::Io)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+        if let Some(rate) = rate.filter(|r| *r > 0) {
+            let due = Duration::from_secs_f64(total as f64 / rate as f64);
+            if let Some(ahead) = due.checked_sub(started.elapsed()) {
+                std::thread::sleep(ahead);
+            }
+        }
+    }
+    let after = f.metadata().map_err(|_| RequestError::Io)?;
+    if total != size || after.len() != size || mtime_ns(&after) != mtime {
+        return Err(RequestError::Changed);
+    }
+    Ok(*hasher.finalize().as_bytes())
 }

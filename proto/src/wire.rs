@@ -38,6 +38,8 @@ pub const MAX_REQUEST_FRAME: usize = 16 * 1024;
 pub const MAX_LS_FRAME: usize = 256 * 1024;
 /// Largest [`ReadHeader`] frame.
 pub const MAX_READ_HEADER_FRAME: usize = 1024;
+/// Largest [`HashReply`] frame.
+pub const MAX_HASH_REPLY_FRAME: usize = 1024;
 /// Most entries a server puts in one `ls` response (then it ends with a cursor).
 pub const MAX_LS_ENTRIES: u32 = 2_000;
 /// Longest error message a peer may send, in bytes.
@@ -108,6 +110,27 @@ pub struct Hello {
 pub enum Request {
     Ls(LsRequest),
     Read(ReadRequest),
+    Hash(HashRequest),
+}
+
+/// Ask for the BLAKE3 hash of a whole file, with the version it belongs to.
+/// The server answers from its cache or hashes the file first, which can
+/// take minutes for a large file on a slow disk.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HashRequest {
+    pub path: String,
+}
+
+/// The answer to a [`HashRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HashReply {
+    /// BLAKE3 (32 bytes) of the file's content at exactly this size and mtime.
+    Ok {
+        size: u64,
+        mtime_ns: i64,
+        hash: [u8; 32],
+    },
+    Err(RequestError),
 }
 
 /// List a directory (its children, or everything below it), or search names below it.
@@ -187,6 +210,8 @@ pub enum RequestError {
     Io,
     #[error("the range starts past the end of the file")]
     BadRange,
+    #[error("the file changed on the peer while it was being hashed; try again")]
+    Changed,
 }
 
 /// A frame could not be encoded or decoded.
@@ -281,6 +306,16 @@ mod tests {
         let v = encode_frame(&read, MAX_REQUEST_FRAME).unwrap();
         assert_eq!(hex(&v), "0000000801036d2f61ac0200");
 
+        let hash = Request::Hash(HashRequest { path: "m/a".into() });
+        assert_eq!(hex(&encode_frame(&hash, MAX_REQUEST_FRAME).unwrap()), "0000000502036d2f61");
+        let reply = HashReply::Ok { size: 5, mtime_ns: -1, hash: [0xab; 32] };
+        assert_eq!(
+            hex(&encode_frame(&reply, MAX_HASH_REPLY_FRAME).unwrap()),
+            "00000023000501".to_owned() + &"ab".repeat(32)
+        );
+        let reply = HashReply::Err(RequestError::NotFound);
+        assert_eq!(hex(&encode_frame(&reply, MAX_HASH_REPLY_FRAME).unwrap()), "000000020100");
+
         let header = ReadHeader::Ok { size: 5, mtime_ns: -1, length: 5 };
         let v = encode_frame(&header, MAX_READ_HEADER_FRAME).unwrap();
         assert_eq!(hex(&v), "000000040005".to_owned() + "01" + "05");
@@ -312,6 +347,7 @@ mod tests {
                 limit: 1,
             }),
             Request::Read(ReadRequest { path: "a/b".into(), offset: u64::MAX, length: Some(0) }),
+            Request::Hash(HashRequest { path: "a/b".into() }),
         ];
         for m in msgs {
             let f = encode_frame(&m, MAX_REQUEST_FRAME).unwrap();

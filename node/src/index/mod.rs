@@ -14,6 +14,8 @@
 //! - `partials`: hash of a `.part` file's path → [`PartialMeta`]: which
 //!   remote file and version its bytes belong to and how many were synced,
 //!   so a resumed download never splices two versions of a file.
+//! - `hashes`: share path key → (size, mtime, BLAKE3) of a shared file, so
+//!   an unchanged file is never hashed twice ([`Index::hash_get`]).
 //!
 //! Readers never wait for the scanner: LMDB gives each read transaction a
 //! snapshot, and the scanner commits every few thousand entries, so a listing
@@ -110,6 +112,7 @@ pub struct Index {
     shares: Database<Str, SerdeJson<ShareRecord>>,
     meta: Database<Str, Bytes>,
     partials: Database<Bytes, Bytes>,
+    hashes: Database<Bytes, Bytes>,
 }
 
 /// What a `.part` file holds: bytes of which remote file (source), of which
@@ -177,8 +180,9 @@ impl Index {
         let shares = env.create_database(&mut wtxn, Some("shares")).map_err(lmdb)?;
         let meta = env.create_database(&mut wtxn, Some("meta")).map_err(lmdb)?;
         let partials = env.create_database(&mut wtxn, Some("partials")).map_err(lmdb)?;
+        let hashes = env.create_database(&mut wtxn, Some("hashes")).map_err(lmdb)?;
         wtxn.commit().map_err(lmdb)?;
-        Ok(Index { env, entries, shares, meta, partials })
+        Ok(Index { env, entries, shares, meta, partials, hashes })
     }
 
     pub fn env(&self) -> &Env {
@@ -226,6 +230,28 @@ impl Index {
     pub fn partial_delete(&self, part: &Path) -> Result<(), RecordError> {
         let mut wtxn = self.env.write_txn()?;
         self.partials.delete(&mut wtxn, &partial_key(part))?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// The cached BLAKE3 of the shared file at `path`, if it was hashed at
+    /// exactly this size and mtime.
+    pub fn hash_get(&self, path: &SharePath, size: u64, mtime_ns: i64) -> Result<Option<[u8; 32]>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        let Some(v) = self.hashes.get(&rtxn, &keys::path_key(path.as_str()))? else { return Ok(None) };
+        if v.len() != 48 || v[..8] != size.to_be_bytes() || v[8..16] != mtime_ns.to_be_bytes() {
+            return Ok(None);
+        }
+        Ok(v[16..].try_into().ok())
+    }
+
+    pub fn hash_put(&self, path: &SharePath, size: u64, mtime_ns: i64, hash: &[u8; 32]) -> Result<(), RecordError> {
+        let mut v = Vec::with_capacity(48);
+        v.extend_from_slice(&size.to_be_bytes());
+        v.extend_from_slice(&mtime_ns.to_be_bytes());
+        v.extend_from_slice(hash);
+        let mut wtxn = self.env.write_txn()?;
+        self.hashes.put(&mut wtxn, &keys::path_key(path.as_str()), &v)?;
         wtxn.commit()?;
         Ok(())
     }

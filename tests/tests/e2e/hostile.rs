@@ -12,8 +12,8 @@ use hdp_node::transport::{
 };
 use hdp_proto::api::EntryKind;
 use hdp_proto::wire::{
-    LsFrame, LsRequest, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, ReadHeader, ReadRequest, Request, RequestError,
-    StreamCode, WireEntry, decode_body, encode_frame,
+    HashReply, LsFrame, LsRequest, MAX_HASH_REPLY_FRAME, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, ReadHeader, ReadRequest,
+    Request, RequestError, StreamCode, WireEntry, decode_body, encode_frame,
 };
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -120,6 +120,24 @@ fn traversal_ranged_reads_and_oversized_frames() {
         assert_eq!((head.size, head.length), (0, 0));
         assert!(recv.read_to_end(16).await.unwrap().is_empty());
 
+        // Hashes: refused where reads are, the BLAKE3 of the content where
+        // they are served, and a new hash once the file changes.
+        for (path, want) in
+            [("share/../secret.txt", "invalid"), ("share/link-out", "no such"), ("other/x", "not in any")]
+        {
+            let err = remote::hash(&conn, path).await.unwrap_err();
+            assert!(err.to_string().contains(want), "hash {path:?}: {err}");
+        }
+        let h = remote::hash(&conn, "share/sub/file.txt").await.unwrap();
+        assert_eq!((h.size, h.hash), (10, *blake3::hash(b"0123456789").as_bytes()));
+        let file = tmp.path().join("share/sub/file.txt");
+        std::fs::write(&file, "abcdefghij").unwrap();
+        let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+        std::fs::File::options().write(true).open(&file).unwrap().set_modified(later).unwrap();
+        let h2 = remote::hash(&conn, "share/sub/file.txt").await.unwrap();
+        assert_eq!(h2.hash, *blake3::hash(b"abcdefghij").as_bytes());
+        assert_ne!(h2.mtime_ns, h.mtime_ns);
+
         // An announced 4 GiB request frame: the stream is reset, nothing is allocated.
         let (mut send, mut recv) = conn.open_bi().await.unwrap();
         send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
@@ -176,6 +194,7 @@ fn a_lying_peer_cannot_make_a_node_write_outside_its_download_dir() {
                 |path: &str| WireEntry { path: path.into(), kind: EntryKind::File, size: 3, mtime_ns: 0, count: 0 };
             let lies = vec![
                 file("share/ok.txt"),
+                file("share/wrong-hash.txt"),
                 file("../../evil.txt"),
                 file(&abs),
                 file("share/../../evil2.txt"),
@@ -205,6 +224,12 @@ fn a_lying_peer_cannot_make_a_node_write_outside_its_download_dir() {
                         let data: &[u8] = if r.path == "share/ok.txt" { b"ok!" } else { b"BAD" };
                         send.write_all(data).await.unwrap();
                     }
+                    Request::Hash(h) => {
+                        // The truth for ok.txt; for anything else, a hash of other bytes.
+                        let content: &[u8] = if h.path == "share/ok.txt" { b"ok!" } else { b"not what was sent" };
+                        let reply = HashReply::Ok { size: 3, mtime_ns: 0, hash: *blake3::hash(content).as_bytes() };
+                        send.write_all(&encode_frame(&reply, MAX_HASH_REPLY_FRAME).unwrap()).await.unwrap();
+                    }
                 }
                 let _ = send.finish();
             }
@@ -220,6 +245,9 @@ fn a_lying_peer_cannot_make_a_node_write_outside_its_download_dir() {
         assert!(!tmp.path().join(outside).exists() && !dl.join(outside).exists(), "{outside} was written");
     }
     assert!(!Path::new(&abs_target).exists(), "an absolute path was written");
+    // The file whose hash did not match was fetched again, then given up on.
+    let log = node.log_text();
+    assert!(log.contains("BLAKE3 mismatch") && log.contains("copies that did not match"), "{log}");
     node.stop();
     server.abort();
     drop(rt);
