@@ -187,10 +187,7 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
                 (Some(b), hdp_proto::api::MqttState::Error) => {
                     format!("{b}: {} (retrying)", info.mqtt.error.as_deref().unwrap_or("unreachable"))
                 }
-                (Some(b), state) => format!(
-                    "{b} ({})",
-                    serde_json::to_value(state).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
-                ),
+                (Some(b), state) => format!("{b} ({})", state.as_str()),
             };
             writeln!(out, "mqtt     {mqtt}")?;
             writeln!(out, "mdns     {}", if info.mdns { "on" } else { "off" })?;

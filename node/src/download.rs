@@ -24,7 +24,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use hdp_proto::api::{DownloadInfo, DownloadState, EntryKind};
@@ -38,6 +38,7 @@ use tracing::{debug, info, warn};
 
 use crate::index::keys::path_key;
 use crate::index::{Index, PartialMeta};
+use crate::lock;
 use crate::peers::Peers;
 use crate::remote::{self, RemoteError};
 
@@ -147,10 +148,6 @@ impl std::fmt::Debug for JobHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Job({})", self.0.id)
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Downloads {
@@ -548,7 +545,6 @@ impl Downloads {
         part: &Path,
         head: &remote::ReadOk,
     ) -> Result<(), FileError> {
-        self.update(job, |i| i.error = Some("verifying (BLAKE3)".into()));
         let p = part.to_path_buf();
         let local = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
             let mut h = blake3::Hasher::new();
@@ -556,7 +552,6 @@ impl Downloads {
             Ok(*h.finalize().as_bytes())
         });
         let (theirs, ours) = tokio::join!(remote::hash(conn, remote_path), local);
-        self.update(job, |i| i.error = None);
         let theirs = theirs?;
         let ours = match ours {
             Ok(Ok(h)) => h,

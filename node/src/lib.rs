@@ -67,3 +67,9 @@ pub mod serve;
 pub mod shares;
 pub mod transport;
 pub mod ui;
+
+/// Locks a mutex whose guarded maps stay consistent even if a holder
+/// panicked (every critical section is a few map operations).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}

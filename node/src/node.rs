@@ -155,7 +155,6 @@ impl RunningNode {
             let cx = MqttContext {
                 discovery: discovery.clone(),
                 identity: identity.signing_key().clone(),
-                me: identity.peer_id(),
                 topics: peers.topics(),
                 addrs: Arc::new(move || {
                     listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect()

@@ -17,7 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdp_proto::api::{Direction, PeerInfo};
@@ -32,6 +32,7 @@ use tracing::{debug, info};
 
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::index::scan::unix_now;
+use crate::lock;
 use crate::serve::Server;
 use crate::transport::{Transport, remote_peer_id};
 
@@ -200,11 +201,6 @@ pub struct Peers {
     server: Arc<Server>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // The guarded maps stay consistent even if a holder panicked.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Peers {

@@ -257,12 +257,20 @@ impl Server {
                 let index = self.index.clone();
                 let req = IndexLs { path: root.clone(), recursive: true, search: None, cursor, limit: Some(500) };
                 let Ok(Ok(page)) = tokio::task::spawn_blocking(move || index.ls(&req)).await else { break };
-                for e in page.entries.iter().filter(|e| e.kind == EntryKind::File) {
+                // Which files lack a current hash is answered from LMDB alone.
+                let files: Vec<SharePath> = page
+                    .entries
+                    .iter()
+                    .filter(|e| e.kind == EntryKind::File)
+                    .filter_map(|e| SharePath::parse(&e.path).ok())
+                    .collect();
+                let index = self.index.clone();
+                let Ok(Ok(todo)) = tokio::task::spawn_blocking(move || index.unhashed(files)).await else { break };
+                for p in todo {
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    // A cached hash costs one stat; a missing one is computed.
-                    let _ = self.hash_of(&e.path, Some(BACKGROUND_HASH_RATE)).await;
+                    let _ = self.hash_of(p.as_str(), Some(BACKGROUND_HASH_RATE)).await;
                 }
                 match page.cursor {
                     Some(c) => cursor = SharePath::parse(&c).ok(),

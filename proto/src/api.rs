@@ -57,6 +57,18 @@ pub enum MqttState {
     Error,
 }
 
+impl MqttState {
+    /// The name used in JSON (`off`, `connecting`, `connected`, `error`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            MqttState::Off => "off",
+            MqttState::Connecting => "connecting",
+            MqttState::Connected => "connected",
+            MqttState::Error => "error",
+        }
+    }
+}
+
 /// What `GET /api/info` says about MQTT.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MqttStatus {
@@ -260,6 +272,13 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn mqtt_state_names_match_json() {
+        for s in [MqttState::Off, MqttState::Connecting, MqttState::Connected, MqttState::Error] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn entry_json_shape() {

@@ -32,6 +32,18 @@ pub fn hdp_bin() -> PathBuf {
     bin
 }
 
+/// `hdp`, run inside network namespace `netns` when given.
+fn hdp_command(netns: Option<&str>) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("ip");
+            c.args(["netns", "exec", ns]).arg(hdp_bin());
+            c
+        }
+        None => Command::new(hdp_bin()),
+    }
+}
+
 /// A running `hdp start`.
 pub struct Node {
     pub child: Option<Child>,
@@ -86,14 +98,7 @@ impl Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(hdp_bin());
-                c
-            }
-            None => Command::new(hdp_bin()),
-        };
+        let mut cmd = hdp_command(netns);
         cmd.arg("start").arg("--data-dir").arg(data_dir).args(["--http", "127.0.0.1:0"]);
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", if netns.is_some() { "0.0.0.0:0" } else { "127.0.0.1:0" }]);
@@ -174,15 +179,8 @@ impl Node {
 
     /// Runs `hdp ARGS --http ADDR --data-dir DIR`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        let mut cmd = match &self.netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(hdp_bin());
-                c
-            }
-            None => Command::new(hdp_bin()),
-        };
-        cmd.args(args)
+        hdp_command(self.netns.as_deref())
+            .args(args)
             .arg("--http")
             .arg(self.http.to_string())
             .arg("--data-dir")

@@ -148,6 +148,8 @@ fn ip(args: &[&str]) {
 /// real interfaces. Deleted (with their interfaces) when dropped.
 pub struct Lan {
     prefix: String,
+    /// Third octet of the hosts' addresses, unique per `Lan` in this process.
+    subnet: u32,
     hosts: Vec<String>,
 }
 
@@ -157,7 +159,7 @@ impl Lan {
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let seq = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let prefix = format!("hdp{}x{seq}", std::process::id());
-        let mut lan = Lan { prefix: prefix.clone(), hosts: Vec::new() };
+        let mut lan = Lan { prefix: prefix.clone(), subnet: seq % 250, hosts: Vec::new() };
         let br = format!("{prefix}br");
         ip(&["netns", "add", &br]);
         lan.hosts.push(br.clone());
@@ -170,7 +172,7 @@ impl Lan {
             let port = format!("p{i}");
             ip(&["-n", &br, "link", "add", &port, "type", "veth", "peer", "name", "eth0", "netns", &host]);
             ip(&["-n", &br, "link", "set", &port, "master", "br0", "up"]);
-            ip(&["-n", &host, "addr", "add", &format!("10.77.{}.{}/24", seq % 250, i + 1), "dev", "eth0"]);
+            ip(&["-n", &host, "addr", "add", &format!("{}/24", lan.addr(i)), "dev", "eth0"]);
             ip(&["-n", &host, "link", "set", "eth0", "up"]);
             ip(&["-n", &host, "link", "set", "lo", "up"]);
         }
@@ -184,8 +186,7 @@ impl Lan {
 
     /// Host `i`'s address.
     pub fn addr(&self, i: usize) -> String {
-        let seq: u32 = self.prefix.rsplit('x').next().and_then(|s| s.parse().ok()).unwrap_or(0);
-        format!("10.77.{}.{}", seq % 250, i + 1)
+        format!("10.77.{}.{}", self.subnet, i + 1)
     }
 }
 

@@ -33,7 +33,7 @@ pub mod mqtt;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use hdp_proto::api::{MqttState, MqttStatus, PeerInfo};
@@ -45,6 +45,7 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
+use crate::lock;
 use crate::peers::{DialError, Peers};
 
 /// Reports waiting for the manager; see the module docs.
@@ -130,9 +131,8 @@ impl Known {
     }
 
     fn source(&self) -> String {
-        let mut names: Vec<&str> =
+        let names: Vec<&str> =
             [Source::Mqtt, Source::Mdns].into_iter().filter(|s| self.seen.contains_key(s)).map(Source::name).collect();
-        names.dedup();
         names.join("+")
     }
 }
@@ -151,10 +151,6 @@ pub struct Discovery {
     mdns: std::sync::atomic::AtomicBool,
     shutdown: CancellationToken,
     tasks: TaskTracker,
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Discovery {

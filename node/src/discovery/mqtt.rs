@@ -154,7 +154,6 @@ fn filter(keys: &TopicKeys) -> Filter {
 pub struct MqttContext {
     pub discovery: Arc<Discovery>,
     pub identity: SigningKey,
-    pub me: PeerId,
     pub topics: watch::Receiver<Topics>,
     /// Our dialable addresses now (they change when interfaces do).
     pub addrs: Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>,
@@ -247,7 +246,9 @@ async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClie
                     _ = cx.shutdown.cancelled() => break,
                 }
                 retry = (retry * 2).min(RETRY_MAX);
-                cx.discovery.set_mqtt_state(MqttState::Connecting, cx.discovery.mqtt_status().error);
+                // Still the last error's words until the next attempt says otherwise.
+                let last = cx.discovery.mqtt_status().error;
+                cx.discovery.set_mqtt_state(MqttState::Connecting, last);
             }
         }
     }
@@ -288,16 +289,19 @@ impl Inbox {
         if !self.allow() {
             return;
         }
-        let topics = cx.topics.borrow().clone();
-        let Some((name, keys)) = topics.iter().find(|(_, k)| topic_path(k) == path) else { return };
-        let a = match open_announcement(keys, payload) {
+        let Some((name, keys)) =
+            cx.topics.borrow().iter().find(|(_, k)| topic_path(k) == path).map(|(n, k)| (n.to_owned(), k.clone()))
+        else {
+            return;
+        };
+        let a = match open_announcement(&keys, payload) {
             Ok(a) => a,
             Err(e) => {
                 debug!(error = %e, "ignored an MQTT announcement");
                 return;
             }
         };
-        if a.peer == cx.me {
+        if a.peer.0 == cx.identity.verifying_key().to_bytes() {
             return;
         }
         let now = unix_ms();
@@ -331,7 +335,7 @@ impl Inbox {
             peer: a.peer,
             source: Source::Mqtt,
             addrs,
-            topics: vec![name.to_owned()],
+            topics: vec![name],
             ttl: ANNOUNCE_TTL,
         });
     }

@@ -238,11 +238,25 @@ impl Index {
     /// exactly this size and mtime.
     pub fn hash_get(&self, path: &SharePath, size: u64, mtime_ns: i64) -> Result<Option<[u8; 32]>, RecordError> {
         let rtxn = self.env.read_txn()?;
-        let Some(v) = self.hashes.get(&rtxn, &keys::path_key(path.as_str()))? else { return Ok(None) };
-        if v.len() != 48 || v[..8] != size.to_be_bytes() || v[8..16] != mtime_ns.to_be_bytes() {
-            return Ok(None);
+        Ok(self.hashes.get(&rtxn, &path_key(path.as_str()))?.and_then(|v| cached_hash(v, size, mtime_ns)))
+    }
+
+    /// Of `paths`, the indexed files whose cached hash is missing or belongs
+    /// to another size or mtime than the index holds. One read transaction,
+    /// no disk access beyond LMDB.
+    pub fn unhashed(&self, paths: Vec<SharePath>) -> Result<Vec<SharePath>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for p in paths {
+            let key = path_key(p.as_str());
+            let Some(v) = self.entries.get(&rtxn, &key)?.and_then(EntryValue::decode) else { continue };
+            if v.kind == hdp_proto::api::EntryKind::File
+                && self.hashes.get(&rtxn, &key)?.and_then(|h| cached_hash(h, v.size, v.mtime_ns)).is_none()
+            {
+                out.push(p);
+            }
         }
-        Ok(v[16..].try_into().ok())
+        Ok(out)
     }
 
     pub fn hash_put(&self, path: &SharePath, size: u64, mtime_ns: i64, hash: &[u8; 32]) -> Result<(), RecordError> {
@@ -251,7 +265,7 @@ impl Index {
         v.extend_from_slice(&mtime_ns.to_be_bytes());
         v.extend_from_slice(hash);
         let mut wtxn = self.env.write_txn()?;
-        self.hashes.put(&mut wtxn, &keys::path_key(path.as_str()), &v)?;
+        self.hashes.put(&mut wtxn, &path_key(path.as_str()), &v)?;
         wtxn.commit()?;
         Ok(())
     }
@@ -428,4 +442,13 @@ pub(crate) fn delete_subtree(
         db.delete_range(wtxn, &range)?;
     }
     Ok(())
+}
+
+/// A `hashes` value: size (8, BE) ‖ mtime_ns (8, BE) ‖ BLAKE3 (32); the
+/// hash if it was taken at exactly `size` and `mtime_ns`.
+fn cached_hash(v: &[u8], size: u64, mtime_ns: i64) -> Option<[u8; 32]> {
+    if v.len() != 48 || v[..8] != size.to_be_bytes() || v[8..16] != mtime_ns.to_be_bytes() {
+        return None;
+    }
+    v[16..].try_into().ok()
 }

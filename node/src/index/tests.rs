@@ -291,3 +291,31 @@ fn the_private_dir_and_overlong_paths_are_skipped() {
     assert!(!paths.iter().any(|p| p.contains("identity")), "{paths:?}");
     assert!(paths.iter().all(|p| p.len() <= super::scan::MAX_KEY_LEN));
 }
+
+#[test]
+fn hash_cache_is_keyed_by_size_and_mtime_and_unhashed_files_are_found_from_lmdb() {
+    let f = fixture();
+    f.write("a.txt", "aaa");
+    f.write("d/b.txt", "bb");
+    f.scan();
+    let p = |s: &str| SharePath::parse(s).unwrap();
+    let all = vec![p("s/a.txt"), p("s/d"), p("s/d/b.txt"), p("s/missing")];
+    // Directories and unknown paths never need hashing; both files do.
+    assert_eq!(f.index.unhashed(all.clone()).unwrap(), vec![p("s/a.txt"), p("s/d/b.txt")]);
+
+    let a = f.index.get(&p("s/a.txt")).unwrap().unwrap();
+    let meta = fs::metadata(f.root.join("a.txt")).unwrap();
+    let mtime = super::scan::mtime_ns(&meta);
+    f.index.hash_put(&p("s/a.txt"), a.size, mtime, &[7; 32]).unwrap();
+    assert_eq!(f.index.hash_get(&p("s/a.txt"), 3, mtime).unwrap(), Some([7; 32]));
+    assert_eq!(f.index.hash_get(&p("s/a.txt"), 4, mtime).unwrap(), None);
+    assert_eq!(f.index.hash_get(&p("s/a.txt"), 3, mtime + 1).unwrap(), None);
+    assert_eq!(f.index.unhashed(all.clone()).unwrap(), vec![p("s/d/b.txt")]);
+
+    // A changed file (new size and mtime after a rescan) needs hashing again.
+    f.write("a.txt", "aaaa");
+    let later = std::time::SystemTime::now() + std::time::Duration::from_secs(5);
+    fs::File::options().write(true).open(f.root.join("a.txt")).unwrap().set_modified(later).unwrap();
+    f.scan();
+    assert_eq!(f.index.unhashed(all).unwrap(), vec![p("s/a.txt"), p("s/d/b.txt")]);
+}
