@@ -48,8 +48,18 @@ pub enum Command {
     },
     /// Download a file or a directory from a peer: `PEER/SHARE/PATH`.
     Download(DownloadArgs),
-    /// Show downloads and their progress.
-    Downloads(ClientArgs),
+    /// Show downloads and their progress; with an ID, that download's files.
+    Downloads(DownloadsArgs),
+    /// Pause a download, or one of its files (`--file SEQ`); partial files are kept.
+    Pause(ControlArgs),
+    /// Resume a paused download or file.
+    Resume(ControlArgs),
+    /// Cancel a download, or one of its files; their partial files are deleted.
+    Cancel(ControlArgs),
+    /// Queue the failed files of a download (or one file) again.
+    Retry(ControlArgs),
+    /// Move a download to the front of the queue.
+    Top(ControlArgs),
     /// List, join or leave topics (kept across restarts).
     Topics {
         #[command(subcommand)]
@@ -70,12 +80,34 @@ pub enum TopicsAction {
 }
 
 #[derive(Debug, Args)]
+pub struct DownloadsArgs {
+    /// A download's id: list its files.
+    pub id: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ControlArgs {
+    /// The download's id (from `hdp downloads`).
+    pub id: u64,
+    /// Act on this file of the download (its SEQ from `hdp downloads ID`).
+    #[arg(long, value_name = "SEQ")]
+    pub file: Option<u64>,
+    #[command(flatten)]
+    pub client: ClientArgs,
+}
+
+#[derive(Debug, Args)]
 pub struct DownloadArgs {
     /// `PEER/SHARE/PATH`: the peer's friendly name or id prefix, then the path.
     pub target: String,
     /// Wait until the download is done (exit non-zero if it fails).
     #[arg(long)]
     pub wait: bool,
+    /// Queue it paused (the listing still runs); `hdp resume ID` starts it.
+    #[arg(long, conflicts_with = "wait")]
+    pub paused: bool,
     #[command(flatten)]
     pub client: ClientArgs,
 }
@@ -107,6 +139,16 @@ pub struct StartArgs {
     /// Files served to peers at once [default: 4].
     #[arg(long, value_name = "N", env = "HDP_UPLOAD_SLOTS")]
     pub upload_slots: Option<usize>,
+    /// Limit all uploads together to this many bytes per second
+    /// (e.g. 500K, 8M; K = 1024) [default: unlimited].
+    #[arg(long, value_name = "RATE", env = "HDP_MAX_UPLOAD_RATE")]
+    pub max_upload_rate: Option<String>,
+    /// Files downloaded at once, from all peers together [default: 4].
+    #[arg(long, value_name = "N", env = "HDP_DOWNLOAD_SLOTS")]
+    pub download_slots: Option<usize>,
+    /// Files downloaded at once from any one peer [default: 2].
+    #[arg(long, value_name = "N", env = "HDP_PEER_DOWNLOAD_SLOTS")]
+    pub peer_download_slots: Option<usize>,
     /// MQTT broker to meet peers through: `mqtt://HOST[:PORT]`,
     /// `mqtts://HOST[:PORT]`, or `off` [default: mqtts://broker.hivemq.com:8883].
     #[arg(long, value_name = "URL", env = "HDP_MQTT")]

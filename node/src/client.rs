@@ -5,8 +5,8 @@ use std::io::Write;
 use std::time::Duration;
 
 use hdp_proto::api::{
-    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, Info, JoinTopic,
-    LsPage, PeerInfo, ShareInfo, TopicInfo,
+    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, FileInfo, FileState,
+    FilesPage, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
 use hdp_proto::fmt::{format_datetime, format_size};
 use http_body_util::{BodyExt, Full, Limited};
@@ -19,7 +19,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 use crate::auth::{TokenError, load_token};
-use crate::cli::{ClientArgs, Command, DownloadArgs, LsArgs, SharesAction, TopicsAction};
+use crate::cli::{ClientArgs, Command, ControlArgs, DownloadArgs, DownloadsArgs, LsArgs, SharesAction, TopicsAction};
 use crate::config::{ConfigError, data_dir};
 
 /// Largest response body the client reads (an `ls` page of 5,000 long paths
@@ -124,6 +124,8 @@ impl Client {
                 .unwrap_or_else(|_| format!("the node answered {status}"));
             return Err(ClientError::Api { status, message });
         }
+        // `204 No Content` decodes as JSON `null` (into `()`).
+        let bytes = if bytes.is_empty() { Bytes::from_static(b"null") } else { bytes };
         serde_json::from_slice(&bytes).map_err(|e| ClientError::Decode(e.to_string()))
     }
 
@@ -286,7 +288,28 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             }
             Ok(())
         }
-        Command::Downloads(args) => {
+        Command::Downloads(DownloadsArgs { id: Some(id), client: args }) => {
+            let client = Client::new(&args)?;
+            let mut cursor = Some(0u64);
+            let mut all = Vec::new();
+            let tty = !args.json && std::io::IsTerminal::is_terminal(&std::io::stdout());
+            while let Some(c) = cursor {
+                let page: FilesPage = client.get(&format!("/api/downloads/{id}/files?cursor={c}&limit=1000")).await?;
+                if args.json {
+                    all.extend(page.files);
+                } else {
+                    for f in &page.files {
+                        writeln!(out, "{}", file_line(f, tty))?;
+                    }
+                }
+                cursor = page.cursor;
+            }
+            if args.json {
+                return print_json(&mut out, &all);
+            }
+            Ok(())
+        }
+        Command::Downloads(DownloadsArgs { id: None, client: args }) => {
             let client = Client::new(&args)?;
             let list: Vec<DownloadInfo> = client.get("/api/downloads").await?;
             if args.json {
@@ -295,12 +318,75 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             if list.is_empty() {
                 writeln!(out, "no downloads")?;
             }
+            let tty = std::io::IsTerminal::is_terminal(&std::io::stdout());
             for d in &list {
                 writeln!(out, "{}", download_line(d))?;
+                if tty && !d.state.is_finished() {
+                    writeln!(out, "      {}", progress_bar(d))?;
+                }
             }
             Ok(())
         }
+        Command::Pause(a) => control(&mut out, a, "pause").await,
+        Command::Resume(a) => control(&mut out, a, "resume").await,
+        Command::Cancel(a) => control(&mut out, a, "cancel").await,
+        Command::Retry(a) => control(&mut out, a, "retry").await,
+        Command::Top(a) => {
+            if a.file.is_some() {
+                return Err(ClientError::Usage("`top` moves a whole download; leave out --file".into()));
+            }
+            control(&mut out, a, "top").await
+        }
     }
+}
+
+/// `hdp pause|resume|cancel|retry|top ID [--file SEQ]`.
+async fn control(out: &mut impl Write, a: ControlArgs, action: &str) -> Result<(), ClientError> {
+    let client = Client::new(&a.client)?;
+    match a.file {
+        Some(seq) => {
+            let path = format!("/api/downloads/{}/files/{seq}/{action}", a.id);
+            let f: FileInfo = client.request(Method::POST, &path, None::<&()>).await?;
+            if a.client.json {
+                return print_json(out, &f);
+            }
+            writeln!(out, "{}", file_line(&f, false))?;
+        }
+        None if action == "cancel" => {
+            let () = client.request(Method::POST, &format!("/api/downloads/{}/cancel", a.id), None::<&()>).await?;
+            if a.client.json {
+                return print_json(out, &serde_json::json!({ "id": a.id, "cancelled": true }));
+            }
+            writeln!(out, "download {} cancelled; its partial files are deleted", a.id)?;
+        }
+        None => {
+            let d: DownloadInfo =
+                client.request(Method::POST, &format!("/api/downloads/{}/{action}", a.id), None::<&()>).await?;
+            if a.client.json {
+                return print_json(out, &d);
+            }
+            writeln!(out, "{}", download_line(&d))?;
+        }
+    }
+    Ok(())
+}
+
+fn file_line(f: &FileInfo, bar: bool) -> String {
+    let mut line = format!(
+        "{:>6}  {:<9} {:>10} / {:<10} {}",
+        f.seq,
+        f.state.as_str(),
+        format_size(f.bytes_done),
+        format_size(f.size),
+        f.path
+    );
+    if bar && f.state == FileState::Active {
+        line.push_str(&format!("  {}/s", format_size(f.rate)));
+    }
+    if let Some(e) = &f.error {
+        line.push_str(&format!("  ({e})"));
+    }
+    line
 }
 
 fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientError> {
@@ -332,12 +418,7 @@ fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientErr
 }
 
 fn download_line(d: &DownloadInfo) -> String {
-    let state = match d.state {
-        DownloadState::Queued => "queued",
-        DownloadState::Active => "active",
-        DownloadState::Done => "done",
-        DownloadState::Failed => "failed",
-    };
+    let state = d.state.as_str();
     let mut line = format!(
         "{:>4}  {:<7} {:>10} / {:<10} {:>5}/{:<5} files  {}:{}",
         d.id,
@@ -349,6 +430,12 @@ fn download_line(d: &DownloadInfo) -> String {
         d.peer_name,
         d.path
     );
+    if let Some(w) = &d.waiting {
+        line.push_str(&format!("  [{w}]"));
+    }
+    if d.listing {
+        line.push_str("  [listing]");
+    }
     if let Some(e) = &d.error {
         line.push_str(&format!("  ({e})"));
     }
@@ -376,7 +463,7 @@ async fn download(out: &mut impl Write, args: DownloadArgs) -> Result<(), Client
     if path.is_empty() {
         return Err(ClientError::Usage("give PEER/SHARE/PATH, e.g. brave-otter/Music/Album".into()));
     }
-    let body = DownloadRequest { peer: peer.into(), path: path.into() };
+    let body = DownloadRequest { peer: peer.into(), path: path.into(), paused: args.paused };
     let mut info: DownloadInfo = client.request(Method::POST, "/api/downloads", Some(&body)).await?;
     if !args.wait {
         if args.client.json {
@@ -390,7 +477,7 @@ async fn download(out: &mut impl Write, args: DownloadArgs) -> Result<(), Client
         if tty {
             eprint!("\r\x1b[2K{}", progress_bar(&info));
         }
-        if matches!(info.state, DownloadState::Done | DownloadState::Failed) {
+        if info.state.is_finished() {
             break;
         }
         // Short: `--wait` returns (and scripts time it) within 50 ms of the end.
@@ -419,14 +506,21 @@ fn progress_bar(d: &DownloadInfo) -> String {
     const WIDTH: usize = 30;
     let frac = if d.bytes_total == 0 { 0.0 } else { d.bytes_done as f64 / d.bytes_total as f64 };
     let filled = ((frac.clamp(0.0, 1.0)) * WIDTH as f64) as usize;
+    let eta = match d.eta_secs {
+        Some(s) if s >= 3600 => format!("  ETA {}h{:02}m", s / 3600, s / 60 % 60),
+        Some(s) => format!("  ETA {}m{:02}s", s / 60, s % 60),
+        None => String::new(),
+    };
     format!(
-        "[{}{}] {:>5.1}%  {} / {}  {}/s",
+        "[{}{}] {:>5.1}%  {} / {}  {}/s  {}/{} files{eta}",
         "#".repeat(filled),
         "-".repeat(WIDTH - filled),
         frac * 100.0,
         format_size(d.bytes_done),
         format_size(d.bytes_total),
-        format_size(d.rate)
+        format_size(d.rate),
+        d.files_done,
+        d.files_total
     )
 }
 

@@ -38,6 +38,12 @@ pub struct Config {
     /// `HOST:PORT` of peers to dial.
     pub peers: Vec<String>,
     pub upload_slots: usize,
+    /// Bytes per second all uploads together may send; `None`: unlimited.
+    pub max_upload_rate: Option<u64>,
+    /// Files downloading at once, in all.
+    pub download_slots: usize,
+    /// Files downloading at once from one peer.
+    pub peer_download_slots: usize,
     /// The MQTT broker, `None` when off.
     pub mqtt: Option<Broker>,
     pub mdns: bool,
@@ -46,6 +52,7 @@ pub struct Config {
 /// Files served at once unless configured: enough to keep a Pi's uplink busy
 /// without thrashing its disk.
 pub const DEFAULT_UPLOAD_SLOTS: usize = 4;
+pub use crate::download::{DEFAULT_DOWNLOAD_SLOTS, DEFAULT_PEER_DOWNLOAD_SLOTS};
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:0";
 
 /// The configuration could not be resolved.
@@ -59,8 +66,10 @@ pub enum ConfigError {
     NoHome,
     #[error("invalid topic {name:?}: {reason}")]
     Topic { name: String, reason: hdp_proto::topic::TopicError },
-    #[error("upload slots must be at least 1")]
-    UploadSlots,
+    #[error("{0} must be at least 1")]
+    Zero(&'static str),
+    #[error("invalid rate {0:?}: give bytes per second, e.g. 500K, 8M or 1G (K = 1024)")]
+    Rate(String),
     #[error(transparent)]
     Mqtt(#[from] BrokerUrlError),
 }
@@ -75,8 +84,29 @@ struct FileConfig {
     topics: Option<Vec<String>>,
     peers: Option<Vec<String>>,
     upload_slots: Option<usize>,
+    max_upload_rate: Option<String>,
+    download_slots: Option<usize>,
+    peer_download_slots: Option<usize>,
     mqtt: Option<String>,
     mdns: Option<bool>,
+}
+
+/// A rate in bytes per second: `0`/`off` for unlimited, else a number with
+/// an optional K, M or G suffix (powers of 1024).
+pub fn parse_rate(text: &str) -> Result<Option<u64>, ConfigError> {
+    let t = text.trim();
+    if t.eq_ignore_ascii_case("off") || t == "0" {
+        return Ok(None);
+    }
+    let (digits, mult) = match t.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&t[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&t[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&t[..i], 1 << 30),
+        _ => (t, 1),
+    };
+    let n: u64 = digits.trim().parse().map_err(|_| ConfigError::Rate(text.into()))?;
+    let rate = n.checked_mul(mult).filter(|r| *r > 0).ok_or_else(|| ConfigError::Rate(text.into()))?;
+    Ok(Some(rate))
 }
 
 /// `$XDG_DATA_HOME/harddrive-party`, else `~/.local/share/harddrive-party`.
@@ -141,11 +171,38 @@ impl Config {
         let peers = if args.peers.is_empty() { file.peers.unwrap_or_default() } else { args.peers.clone() };
         let upload_slots = args.upload_slots.or(file.upload_slots).unwrap_or(DEFAULT_UPLOAD_SLOTS);
         if upload_slots == 0 {
-            return Err(ConfigError::UploadSlots);
+            return Err(ConfigError::Zero("upload slots"));
+        }
+        let max_upload_rate = match args.max_upload_rate.as_deref().or(file.max_upload_rate.as_deref()) {
+            Some(r) => parse_rate(r)?,
+            None => None,
+        };
+        let download_slots = args.download_slots.or(file.download_slots).unwrap_or(DEFAULT_DOWNLOAD_SLOTS);
+        let peer_download_slots =
+            args.peer_download_slots.or(file.peer_download_slots).unwrap_or(DEFAULT_PEER_DOWNLOAD_SLOTS);
+        if download_slots == 0 {
+            return Err(ConfigError::Zero("download slots"));
+        }
+        if peer_download_slots == 0 {
+            return Err(ConfigError::Zero("per-peer download slots"));
         }
         let mqtt = parse_broker(args.mqtt.as_deref().or(file.mqtt.as_deref()).unwrap_or(DEFAULT_BROKER))?;
         let mdns = !args.no_mdns && file.mdns.unwrap_or(true);
-        Ok(Config { data_dir, http, shares, download_dir, listen, topics, peers, upload_slots, mqtt, mdns })
+        Ok(Config {
+            data_dir,
+            http,
+            shares,
+            download_dir,
+            listen,
+            topics,
+            peers,
+            upload_slots,
+            max_upload_rate,
+            download_slots,
+            peer_download_slots,
+            mqtt,
+            mdns,
+        })
     }
 }
 
@@ -163,6 +220,9 @@ mod tests {
             topics: vec![],
             peers: vec![],
             upload_slots: None,
+            max_upload_rate: None,
+            download_slots: None,
+            peer_download_slots: None,
             mqtt: None,
             no_mdns: false,
         }
@@ -195,5 +255,17 @@ mod tests {
         std::fs::write(dir.path().join(CONFIG_FILE), "htp = \"x\"\n").unwrap();
         let err = Config::resolve(&args(dir.path())).unwrap_err().to_string();
         assert!(err.contains("config.toml") && err.contains("htp"), "{err}");
+    }
+
+    #[test]
+    fn rates() {
+        assert_eq!(parse_rate("8M").unwrap(), Some(8 << 20));
+        assert_eq!(parse_rate("500k").unwrap(), Some(500 << 10));
+        assert_eq!(parse_rate("1234").unwrap(), Some(1234));
+        assert_eq!(parse_rate("off").unwrap(), None);
+        assert_eq!(parse_rate("0").unwrap(), None);
+        for bad in ["", "M", "-1", "1.5M", "99999999999G", "8 MB"] {
+            assert!(parse_rate(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -15,8 +15,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use hdp_proto::api::{
-    AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, Entry, Info, JoinTopic, LsPage, PeerInfo,
-    ShareInfo, TopicInfo,
+    AddShare, ApiError, ConnectRequest, DownloadEvent, DownloadInfo, DownloadRequest, Entry, FileInfo, FileState,
+    FilesPage, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
@@ -25,7 +25,7 @@ use serde::Deserialize;
 
 use crate::auth::check_bearer;
 use crate::discovery::Discovery;
-use crate::download::{Downloads, StartDownloadError};
+use crate::download::{ControlError, Downloads, StartDownloadError};
 use crate::index::{Index, LsError, LsRequest, RecordError};
 use crate::peers::{Peers, ResolveError};
 use crate::remote::{self, RemoteError};
@@ -124,6 +124,17 @@ impl From<StartDownloadError> for Failure {
             StartDownloadError::Path(_) => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
             StartDownloadError::Dir { .. } => Failure::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
             StartDownloadError::TooMany => Failure::new(StatusCode::TOO_MANY_REQUESTS, e.to_string()),
+            StartDownloadError::Store(_) => Failure::internal(e),
+        }
+    }
+}
+
+impl From<ControlError> for Failure {
+    fn from(e: ControlError) -> Self {
+        match e {
+            ControlError::NotFound(_) | ControlError::NoFile(..) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
+            ControlError::State { .. } => Failure::new(StatusCode::CONFLICT, e.to_string()),
+            ControlError::Store(_) => Failure::internal(e),
         }
     }
 }
@@ -154,7 +165,10 @@ pub fn router(state: AppState) -> Router {
         .route("/peers/{peer}", axum::routing::delete(remove_peer))
         .route("/connect", post(connect))
         .route("/downloads", get(list_downloads).post(start_download))
-        .route("/downloads/{id}", get(get_download))
+        .route("/downloads/{id}", get(get_download).delete(cancel_download))
+        .route("/downloads/{id}/files", get(download_files))
+        .route("/downloads/{id}/files/{seq}/{action}", post(file_action))
+        .route("/downloads/{id}/{action}", post(download_action))
         .route("/events", get(events))
         .route("/topics", get(list_topics).post(join_topic))
         .route("/topics/{name}", axum::routing::delete(leave_topic))
@@ -378,7 +392,7 @@ async fn start_download(
     body: Result<Json<DownloadRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<DownloadInfo>)> {
     let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
-    let info = st.downloads.start(&req.peer, &req.path)?;
+    let info = st.downloads.queue(&req.peer, &req.path, req.paused)?;
     Ok((StatusCode::CREATED, Json(info)))
 }
 
@@ -390,10 +404,79 @@ async fn get_download(State(st): State<AppState>, Path(id): Path<u64>) -> ApiRes
     st.downloads.get(id).map(Json).ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, format!("no download {id}")))
 }
 
-/// `GET /api/events`: server-sent events, `event: download` with a
-/// [`DownloadInfo`] as JSON data on every progress update. A listener that
-/// reads too slowly gets `event: lagged` (the count of updates it missed);
-/// transfers never wait for it.
+/// `POST /api/downloads/{id}/pause|resume|cancel|retry|top`.
+async fn download_action(State(st): State<AppState>, Path((id, action)): Path<(u64, String)>) -> ApiResult<Response> {
+    let d = &st.downloads;
+    let info = match action.as_str() {
+        "pause" => d.pause(id)?,
+        "resume" => d.resume(id)?,
+        "retry" => d.retry(id)?,
+        "top" => d.top(id)?,
+        "cancel" => {
+            d.cancel(id).await?;
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        other => return Err(unknown_action(other)),
+    };
+    Ok(Json(info).into_response())
+}
+
+fn unknown_action(action: &str) -> Failure {
+    Failure::new(
+        StatusCode::NOT_FOUND,
+        format!("unknown action {action:?}: use pause, resume, cancel, retry (or top, for a whole download)"),
+    )
+}
+
+/// `DELETE /api/downloads/{id}`: the same as `cancel`.
+async fn cancel_download(State(st): State<AppState>, Path(id): Path<u64>) -> ApiResult<StatusCode> {
+    st.downloads.cancel(id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize)]
+struct FilesQuery {
+    #[serde(default)]
+    cursor: u64,
+    limit: Option<usize>,
+}
+
+/// `GET /api/downloads/{id}/files?cursor=&limit=`: a page of a download's files.
+async fn download_files(
+    State(st): State<AppState>,
+    Path(id): Path<u64>,
+    q: Result<Query<FilesQuery>, QueryRejection>,
+) -> ApiResult<Json<FilesPage>> {
+    let Query(q) = q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+    let d = st.downloads.clone();
+    let page = tokio::task::spawn_blocking(move || d.files(id, q.cursor, q.limit.unwrap_or(200)))
+        .await
+        .map_err(Failure::internal)??;
+    Ok(Json(page))
+}
+
+/// `POST /api/downloads/{id}/files/{seq}/pause|resume|cancel|retry`.
+async fn file_action(
+    State(st): State<AppState>,
+    Path((id, seq, action)): Path<(u64, u64, String)>,
+) -> ApiResult<Json<FileInfo>> {
+    let d = &st.downloads;
+    let info = match action.as_str() {
+        "pause" => d.set_file(id, seq, FileState::Paused)?,
+        "resume" | "retry" => d.set_file(id, seq, FileState::Queued)?,
+        "cancel" => d.cancel_file(id, seq).await?,
+        other => return Err(unknown_action(other)),
+    };
+    Ok(Json(info))
+}
+
+/// `GET /api/events`: server-sent events. `event: download` carries a
+/// [`DownloadInfo`] as JSON on every change and every
+/// [`crate::download::PROGRESS_EVERY`] while files move; `event:
+/// download_removed` carries `{"id": N}` when a download is cancelled or
+/// forgotten. A listener that reads too slowly gets `event: lagged` (the
+/// count of events it missed; fetch `/api/downloads` again); transfers never
+/// wait for it.
 async fn events(
     State(st): State<AppState>,
 ) -> axum::response::sse::Sse<
@@ -406,7 +489,12 @@ async fn events(
         let event = tokio::select! {
             _ = stop.cancelled() => return None,
             r = rx.recv() => match r {
-                Ok(info) => Event::default().event("download").json_data(&info).unwrap_or_default(),
+                Ok(DownloadEvent::Update(info)) => {
+                    Event::default().event("download").json_data(&info).unwrap_or_default()
+                }
+                Ok(DownloadEvent::Removed { id }) => {
+                    Event::default().event("download_removed").json_data(serde_json::json!({ "id": id })).unwrap_or_default()
+                }
                 Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
                 Err(RecvError::Closed) => return None,
             },

@@ -42,7 +42,8 @@
 //! ([`discovery::mqtt::REQUEST_CAPACITY`], only `try_publish`); the topics
 //! watch channel (latest value only). Dials of discovered peers are bounded
 //! by [`discovery::MAX_CONCURRENT_DIALS`]. Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
-//! (`--upload-slots`), downloads ([`download::DOWNLOAD_SLOTS`]) and incoming
+//! (`--upload-slots`), downloads (`--download-slots`, `--peer-download-slots`: a count checked by the
+//! scheduler, not a semaphore) and incoming
 //! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
 //! streams per peer ([`transport::MAX_STREAMS`]) and buffers
 //! ([`transport::CONNECTION_WINDOW`], [`transport::SEND_WINDOW`]). Request
@@ -72,4 +73,9 @@ pub mod ui;
 /// panicked (every critical section is a few map operations).
 pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Milliseconds since the Unix epoch (0 if the clock is before it).
+pub(crate) fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }

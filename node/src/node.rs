@@ -71,6 +71,8 @@ pub enum StartError {
     Transport(#[from] TransportError),
     #[error(transparent)]
     Mqtt(#[from] MqttStartError),
+    #[error(transparent)]
+    Downloads(#[from] crate::download::store::StoreError),
 }
 
 /// A started node. Drop it only through [`RunningNode::shutdown`].
@@ -122,7 +124,7 @@ impl RunningNode {
         if config.listen.port() == 0 {
             let _ = index.meta_put(QUIC_PORT_KEY, &quic_addr.port().to_be_bytes());
         }
-        let server = Server::new(index.clone(), shares.clone(), config.upload_slots);
+        let server = Server::new(index.clone(), shares.clone(), config.upload_slots, config.max_upload_rate);
         server.start_hasher(shutdown.clone(), &tasks);
         // Topics joined at runtime persist; --topic adds to them.
         let mut topics = index.saved_topics()?;
@@ -172,8 +174,15 @@ impl RunningNode {
         {
             warn!(error = %e, "mDNS is unavailable; peers on the LAN are found through MQTT or --peer only");
         }
-        let downloads =
-            Downloads::new(peers.clone(), index.clone(), config.download_dir.clone(), shutdown.clone(), tasks.clone());
+        let downloads = Downloads::start(
+            peers.clone(),
+            index.clone(),
+            config.download_dir.clone(),
+            config.download_slots,
+            config.peer_download_slots,
+            shutdown.clone(),
+            tasks.clone(),
+        )?;
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await

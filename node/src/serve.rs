@@ -54,6 +54,41 @@ pub struct Server {
     /// Files hashed at once: hashing reads whole files, and a Pi's disk
     /// serves one sequential reader well. The background hasher takes it too.
     hash_slots: Arc<Semaphore>,
+    /// `--max-upload-rate`, shared by all uploads.
+    rate: Option<RateLimit>,
+}
+
+/// A token bucket shared by every upload: bytes may be sent once the bucket
+/// has them; it holds at most [`RATE_BURST`] worth of the rate.
+#[derive(Debug)]
+struct RateLimit {
+    rate: f64,
+    /// Bytes available (negative: owed by senders already sleeping) and when.
+    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+}
+
+/// How much unused rate the upload limit lets build up.
+pub const RATE_BURST: Duration = Duration::from_millis(250);
+
+impl RateLimit {
+    fn new(rate: u64) -> Self {
+        RateLimit { rate: rate as f64, bucket: std::sync::Mutex::new((0.0, std::time::Instant::now())) }
+    }
+
+    /// Waits until `n` more bytes may go out.
+    async fn take(&self, n: usize) {
+        let wait = {
+            let mut b = crate::lock(&self.bucket);
+            let now = std::time::Instant::now();
+            let burst = self.rate * RATE_BURST.as_secs_f64();
+            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.rate).min(burst) - n as f64;
+            b.1 = now;
+            if b.0 < 0.0 { Duration::from_secs_f64(-b.0 / self.rate) } else { Duration::ZERO }
+        };
+        if !wait.is_zero() {
+            tokio::time::sleep(wait).await;
+        }
+    }
 }
 
 /// Bytes read per step while hashing.
@@ -65,12 +100,13 @@ pub const BACKGROUND_HASH_RATE: u64 = 32 * 1024 * 1024;
 pub const HASHER_IDLE: Duration = Duration::from_secs(600);
 
 impl Server {
-    pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize) -> Arc<Self> {
+    pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize, max_upload_rate: Option<u64>) -> Arc<Self> {
         Arc::new(Server {
             index,
             shares,
             upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
             hash_slots: Arc::new(Semaphore::new(1)),
+            rate: max_upload_rate.map(RateLimit::new),
         })
     }
 
@@ -352,6 +388,9 @@ impl Server {
                 return Ok(());
             }
             left -= buf.len() as u64;
+            if let Some(limit) = &self.rate {
+                limit.take(buf.len()).await;
+            }
             // A requester that stops reading must not hold an upload slot for ever.
             match tokio::time::timeout(STALL_TIMEOUT, send.write_chunk(Bytes::from(buf))).await {
                 Ok(r) => r?,

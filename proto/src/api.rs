@@ -226,16 +226,93 @@ pub struct DownloadRequest {
     pub peer: String,
     /// Share path of a file or directory on that peer.
     pub path: String,
+    /// Queue it paused: the listing runs, no file moves until resumed.
+    #[serde(default)]
+    pub paused: bool,
 }
 
-/// Where a download is.
+/// Where a download request is. Persisted states are `queued`, `paused`,
+/// `done` and `failed`; `active` means at least one of its files is
+/// transferring now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DownloadState {
     Queued,
     Active,
+    Paused,
     Done,
     Failed,
+}
+
+impl DownloadState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DownloadState::Queued => "queued",
+            DownloadState::Active => "active",
+            DownloadState::Paused => "paused",
+            DownloadState::Done => "done",
+            DownloadState::Failed => "failed",
+        }
+    }
+
+    /// Done or failed: nothing more happens without a retry.
+    pub fn is_finished(self) -> bool {
+        matches!(self, DownloadState::Done | DownloadState::Failed)
+    }
+}
+
+/// Where one file of a download request is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum FileState {
+    Queued,
+    Active,
+    Paused,
+    Done,
+    Failed,
+    Cancelled,
+}
+
+impl FileState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FileState::Queued => "queued",
+            FileState::Active => "active",
+            FileState::Paused => "paused",
+            FileState::Done => "done",
+            FileState::Failed => "failed",
+            FileState::Cancelled => "cancelled",
+        }
+    }
+}
+
+/// One file of a download request.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileInfo {
+    /// Position in its request, for `/api/downloads/{id}/files/{seq}/…`.
+    pub seq: u64,
+    /// Remote share path.
+    pub path: String,
+    /// Where it lands (or landed) on this node.
+    pub local_path: String,
+    pub state: FileState,
+    pub size: u64,
+    /// Bytes on disk (complete files: `size`).
+    pub bytes_done: u64,
+    /// Bytes per second while active.
+    pub rate: u64,
+    /// Why it failed, or the last error it is retrying after.
+    pub error: Option<String>,
+    /// Failed attempts so far.
+    pub attempts: u32,
+}
+
+/// A page of `GET /api/downloads/{id}/files`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FilesPage {
+    pub files: Vec<FileInfo>,
+    /// Pass as `?cursor=` for the next page; `None` at the end.
+    pub cursor: Option<u64>,
 }
 
 /// A download request and its progress.
@@ -252,14 +329,39 @@ pub struct DownloadInfo {
     pub files_done: u64,
     /// Files found so far (grows while a directory is being listed).
     pub files_total: u64,
+    /// Files that ended in `failed`.
+    #[serde(default)]
+    pub files_failed: u64,
     pub bytes_done: u64,
     pub bytes_total: u64,
     /// Bytes per second, recent average.
     pub rate: u64,
-    /// The file being transferred now.
+    /// Seconds left at the current rate, when it is moving and the listing is complete.
+    #[serde(default)]
+    pub eta_secs: Option<u64>,
+    /// Whether the remote directory is still being listed.
+    #[serde(default)]
+    pub listing: bool,
+    /// Why nothing moves now, e.g. "waiting for the peer to reconnect".
+    #[serde(default)]
+    pub waiting: Option<String>,
+    /// The file being transferred now (the first of `active`).
     pub current: Option<String>,
+    /// Files transferring now, with their progress.
+    #[serde(default)]
+    pub active: Vec<FileInfo>,
     /// Why it failed, or the last transient error it is retrying after.
     pub error: Option<String>,
+}
+
+/// What `GET /api/events` sends about downloads (boxed: the broadcast
+/// buffer holds many of them).
+#[derive(Debug, Clone, PartialEq)]
+pub enum DownloadEvent {
+    /// `event: download`, data: a [`DownloadInfo`].
+    Update(Box<DownloadInfo>),
+    /// `event: download_removed`, data: `{"id": N}`: cancelled or forgotten.
+    Removed { id: u64 },
 }
 
 /// The body of every error response.
@@ -272,6 +374,18 @@ pub struct ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn download_state_names_match_json() {
+        use DownloadState as D;
+        for s in [D::Queued, D::Active, D::Paused, D::Done, D::Failed] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+        use FileState as F;
+        for s in [F::Queued, F::Active, F::Paused, F::Done, F::Failed, F::Cancelled] {
+            assert_eq!(serde_json::to_value(s).unwrap(), s.as_str());
+        }
+    }
 
     #[test]
     fn mqtt_state_names_match_json() {

@@ -36,6 +36,8 @@ use hdp_proto::discovery::{
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{TopicKeys, hex};
+
+use crate::unix_ms;
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{Filter, Packet};
 use rumqttc::v5::{AsyncClient, Event, EventLoop, MqttOptions};
@@ -410,10 +412,6 @@ fn announce(cx: &MqttContext, client: &AsyncClient, addrs: &[SocketAddr]) {
             Err(e) => warn!(error = %e, "cannot build an announcement"),
         }
     }
-}
-
-fn unix_ms() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
 }
 
 #[cfg(test)]

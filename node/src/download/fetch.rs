@@ -1,0 +1,508 @@
+//! Fetching one file: from a peer's `read` stream into `<name>.part`,
+//! verified against the sender's BLAKE3, then given its final name.
+//!
+//! Goals:
+//! - Never lose data: bytes go to `<name>.part`, which becomes a final name
+//!   only when complete and verified; a crash or kill at any moment leaves a
+//!   `.part` to resume.
+//! - Resume only the same version: which remote file and version (size,
+//!   mtime) a `.part` holds, and how much of it was fsynced, is kept in the
+//!   index (`partials`); if the sender's file changed, start over.
+//! - Bounded: one batch of received chunks (≤ [`WRITE_CHUNK`] plus quinn's
+//!   own buffers) per file being fetched, whatever the file's size.
+//!
+//! Non-goals: scheduling, retries and bookkeeping (the queue in
+//! [`super`] does those); fetching one file from several peers (later:
+//! the download path already works in byte ranges).
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use hdp_proto::id::PeerId;
+use hdp_proto::wire::{ReadRequest, RequestError, StreamCode};
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, warn};
+
+use super::names::{candidate_names, part_path};
+use crate::index::{Index, PartialMeta};
+use crate::lock;
+use crate::remote::{self, RemoteError};
+
+/// Bytes read from the network before each write to disk.
+pub const WRITE_CHUNK: usize = 512 * 1024;
+/// A transfer with no data for this long is treated as interrupted.
+pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// Bytes written between fsyncs of a `.part` (each sync advances what a
+/// resume after power loss may trust).
+pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+
+/// One attempt at a file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FileError {
+    /// Worth another attempt (connection lost, peer busy, file changed).
+    #[error("{0}")]
+    Transient(String),
+    /// Will not get better by retrying on its own (refused by the peer,
+    /// disk full, download dir unwritable); the user can retry.
+    #[error("{0}")]
+    Permanent(String),
+    /// The received file did not match the sender's hash; the `.part` was
+    /// discarded, so the next attempt starts from scratch.
+    #[error("{0}")]
+    Mismatch(String),
+    /// Paused, cancelled or shutting down; what was received is kept.
+    #[error("stopped")]
+    Stopped,
+}
+
+impl From<RemoteError> for FileError {
+    fn from(e: RemoteError) -> Self {
+        match e {
+            RemoteError::Refused(RequestError::Busy | RequestError::Changed | RequestError::Io)
+            | RemoteError::Connection(_)
+            | RemoteError::Frame(_) => FileError::Transient(e.to_string()),
+            other => FileError::Permanent(other.to_string()),
+        }
+    }
+}
+
+/// A local I/O failure, in words that say what to do about it.
+pub fn local_io(what: &str, path: &Path, e: std::io::Error) -> FileError {
+    let hint = match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            " — the disk is full: free some space, then retry (the partial file is kept)"
+        }
+        Some(libc::EROFS) => " — the disk is read-only: make the download dir writable, then retry",
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            " — permission denied: make the download dir writable for this node, then retry"
+        }
+        _ => "",
+    };
+    FileError::Permanent(format!("{what} {}: {e}{hint}", path.display()))
+}
+
+/// Everything one attempt at one file needs.
+pub struct Fetch<'a> {
+    pub index: &'a Index,
+    pub conn: &'a quinn::Connection,
+    pub peer: PeerId,
+    pub remote_path: &'a str,
+    /// The preferred final path; a taken name gets ` (2)`, ` (3)`, ….
+    pub target: &'a Path,
+    /// Bytes of this file on disk so far; read by the progress ticker.
+    pub progress: &'a AtomicU64,
+    /// Pause, cancel or shutdown: stop between reads, keep the `.part`.
+    pub stop: &'a CancellationToken,
+    /// `.part` files being written by this process.
+    pub active_parts: &'a Mutex<HashSet<PathBuf>>,
+}
+
+/// A file that arrived, was verified and has its final name.
+#[derive(Debug)]
+pub struct Fetched {
+    pub final_path: PathBuf,
+    pub size: u64,
+}
+
+/// Which remote file a `.part` holds bytes of.
+fn source_id(peer: &PeerId, remote_path: &str) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(peer.as_bytes());
+    h.update(remote_path.as_bytes());
+    *h.finalize().as_bytes()
+}
+
+/// Exclusive use of a `.part` path within this process (two downloads of the
+/// same name must not write into one file).
+struct PartClaim<'a> {
+    set: &'a Mutex<HashSet<PathBuf>>,
+    path: PathBuf,
+}
+
+impl<'a> PartClaim<'a> {
+    fn take(set: &'a Mutex<HashSet<PathBuf>>, path: &Path) -> Result<Self, FileError> {
+        if !lock(set).insert(path.to_path_buf()) {
+            return Err(FileError::Transient(format!("{} is being written by another download", path.display())));
+        }
+        Ok(PartClaim { set, path: path.to_path_buf() })
+    }
+}
+
+impl Drop for PartClaim<'_> {
+    fn drop(&mut self) {
+        lock(self.set).remove(&self.path);
+    }
+}
+
+/// Finishes a file whose final name was recorded before a crash: if the
+/// `.part` is gone and the final file exists, or both are the same file
+/// (linked, not yet unlinked), the file is complete. `None`: fetch it.
+pub fn finish_published(target: &Path, final_name: &str) -> Option<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let fin = target.with_file_name(final_name);
+    let part = part_path(target);
+    let fin_meta = std::fs::symlink_metadata(&fin).ok().filter(|m| m.is_file())?;
+    match std::fs::symlink_metadata(&part) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(fin),
+        Ok(p) if p.dev() == fin_meta.dev() && p.ino() == fin_meta.ino() => {
+            std::fs::remove_file(&part).ok()?;
+            Some(fin)
+        }
+        _ => None,
+    }
+}
+
+/// Removes a file's `.part` and what the index knows about it (cancel).
+pub fn discard_part(index: &Index, target: &Path) {
+    let part = part_path(target);
+    if let Err(e) = std::fs::remove_file(&part)
+        && e.kind() != std::io::ErrorKind::NotFound
+    {
+        warn!(part = %part.display(), error = %e, "cannot remove a cancelled partial file");
+    }
+    let _ = index.partial_delete(&part);
+}
+
+impl Fetch<'_> {
+    /// Downloads the file through `target.part`, resuming when the `.part`
+    /// holds synced bytes of the same remote file and version.
+    ///
+    /// Order of operations, so that a crash at any point leaves a state the
+    /// next attempt handles: a new `.part` is recorded before it is created;
+    /// an existing one is cut (and synced) to the resume point *before* the
+    /// version it will hold is recorded; the record's synced length only
+    /// grows after an fsync; the final name is recorded (`record_final`)
+    /// before the `.part` is linked there, and only after every promised
+    /// byte and a clean end of stream arrived, the length was checked, the
+    /// data synced and its BLAKE3 matched the sender's.
+    pub async fn run(&self, mut record_final: impl FnMut(&str) -> Result<(), FileError>) -> Result<Fetched, FileError> {
+        let part = part_path(self.target);
+        let _claim = PartClaim::take(self.active_parts, &part)?;
+        let source = source_id(&self.peer, self.remote_path);
+        let known = self.index.partial_get(&part).map_err(|e| FileError::Permanent(e.to_string()))?;
+        let have = match std::fs::symlink_metadata(&part) {
+            Ok(m) if m.is_file() => Some(m.len()),
+            Ok(_) => return Err(FileError::Permanent(format!("{} exists and is not a file", part.display()))),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(local_io("cannot inspect", &part, e)),
+        };
+        if have.is_some() && known.is_none() {
+            return Err(FileError::Permanent(format!(
+                "{} exists but this node did not start it; move it away and retry",
+                part.display()
+            )));
+        }
+        let mut offset = match (known, have) {
+            (Some(k), Some(h)) if k.source == source => h.min(k.synced),
+            _ => 0,
+        };
+        let read = |offset| ReadRequest { path: self.remote_path.into(), offset, length: None };
+        let (mut head, mut recv) = match remote::read(self.conn, read(offset)).await {
+            Ok(v) => v,
+            Err(RemoteError::Refused(RequestError::BadRange)) if offset > 0 => {
+                // Our `.part` is longer than the file is now: another version.
+                offset = 0;
+                remote::read(self.conn, read(0)).await?
+            }
+            Err(e) => return Err(e.into()),
+        };
+        let same = known.is_some_and(|k| k.source == source && k.size == head.size && k.mtime_ns == head.mtime_ns);
+        if offset > 0 && !same {
+            // Another version: drop what we have and start over.
+            let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
+            offset = 0;
+            (head, recv) = remote::read(self.conn, read(0)).await?;
+        }
+
+        let meta = PartialMeta { size: head.size, mtime_ns: head.mtime_ns, source, synced: offset };
+        let fresh = have.is_none();
+        if fresh {
+            // No bytes on disk yet: record first, so a crash right after the
+            // file is created leaves a `.part` this node knows as its own.
+            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+        }
+        let open_part = part.clone();
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+            use std::io::Seek;
+            use std::os::unix::fs::OpenOptionsExt;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(fresh)
+                .truncate(false)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&open_part)?;
+            f.set_len(offset)?;
+            f.sync_all()?;
+            f.seek(std::io::SeekFrom::Start(offset))?;
+            Ok(f)
+        })
+        .await;
+        let file = match opened {
+            Ok(Ok(f)) => f,
+            Ok(Err(e)) => return Err(local_io("cannot open", &part, e)),
+            Err(_) => return Err(FileError::Stopped),
+        };
+        if !fresh {
+            // Bytes of another version may have been cut off just above: only
+            // now, with the file at `offset` and synced, record what it holds.
+            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+        }
+        self.progress.store(offset, Ordering::Relaxed);
+
+        let (file, result) = self.receive(&part, file, &mut recv, head, offset, meta).await;
+        if let Err(e) = result {
+            if let (FileError::Stopped, Ok(file)) = (&e, file) {
+                // Keep what arrived for the resume: sync it, then record it.
+                let end = self.progress.load(Ordering::Relaxed);
+                let synced = tokio::task::spawn_blocking(move || file.sync_all()).await;
+                if let Ok(Ok(())) = synced {
+                    let _ = self.index.partial_put(&part, PartialMeta { synced: end, ..meta });
+                }
+            } else {
+                let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
+            }
+            return Err(e);
+        }
+        let file = file?;
+        let synced = tokio::task::spawn_blocking(move || file.sync_all().and_then(|()| file.metadata())).await;
+        match synced {
+            Ok(Ok(m)) if m.len() == head.size => {}
+            Ok(Ok(m)) => {
+                return Err(FileError::Transient(format!(
+                    "{} has {} bytes, expected {}",
+                    part.display(),
+                    m.len(),
+                    head.size
+                )));
+            }
+            Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
+            Err(_) => return Err(FileError::Stopped),
+        }
+        self.verify(&part, &head).await?;
+        let final_path = self.publish(&part, &mut record_final)?;
+        let path_stats = self.conn.stats().path;
+        debug!(
+            file = %final_path.display(), bytes = head.length, mtu = path_stats.current_mtu,
+            rtt_us = path_stats.rtt.as_micros() as u64, lost_packets = path_stats.lost_packets,
+            "file complete"
+        );
+        let _ = self.index.partial_delete(&part);
+        if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
+            let _ = f.set_modified(system_time(head.mtime_ns));
+        }
+        Ok(Fetched { final_path, size: head.size })
+    }
+
+    /// Gives a complete `.part` its final name without replacing anything:
+    /// a hard link to the first free name (`name`, `name (2).ext`, …), then
+    /// the `.part` is removed. The chosen name is recorded first, so a crash
+    /// between link and unlink is finished by [`finish_published`].
+    /// Filesystems without hard links (FAT, exFAT) get a check-then-rename.
+    fn publish(
+        &self,
+        part: &Path,
+        record_final: &mut impl FnMut(&str) -> Result<(), FileError>,
+    ) -> Result<PathBuf, FileError> {
+        let err = |e| local_io("cannot give its final name to", part, e);
+        for candidate in candidate_names(self.target).take(10_000) {
+            if std::fs::symlink_metadata(&candidate).is_ok() {
+                continue;
+            }
+            let name = candidate.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+            record_final(&name)?;
+            match std::fs::hard_link(part, &candidate) {
+                Ok(()) => {
+                    std::fs::remove_file(part).map_err(err)?;
+                    return Ok(candidate);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(_) => {
+                    if std::fs::symlink_metadata(&candidate).is_ok() {
+                        continue;
+                    }
+                    std::fs::rename(part, &candidate).map_err(err)?;
+                    return Ok(candidate);
+                }
+            }
+        }
+        Err(FileError::Permanent(format!("no free name for {}", self.target.display())))
+    }
+
+    /// Checks the complete `.part` against the sender: the BLAKE3 of what is
+    /// on our disk must equal the sender's hash of the very version we
+    /// received (same size and mtime). The two hashes are computed at the
+    /// same time. A mismatch deletes the `.part`, so the retry starts over.
+    async fn verify(&self, part: &Path, head: &remote::ReadOk) -> Result<(), FileError> {
+        let p = part.to_path_buf();
+        let local = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
+            let mut h = blake3::Hasher::new();
+            h.update_reader(std::fs::File::open(&p)?)?;
+            Ok(*h.finalize().as_bytes())
+        });
+        let (theirs, ours) = tokio::select! {
+            r = async { tokio::join!(remote::hash(self.conn, self.remote_path), local) } => r,
+            _ = self.stop.cancelled() => return Err(FileError::Stopped),
+        };
+        let theirs = theirs?;
+        let ours = match ours {
+            Ok(Ok(h)) => h,
+            Ok(Err(e)) => return Err(local_io("cannot read back", part, e)),
+            Err(_) => return Err(FileError::Stopped),
+        };
+        if theirs.size != head.size || theirs.mtime_ns != head.mtime_ns {
+            return Err(FileError::Transient("the file changed on the peer after it was sent".into()));
+        }
+        if ours != theirs.hash {
+            warn!(file = self.remote_path, "BLAKE3 mismatch; the file will be downloaded again from scratch");
+            let _ = std::fs::remove_file(part);
+            let _ = self.index.partial_delete(part);
+            return Err(FileError::Mismatch(
+                "the received bytes do not match the sender's BLAKE3 hash; downloading the file again".into(),
+            ));
+        }
+        debug!(file = self.remote_path, hash = %hdp_proto::topic::hex(&ours), "verified");
+        Ok(())
+    }
+
+    /// Receives the promised bytes into `file` (from `offset`), overlapping
+    /// network reads with disk writes, then insists on a clean end of stream.
+    /// Always hands the file back with every write finished, even on error.
+    async fn receive(
+        &self,
+        part: &Path,
+        file: std::fs::File,
+        recv: &mut quinn::RecvStream,
+        head: remote::ReadOk,
+        offset: u64,
+        mut meta: PartialMeta,
+    ) -> (Result<std::fs::File, FileError>, Result<(), FileError>) {
+        let mut idle: Option<std::fs::File> = Some(file);
+        // Network reads and disk writes overlap: while one batch of chunks is
+        // written on the blocking pool, the next is received. Chunks are
+        // quinn's own buffers, written without copying them.
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
+        let mut got = 0u64;
+        let mut unsynced = 0u64;
+        let mut slots: [bytes::Bytes; 32] = Default::default();
+        let result: Result<(), FileError> = async {
+            while got < head.length {
+                let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
+                let mut batch: Vec<bytes::Bytes> = Vec::new();
+                let mut n = 0;
+                while n < want {
+                    // Many chunks per wake-up: one per packet would cost a task
+                    // switch per packet.
+                    let read = tokio::select! {
+                        r = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunks(&mut slots)) => r,
+                        _ = self.stop.cancelled() => {
+                            let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
+                            return Err(FileError::Stopped);
+                        }
+                    };
+                    let read =
+                        read.map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))?;
+                    match read {
+                        Ok(Some(k)) => {
+                            for slot in &mut slots[..k] {
+                                let b = std::mem::take(slot);
+                                n += b.len();
+                                batch.push(b);
+                            }
+                        }
+                        Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
+                        Err(e) => return Err(read_error(e)),
+                    }
+                }
+                if got + n as u64 > head.length {
+                    return Err(FileError::Transient("the peer sent more bytes than it promised".into()));
+                }
+                let mut f = match writing.take() {
+                    Some(h) => finish_write(h, part).await?,
+                    None => idle.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
+                };
+                // Everything before this batch is written: that is what a
+                // pause keeps.
+                self.progress.store(offset + got, Ordering::Relaxed);
+                got += n as u64;
+                unsynced += n as u64;
+                let sync_now = unsynced >= SYNC_EVERY;
+                if sync_now {
+                    // What was written before this batch is on disk once the
+                    // sync inside the task returns; record it afterwards.
+                    unsynced = n as u64;
+                }
+                let written_before = offset + got - n as u64;
+                let task = tokio::task::spawn_blocking(move || {
+                    if sync_now {
+                        f.sync_all()?;
+                    }
+                    for b in &batch {
+                        std::io::Write::write_all(&mut f, b)?;
+                    }
+                    Ok(f)
+                });
+                if sync_now {
+                    // The sync ran before this batch's writes: everything
+                    // before `written_before` is durable once the task ends.
+                    idle = Some(finish_write(task, part).await?);
+                    meta.synced = written_before;
+                    self.index.partial_put(part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+                } else {
+                    writing = Some(task);
+                }
+            }
+            // Every promised byte is here; only a clean end of stream makes
+            // them a file (a reset now means the file changed at the source).
+            let end = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunk(1, true))
+                .await
+                .map_err(|_| FileError::Transient(format!("no end of stream from the peer for {STALL_TIMEOUT:?}")))?;
+            match end {
+                Ok(None) => Ok(()),
+                Ok(Some(_)) => Err(FileError::Transient("the peer sent more bytes than it promised".into())),
+                Err(e) => Err(read_error(e)),
+            }
+        }
+        .await;
+        let file = match writing.take() {
+            Some(h) => finish_write(h, part).await,
+            None => idle.ok_or_else(|| FileError::Permanent("internal: no file".into())),
+        };
+        if file.is_ok() {
+            self.progress.store(offset + got, Ordering::Relaxed);
+        }
+        (file, result)
+    }
+}
+
+fn read_error(e: quinn::ReadError) -> FileError {
+    match e {
+        quinn::ReadError::Reset(code) if code.into_inner() == StreamCode::FileChanged as u64 => {
+            FileError::Transient("the file changed on the peer while it was sent".into())
+        }
+        e => FileError::Transient(format!("transfer interrupted: {e}")),
+    }
+}
+
+/// Waits for a background write and hands the file back.
+async fn finish_write(
+    h: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
+    part: &Path,
+) -> Result<std::fs::File, FileError> {
+    match h.await {
+        Ok(Ok(f)) => Ok(f),
+        Ok(Err(e)) => Err(local_io("cannot write", part, e)),
+        Err(_) => Err(FileError::Stopped),
+    }
+}
+
+fn system_time(mtime_ns: i64) -> std::time::SystemTime {
+    let base = std::time::UNIX_EPOCH;
+    if mtime_ns >= 0 {
+        base + Duration::from_nanos(mtime_ns as u64)
+    } else {
+        base.checked_sub(Duration::from_nanos(mtime_ns.unsigned_abs())).unwrap_or(base)
+    }
+}
