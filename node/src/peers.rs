@@ -195,6 +195,9 @@ pub struct Peers {
     /// bounded by nature; discovery waits on it to re-announce.
     topics: watch::Sender<Topics>,
     conns: Mutex<HashMap<PeerId, PeerConn>>,
+    /// Counts connections made; the download queue waits on it to start a
+    /// returning peer's files at once. A watch holds only the latest value.
+    connected_gen: watch::Sender<u64>,
     targets: Mutex<BTreeMap<SocketAddr, Arc<Target>>>,
     /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
     handshakes: Arc<Semaphore>,
@@ -217,6 +220,7 @@ impl Peers {
             transport,
             topics: watch::Sender::new(topics),
             conns: Mutex::new(HashMap::new()),
+            connected_gen: watch::Sender::new(0),
             targets: Mutex::new(BTreeMap::new()),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             server,
@@ -227,6 +231,11 @@ impl Peers {
 
     pub fn topic_names(&self) -> Vec<String> {
         self.topics.borrow().names()
+    }
+
+    /// Changes whenever a peer connects.
+    pub fn connections(&self) -> watch::Receiver<u64> {
+        self.connected_gen.subscribe()
     }
 
     /// Our topics now and whenever they change.
@@ -576,6 +585,7 @@ impl Peers {
         }
         conns.insert(pc.id, pc.clone());
         drop(conns);
+        self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
               direction = ?pc.direction, topics = ?pc.topics, "peer connected");
         let this = self.clone();

@@ -413,3 +413,82 @@ fn read_full(f: &mut std::fs::File, buf: &mut [u8]) -> usize {
     }
     filled
 }
+
+/// Writes `len` pseudo-random bytes (xorshift from `seed`) to `path`.
+pub fn random_file(path: &Path, len: usize, seed: u32) {
+    let mut x = seed | 1;
+    let mut data = vec![0u8; len];
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    std::fs::write(path, data).expect("write random file");
+}
+
+/// Every `.part` file below `root`.
+pub fn part_files(root: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "part") {
+                out.push(p);
+            }
+        }
+    }
+    out
+}
+
+/// Peak resident memory (`VmHWM`) of a process, in KiB.
+pub fn peak_rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("read /proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|n| n.parse().ok())
+        .expect("VmHWM in /proc status")
+}
+
+/// A small tmpfs mounted for a test (needs root); unmounted when dropped.
+pub struct Tmpfs {
+    pub path: PathBuf,
+}
+
+impl Tmpfs {
+    /// Mounts a tmpfs of `size` (e.g. "4m") at `path`; `None` without root.
+    pub fn mount(path: &Path, size: &str) -> Option<Tmpfs> {
+        if !net::can_use_netns() {
+            return None;
+        }
+        std::fs::create_dir_all(path).expect("mount point");
+        let ok = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "hdp-test"])
+            .arg(path)
+            .status()
+            .is_ok_and(|s| s.success());
+        ok.then(|| Tmpfs { path: path.to_path_buf() })
+    }
+
+    /// Changes the size of the mounted tmpfs.
+    pub fn resize(&self, size: &str) {
+        let ok = Command::new("mount")
+            .args(["-o", &format!("remount,size={size}")])
+            .arg(&self.path)
+            .status()
+            .is_ok_and(|s| s.success());
+        assert!(ok, "remount {} failed", self.path.display());
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg("-l").arg(&self.path).status();
+    }
+}

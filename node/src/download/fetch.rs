@@ -36,8 +36,11 @@ pub const WRITE_CHUNK: usize = 512 * 1024;
 /// A transfer with no data for this long is treated as interrupted.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
 /// Bytes written between fsyncs of a `.part` (each sync advances what a
-/// resume after power loss may trust).
+/// resume after a crash or power loss may trust).
 pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
+/// Longest time between fsyncs while bytes arrive, so a slow link loses at
+/// most this much transfer time to a crash.
+pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
 
 /// One attempt at a file failed.
 #[derive(Debug, thiserror::Error)]
@@ -386,6 +389,7 @@ impl Fetch<'_> {
         let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
         let mut got = 0u64;
         let mut unsynced = 0u64;
+        let mut last_sync = std::time::Instant::now();
         let mut slots: [bytes::Bytes; 32] = Default::default();
         let result: Result<(), FileError> = async {
             while got < head.length {
@@ -428,8 +432,9 @@ impl Fetch<'_> {
                 self.progress.store(offset + got, Ordering::Relaxed);
                 got += n as u64;
                 unsynced += n as u64;
-                let sync_now = unsynced >= SYNC_EVERY;
+                let sync_now = unsynced >= SYNC_EVERY || (unsynced > n as u64 && last_sync.elapsed() >= SYNC_INTERVAL);
                 if sync_now {
+                    last_sync = std::time::Instant::now();
                     // What was written before this batch is on disk once the
                     // sync inside the task returns; record it afterwards.
                     unsynced = n as u64;

@@ -29,8 +29,9 @@
 //!
 //! # Tasks and channels
 //! - The scheduler task wakes on [`Downloads::wake`] (a `Notify`, which
-//!   keeps one pending wake-up, so no event is lost and none queue up) or
-//!   every [`SCHEDULE_EVERY`], and starts listers and file workers.
+//!   keeps one pending wake-up, so no event is lost and none queue up), when
+//!   a peer connects (a `watch` of [`Peers::connections`]), or every
+//!   [`SCHEDULE_EVERY`], and starts listers and file workers.
 //! - One lister task per request whose listing is incomplete and whose peer
 //!   is connected; one worker task per active file. Each has a cancellation
 //!   token, a child of the node's shutdown token.
@@ -360,10 +361,12 @@ impl Downloads {
     }
 
     async fn schedule_loop(self: Arc<Self>) {
+        let mut connections = self.peers.connections();
         loop {
             self.schedule();
             tokio::select! {
                 _ = self.wake.notified() => {}
+                _ = connections.changed() => {}
                 _ = tokio::time::sleep(SCHEDULE_EVERY) => {}
                 _ = self.shutdown.cancelled() => return,
             }

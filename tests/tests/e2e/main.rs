@@ -5,6 +5,7 @@
 //! - [`index`]: browsing while a large scan runs; rescans and restarts.
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
+//! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
 //! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
 //! - [`discovery`]: meeting through a real mosquitto broker, and through mDNS across network namespaces.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
@@ -16,4 +17,5 @@ mod hostile;
 mod index;
 mod lifecycle;
 mod peers;
+mod queue;
 mod ui;
