@@ -5,6 +5,9 @@
 //! - Never lose data: bytes go to `<name>.part`, which becomes a final name
 //!   only when complete and verified; a crash or kill at any moment leaves a
 //!   `.part` to resume.
+//! - Verified without reading the file twice: the BLAKE3 of a `.part` is
+//!   computed as its bytes are written (a resumed prefix is read back once,
+//!   when the transfer starts) and must equal the sender's.
 //! - Resume only the same version: which remote file and version (size,
 //!   mtime) a `.part` holds, and how much of it was fsynced, is kept in the
 //!   index (`partials`); if the sender's file changed, start over.
@@ -108,6 +111,12 @@ pub struct Fetch<'a> {
 pub struct Fetched {
     pub final_path: PathBuf,
     pub size: u64,
+}
+
+/// A `.part` being written and the BLAKE3 of everything written to it so far.
+struct Writer {
+    file: std::fs::File,
+    hasher: blake3::Hasher,
 }
 
 /// Which remote file a `.part` holds bytes of.
@@ -228,10 +237,11 @@ impl Fetch<'_> {
             self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
         }
         let open_part = part.clone();
-        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
-            use std::io::Seek;
+        let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Writer> {
+            use std::io::{Read, Seek};
             use std::os::unix::fs::OpenOptionsExt;
             let mut f = std::fs::OpenOptions::new()
+                .read(true)
                 .write(true)
                 .create_new(fresh)
                 .truncate(false)
@@ -239,8 +249,15 @@ impl Fetch<'_> {
                 .open(&open_part)?;
             f.set_len(offset)?;
             f.sync_all()?;
-            f.seek(std::io::SeekFrom::Start(offset))?;
-            Ok(f)
+            // The kept prefix is hashed from disk; everything after it is
+            // hashed as it is written.
+            let mut hasher = blake3::Hasher::new();
+            f.seek(std::io::SeekFrom::Start(0))?;
+            let hashed = std::io::copy(&mut (&mut f).take(offset), &mut hasher)?;
+            if hashed != offset {
+                return Err(std::io::Error::other("the partial file shrank while it was read"));
+            }
+            Ok(Writer { file: f, hasher })
         })
         .await;
         let file = match opened {
@@ -257,7 +274,7 @@ impl Fetch<'_> {
 
         let (file, result) = self.receive(&part, file, &mut recv, head, offset, meta).await;
         if let Err(e) = result {
-            if let (FileError::Stopped, Ok(file)) = (&e, file) {
+            if let (FileError::Stopped, Ok(Writer { file, .. })) = (&e, file) {
                 // Keep what arrived for the resume: sync it, then record it.
                 let end = self.progress.load(Ordering::Relaxed);
                 let synced = tokio::task::spawn_blocking(move || file.sync_all()).await;
@@ -269,7 +286,8 @@ impl Fetch<'_> {
             }
             return Err(e);
         }
-        let file = file?;
+        let Writer { file, hasher } = file?;
+        let ours = *hasher.finalize().as_bytes();
         let synced = tokio::task::spawn_blocking(move || file.sync_all().and_then(|()| file.metadata())).await;
         match synced {
             Ok(Ok(m)) if m.len() == head.size => {}
@@ -284,7 +302,7 @@ impl Fetch<'_> {
             Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
             Err(_) => return Err(FileError::Stopped),
         }
-        self.verify(&part, &head).await?;
+        self.verify(&part, &head, ours).await?;
         let final_path = self.publish(&part, &mut record_final)?;
         let path_stats = self.conn.stats().path;
         debug!(
@@ -334,26 +352,15 @@ impl Fetch<'_> {
         Err(FileError::Permanent(format!("no free name for {}", self.target.display())))
     }
 
-    /// Checks the complete `.part` against the sender: the BLAKE3 of what is
-    /// on our disk must equal the sender's hash of the very version we
-    /// received (same size and mtime). The two hashes are computed at the
-    /// same time. A mismatch deletes the `.part`, so the retry starts over.
-    async fn verify(&self, part: &Path, head: &remote::ReadOk) -> Result<(), FileError> {
-        let p = part.to_path_buf();
-        let local = tokio::task::spawn_blocking(move || -> std::io::Result<[u8; 32]> {
-            let mut h = blake3::Hasher::new();
-            h.update_reader(std::fs::File::open(&p)?)?;
-            Ok(*h.finalize().as_bytes())
-        });
-        let (theirs, ours) = tokio::select! {
-            r = async { tokio::join!(remote::hash(self.conn, self.remote_path), local) } => r,
+    /// Checks the complete `.part` against the sender: the BLAKE3 of what we
+    /// wrote (`ours`: the resumed prefix as read back from disk, the rest as
+    /// it was written) must equal the sender's hash of the very version we
+    /// received (same size and mtime). A mismatch deletes the `.part`, so the
+    /// retry starts over.
+    async fn verify(&self, part: &Path, head: &remote::ReadOk, ours: [u8; 32]) -> Result<(), FileError> {
+        let theirs = tokio::select! {
+            r = remote::hash(self.conn, self.remote_path) => r?,
             _ = self.stop.cancelled() => return Err(FileError::Stopped),
-        };
-        let theirs = theirs?;
-        let ours = match ours {
-            Ok(Ok(h)) => h,
-            Ok(Err(e)) => return Err(local_io("cannot read back", part, e)),
-            Err(_) => return Err(FileError::Stopped),
         };
         if theirs.size != head.size || theirs.mtime_ns != head.mtime_ns {
             return Err(FileError::Transient("the file changed on the peer after it was sent".into()));
@@ -376,17 +383,17 @@ impl Fetch<'_> {
     async fn receive(
         &self,
         part: &Path,
-        file: std::fs::File,
+        file: Writer,
         recv: &mut quinn::RecvStream,
         head: remote::ReadOk,
         offset: u64,
         mut meta: PartialMeta,
-    ) -> (Result<std::fs::File, FileError>, Result<(), FileError>) {
-        let mut idle: Option<std::fs::File> = Some(file);
+    ) -> (Result<Writer, FileError>, Result<(), FileError>) {
+        let mut idle: Option<Writer> = Some(file);
         // Network reads and disk writes overlap: while one batch of chunks is
         // written on the blocking pool, the next is received. Chunks are
         // quinn's own buffers, written without copying them.
-        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<std::fs::File>>> = None;
+        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Writer>>> = None;
         let mut got = 0u64;
         let mut unsynced = 0u64;
         let mut last_sync = std::time::Instant::now();
@@ -442,10 +449,11 @@ impl Fetch<'_> {
                 let written_before = offset + got - n as u64;
                 let task = tokio::task::spawn_blocking(move || {
                     if sync_now {
-                        f.sync_all()?;
+                        f.file.sync_all()?;
                     }
                     for b in &batch {
-                        std::io::Write::write_all(&mut f, b)?;
+                        std::io::Write::write_all(&mut f.file, b)?;
+                        f.hasher.update(b);
                     }
                     Ok(f)
                 });
@@ -492,10 +500,7 @@ fn read_error(e: quinn::ReadError) -> FileError {
 }
 
 /// Waits for a background write and hands the file back.
-async fn finish_write(
-    h: tokio::task::JoinHandle<std::io::Result<std::fs::File>>,
-    part: &Path,
-) -> Result<std::fs::File, FileError> {
+async fn finish_write(h: tokio::task::JoinHandle<std::io::Result<Writer>>, part: &Path) -> Result<Writer, FileError> {
     match h.await {
         Ok(Ok(f)) => Ok(f),
         Ok(Err(e)) => Err(local_io("cannot write", part, e)),

@@ -142,6 +142,8 @@ fn pause_holds_resume_continues_and_cancel_leaves_no_part_files() {
     assert_eq!(b.wait_download(id)["state"], "done");
     assert!(same_file(&share.join("big.bin"), &dl.join("big.bin")));
     assert!(b.log_text().contains("download paused") && b.log_text().contains("download resumed"));
+    // The resumed prefix was hashed from disk, the rest as it arrived: one match.
+    assert!(!b.log_text().contains("mismatch"), "the resumed file did not verify at once");
 
     // Cancel stops the transfer, deletes the .part and forgets the request.
     let id2 = b.cli_json(&["download", &format!("{name}/s/other.bin")])["id"].as_u64().unwrap();
@@ -200,6 +202,7 @@ fn a_full_disk_fails_the_file_clearly_keeps_the_part_and_retry_finishes_it() {
     let done = b.wait_download(id);
     assert_eq!(done["state"], "done", "{done}");
     assert!(same_file(&share.join("film.mkv"), &dl.join("film.mkv")));
+    assert!(!b.log_text().contains("mismatch"), "the resumed file did not verify at once");
     b.stop();
     a.stop();
     drop(disk);
