@@ -124,7 +124,8 @@ impl RunningNode {
         if config.listen.port() == 0 {
             let _ = index.meta_put(QUIC_PORT_KEY, &quic_addr.port().to_be_bytes());
         }
-        let server = Server::new(index.clone(), shares.clone(), config.upload_slots, config.max_upload_rate);
+        let server =
+            Server::new(index.clone(), shares.clone(), config.upload_slots, config.max_upload_rate, shutdown.clone());
         server.start_hasher(shutdown.clone(), &tasks);
         // Topics joined at runtime persist; --topic adds to them.
         let mut topics = index.saved_topics()?;

@@ -56,6 +56,8 @@ pub struct Server {
     hash_slots: Arc<Semaphore>,
     /// `--max-upload-rate`, shared by all uploads.
     rate: Option<RateLimit>,
+    /// The node's shutdown: hashing stops between chunks.
+    stop: tokio_util::sync::CancellationToken,
 }
 
 /// A token bucket shared by every upload: bytes may be sent once the bucket
@@ -100,13 +102,20 @@ pub const BACKGROUND_HASH_RATE: u64 = 32 * 1024 * 1024;
 pub const HASHER_IDLE: Duration = Duration::from_secs(600);
 
 impl Server {
-    pub fn new(index: Index, shares: Arc<Shares>, upload_slots: usize, max_upload_rate: Option<u64>) -> Arc<Self> {
+    pub fn new(
+        index: Index,
+        shares: Arc<Shares>,
+        upload_slots: usize,
+        max_upload_rate: Option<u64>,
+        stop: tokio_util::sync::CancellationToken,
+    ) -> Arc<Self> {
         Arc::new(Server {
             index,
             shares,
             upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
             hash_slots: Arc::new(Semaphore::new(1)),
             rate: max_upload_rate.map(RateLimit::new),
+            stop,
         })
     }
 
@@ -248,12 +257,13 @@ impl Server {
         }
         let _slot = self.hash_slots.clone().acquire_owned().await.map_err(|_| RequestError::Io)?;
         let index = self.index.clone();
+        let stop = self.stop.clone();
         tokio::task::spawn_blocking(move || {
             // Another request may have hashed it while we waited for the slot.
             if let Ok(Some(h)) = index.hash_get(&path, size, mtime) {
                 return Ok((size, mtime, h));
             }
-            let hash = hash_file(&file, size, mtime, rate)?;
+            let hash = hash_file(&file, size, mtime, rate, &stop)?;
             let _ = index.hash_put(&path, size, mtime, &hash);
             debug!(path = %path, size, "hashed");
             Ok((size, mtime, hash))
@@ -363,19 +373,38 @@ impl Server {
         }
         let length = r.length.unwrap_or(u64::MAX).min(size - r.offset);
         write_frame(send, &ReadHeader::Ok { size, mtime_ns: mtime, length }, MAX_READ_HEADER_FRAME).await?;
+        // A whole-file read is hashed as it is read, so the `hash` request a
+        // downloader sends next finds the answer cached, without a second
+        // read of the file. Skipped when the cache already has it.
+        let share_path = SharePath::parse(&r.path).ok();
+        let mut hasher = match &share_path {
+            Some(p) if r.offset == 0 && length == size => {
+                let (index, p) = (self.index.clone(), p.clone());
+                let cached = tokio::task::spawn_blocking(move || index.hash_get(&p, size, mtime)).await;
+                matches!(cached, Ok(Ok(None))).then(blake3::Hasher::new)
+            }
+            _ => None,
+        };
 
         let mut left = length;
         while left > 0 {
             let want = left.min(READ_CHUNK as u64) as usize;
+            let mut h = hasher.take();
             let step = tokio::task::spawn_blocking(move || {
                 // read_to_end fills spare capacity without zeroing it first.
                 let mut buf = Vec::with_capacity(want);
                 (&mut f).take(want as u64).read_to_end(&mut buf)?;
-                Ok::<_, std::io::Error>((f, buf))
+                if let Some(h) = &mut h {
+                    h.update(&buf);
+                }
+                Ok::<_, std::io::Error>((f, buf, h))
             })
             .await;
             let (back, buf) = match step {
-                Ok(Ok(v)) => v,
+                Ok(Ok((f, buf, h))) => {
+                    hasher = h;
+                    (f, buf)
+                }
                 _ => {
                     let _ = send.reset(VarInt::from_u32(StreamCode::IoError as u32));
                     return Ok(());
@@ -408,6 +437,9 @@ impl Server {
         };
         if changed {
             let _ = send.reset(VarInt::from_u32(StreamCode::FileChanged as u32));
+        } else if let (Some(h), Some(p)) = (hasher, share_path) {
+            let (index, hash) = (self.index.clone(), *h.finalize().as_bytes());
+            let _ = tokio::task::spawn_blocking(move || index.hash_put(&p, size, mtime, &hash)).await;
         }
         drop(permit);
         debug!(%peer, bytes = length, "upload done");
@@ -417,13 +449,24 @@ impl Server {
 
 /// BLAKE3 of `file`, which must still have `size` and `mtime` when done;
 /// reads at most `rate` bytes per second when given.
-pub fn hash_file(file: &std::path::Path, size: u64, mtime: i64, rate: Option<u64>) -> Result<[u8; 32], RequestError> {
+/// Hashes `file` (expected at `size` and `mtime`); gives up with `Io` when
+/// `stop` is cancelled, so a node shutting down never waits for a big file.
+pub fn hash_file(
+    file: &std::path::Path,
+    size: u64,
+    mtime: i64,
+    rate: Option<u64>,
+    stop: &tokio_util::sync::CancellationToken,
+) -> Result<[u8; 32], RequestError> {
     let mut f = std::fs::File::open(file).map_err(|_| RequestError::NotFound)?;
     let mut hasher = blake3::Hasher::new();
     let mut buf = vec![0u8; HASH_CHUNK];
     let started = std::time::Instant::now();
     let mut total = 0u64;
     loop {
+        if stop.is_cancelled() {
+            return Err(RequestError::Io);
+        }
         let n = f.read(&mut buf).map_err(|_| RequestError::Io)?;
         if n == 0 {
             break;

@@ -328,6 +328,12 @@ impl Fetch<'_> {
         record_final: &mut impl FnMut(&str) -> Result<(), FileError>,
     ) -> Result<PathBuf, FileError> {
         let err = |e| local_io("cannot give its final name to", part, e);
+        if let Err(e) = std::fs::symlink_metadata(part)
+            && e.kind() == std::io::ErrorKind::NotFound
+        {
+            // Someone removed it (or the whole download dir) meanwhile.
+            return Err(FileError::Transient(format!("{} was removed; fetching the file again", part.display())));
+        }
         for candidate in candidate_names(self.target).take(10_000) {
             if std::fs::symlink_metadata(&candidate).is_ok() {
                 continue;
