@@ -330,25 +330,8 @@ impl Downloads {
             return Err(StartDownloadError::TooMany);
         }
         let order = st.reqs.values().map(|r| r.rec.order).max().unwrap_or(0).saturating_add(1);
-        let mut rec = RequestRecord {
-            id: 0,
-            peer: pc.id,
-            path: path.to_string(),
-            local_name: name.to_owned(),
-            order,
-            state: if paused { DownloadState::Paused } else { DownloadState::Queued },
-            listed: false,
-            cursor: None,
-            next_seq: 0,
-            files_total: 0,
-            bytes_total: 0,
-            files_done: 0,
-            bytes_done: 0,
-            files_failed: 0,
-            files_paused: 0,
-            error: None,
-            created_ms: unix_ms(),
-        };
+        let state = if paused { DownloadState::Paused } else { DownloadState::Queued };
+        let mut rec = RequestRecord::new(pc.id, path.to_string(), name.to_owned(), order, state);
         self.store.create(&mut rec)?;
         info!(id = rec.id, peer = %pc.id, path = %rec.path, "download queued");
         let req = Req { rec, active: BTreeMap::new(), lister: None, low_water: 0, waiting: None, note: None };

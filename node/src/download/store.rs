@@ -62,6 +62,29 @@ pub struct RequestRecord {
 }
 
 impl RequestRecord {
+    /// A new request with nothing listed yet (`id` is set by [`Store::create`]).
+    pub fn new(peer: PeerId, path: String, local_name: String, order: i64, state: DownloadState) -> Self {
+        RequestRecord {
+            id: 0,
+            peer,
+            path,
+            local_name,
+            order,
+            state,
+            listed: false,
+            cursor: None,
+            next_seq: 0,
+            files_total: 0,
+            bytes_total: 0,
+            files_done: 0,
+            bytes_done: 0,
+            files_failed: 0,
+            files_paused: 0,
+            error: None,
+            created_ms: crate::unix_ms(),
+        }
+    }
+
     /// Files neither done, failed nor paused: what is still to transfer.
     pub fn files_waiting(&self) -> u64 {
         self.files_total.saturating_sub(self.files_done + self.files_failed + self.files_paused)
@@ -327,25 +350,7 @@ mod tests {
     use super::*;
 
     fn rec(peer: PeerId) -> RequestRecord {
-        RequestRecord {
-            id: 0,
-            peer,
-            path: "m/Album".into(),
-            local_name: "Album".into(),
-            order: 0,
-            state: DownloadState::Queued,
-            listed: false,
-            cursor: None,
-            next_seq: 0,
-            files_total: 0,
-            bytes_total: 0,
-            files_done: 0,
-            bytes_done: 0,
-            files_failed: 0,
-            files_paused: 0,
-            error: None,
-            created_ms: 0,
-        }
+        RequestRecord::new(peer, "m/Album".into(), "Album".into(), 0, DownloadState::Queued)
     }
 
     #[test]

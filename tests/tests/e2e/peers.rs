@@ -4,7 +4,7 @@ use std::io::{Seek, SeekFrom, Write};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use hdp_e2e::{Node, make_tree, read_tree, same_file, signal};
+use hdp_e2e::{Node, make_tree, random_file, read_tree, same_file, signal};
 
 fn node_on(topic: &str, shares: &[&Path], download_dir: &Path) -> (tempfile::TempDir, Node) {
     let tmp = tempfile::tempdir().unwrap();
@@ -157,20 +157,7 @@ fn serving_node_killed_mid_download_and_restarted() {
     let share = tmp.path().join("films");
     std::fs::create_dir(&share).unwrap();
     let file = share.join("film.mkv");
-    {
-        let mut f = std::fs::File::create(&file).unwrap();
-        let mut block = vec![0u8; 1 << 20];
-        let mut x = 0x9e37_79b9u32;
-        for _ in 0..300 {
-            for b in block.iter_mut() {
-                x ^= x << 13;
-                x ^= x >> 17;
-                x ^= x << 5;
-                *b = x as u8;
-            }
-            f.write_all(&block).unwrap();
-        }
-    }
+    random_file(&file, 300 << 20, 0x9e37_79b9);
     let dl = tmp.path().join("dl");
     let a_data = tmp.path().join("a-data");
     let a = Node::start_in(&a_data, &[&share], &["--topic", "t", "--upload-slots", "1"]);
