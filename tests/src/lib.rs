@@ -223,16 +223,31 @@ impl Node {
         v["name"].as_str().expect("connected peer has a name").to_owned()
     }
 
-    /// Polls `GET /api/downloads/{id}` until it is done or failed.
+    /// `GET /api/downloads/{id}` as JSON.
+    pub fn download(&self, id: u64) -> serde_json::Value {
+        self.api("GET", &format!("/api/downloads/{id}"), None).json()
+    }
+
+    /// Polls download `id` until it is done or failed.
     pub fn wait_download(&self, id: u64) -> serde_json::Value {
+        self.wait_download_until(id, "the end of the download", |v| v["state"] == "done" || v["state"] == "failed")
+    }
+
+    /// Polls download `id` (every 5 ms, at most 300 s) until `cond` holds.
+    pub fn wait_download_until(
+        &self,
+        id: u64,
+        what: &str,
+        cond: impl Fn(&serde_json::Value) -> bool,
+    ) -> serde_json::Value {
         let deadline = Instant::now() + Duration::from_secs(300);
         loop {
-            let v = self.api("GET", &format!("/api/downloads/{id}"), None).json();
-            if v["state"] == "done" || v["state"] == "failed" {
+            let v = self.download(id);
+            if cond(&v) {
                 return v;
             }
-            assert!(Instant::now() < deadline, "download {id} did not finish: {v}");
-            std::thread::sleep(Duration::from_millis(50));
+            assert!(Instant::now() < deadline, "download {id}: waited in vain for {what}: {v}");
+            std::thread::sleep(Duration::from_millis(5));
         }
     }
 

@@ -165,16 +165,8 @@ fn serving_node_killed_mid_download_and_restarted() {
     a.wait_scanned();
     let name = b.connect(&a);
     let id = b.cli_json(&["download", &format!("{name}/films/film.mkv")])["id"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let v = b.api("GET", &format!("/api/downloads/{id}"), None).json();
-        assert_ne!(v["state"], "done", "the download finished before the kill; make the file larger");
-        if v["bytes_done"].as_u64().unwrap() > 0 {
-            break;
-        }
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(5));
-    }
+    let v = b.wait_download_until(id, "the first bytes", |v| v["bytes_done"].as_u64().unwrap() > 0);
+    assert_ne!(v["state"], "done", "the download finished before the kill; make the file larger");
     signal(a.pid(), "KILL");
     drop(a);
     std::thread::sleep(Duration::from_millis(300));
@@ -288,11 +280,7 @@ fn a_file_changed_while_it_is_sent_is_fetched_again_not_spliced() {
     let dl = tmp.path().join("dl");
     let (_dirs, a, b, name) = serving_pair("t", &share, &dl);
     let id = b.cli_json(&["download", &format!("{name}/docs/draft.bin")])["id"].as_u64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while b.api("GET", &format!("/api/downloads/{id}"), None).json()["bytes_done"].as_u64().unwrap() == 0 {
-        assert!(Instant::now() < deadline);
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    b.wait_download_until(id, "the first bytes", |v| v["bytes_done"].as_u64().unwrap() > 0);
     // Rewrite the start of the file in place: same size, new content and mtime.
     let state = b.api("GET", &format!("/api/downloads/{id}"), None).json()["state"].clone();
     assert_ne!(state, "done", "the download finished before the change; make the file larger");

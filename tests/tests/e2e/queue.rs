@@ -28,23 +28,6 @@ fn wait_connected(b: &Node, a: &Node) -> String {
     }
 }
 
-fn get(node: &Node, id: u64) -> serde_json::Value {
-    node.api("GET", &format!("/api/downloads/{id}"), None).json()
-}
-
-/// Polls download `id` until `cond` holds.
-fn wait_for(node: &Node, id: u64, what: &str, cond: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let v = get(node, id);
-        if cond(&v) {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "waited in vain for {what}: {v}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 /// A different pause each round, without a random-number crate.
 fn pause_for(round: u32) -> Duration {
     let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
@@ -74,11 +57,11 @@ fn kill_9_of_the_downloading_node_five_times_and_the_queue_completes_by_itself()
         // Kill while files are moving: wait for an active transfer, then a
         // different moment each round.
         let restarted = Instant::now();
-        let base = get(&b, id)["bytes_done"].as_u64().unwrap();
-        wait_for(&b, id, "new bytes on disk", |v| v["bytes_done"].as_u64().unwrap() > base);
+        let base = b.download(id)["bytes_done"].as_u64().unwrap();
+        b.wait_download_until(id, "new bytes on disk", |v| v["bytes_done"].as_u64().unwrap() > base);
         let resumed_after = restarted.elapsed();
         std::thread::sleep(pause_for(round));
-        let before = get(&b, id);
+        let before = b.download(id);
         assert_ne!(before["state"], "done", "finished before kill {round}; make the share larger: {before}");
         signal(b.pid(), "KILL");
         drop(b);
@@ -91,7 +74,7 @@ fn kill_9_of_the_downloading_node_five_times_and_the_queue_completes_by_itself()
             before["files_done"]
         );
         b = downloader(&b_data, &dl, &a, &[]);
-        assert!(b.log_text().contains("resuming the download queue") || get(&b, id)["state"] == "done");
+        assert!(b.log_text().contains("resuming the download queue") || b.download(id)["state"] == "done");
     }
     let done = b.wait_download(id);
     assert_eq!(done["state"], "done", "{done}");
@@ -120,21 +103,22 @@ fn pause_holds_resume_continues_and_cancel_leaves_no_part_files() {
 
     // Pause holds: no byte moves while paused.
     let id = b.cli_json(&["download", &format!("{name}/s/big.bin")])["id"].as_u64().unwrap();
-    wait_for(&b, id, "the first MiB", |v| v["bytes_done"].as_u64().unwrap() > 1 << 20);
+    b.wait_download_until(id, "the first MiB", |v| v["bytes_done"].as_u64().unwrap() > 1 << 20);
     let paused = b.cli_json(&["pause", &id.to_string()]);
     assert_eq!(paused["state"], "paused", "{paused}");
     std::thread::sleep(Duration::from_millis(300));
     let held = std::fs::metadata(&part).unwrap().len();
     std::thread::sleep(Duration::from_millis(1500));
     assert_eq!(std::fs::metadata(&part).unwrap().len(), held, "bytes moved while paused");
-    let v = get(&b, id);
+    let v = b.download(id);
     assert_eq!((v["state"].as_str(), v["rate"].as_u64()), (Some("paused"), Some(0)), "{v}");
     assert!(held > 0 && held < 12 << 20);
 
     // Resume continues from where it stopped, never from zero.
     b.cli_ok(&["resume", &id.to_string()]);
-    let moving =
-        wait_for(&b, id, "progress after resume", |v| v["state"] == "done" || v["bytes_done"].as_u64().unwrap() > held);
+    let moving = b.wait_download_until(id, "progress after resume", |v| {
+        v["state"] == "done" || v["bytes_done"].as_u64().unwrap() > held
+    });
     assert_ne!(moving["state"], "paused");
     if let Ok(m) = std::fs::metadata(&part) {
         assert!(m.len() >= held, "the .part restarted from scratch: {} < {held}", m.len());
@@ -147,7 +131,7 @@ fn pause_holds_resume_continues_and_cancel_leaves_no_part_files() {
 
     // Cancel stops the transfer, deletes the .part and forgets the request.
     let id2 = b.cli_json(&["download", &format!("{name}/s/other.bin")])["id"].as_u64().unwrap();
-    wait_for(&b, id2, "some bytes", |v| v["bytes_done"].as_u64().unwrap() > 0);
+    b.wait_download_until(id2, "some bytes", |v| v["bytes_done"].as_u64().unwrap() > 0);
     b.cli_ok(&["cancel", &id2.to_string()]);
     assert!(part_files(&dl).is_empty(), "cancel left {:?}", part_files(&dl));
     assert!(!dl.join("other.bin").exists());
@@ -157,7 +141,7 @@ fn pause_holds_resume_continues_and_cancel_leaves_no_part_files() {
 
     // Per file: queued paused, one file cancelled, the rest resumed.
     let id3 = b.cli_json(&["download", &format!("{name}/s/two"), "--paused"])["id"].as_u64().unwrap();
-    wait_for(&b, id3, "the listing", |v| v["listing"] == false && v["files_total"] == 2);
+    b.wait_download_until(id3, "the listing", |v| v["listing"] == false && v["files_total"] == 2);
     let files = b.cli_json(&["downloads", &id3.to_string()]);
     let drop_seq = files.as_array().unwrap().iter().find(|f| f["path"] == "s/two/drop.bin").unwrap()["seq"].clone();
     let cancelled = b.cli_json(&["cancel", &id3.to_string(), "--file", &drop_seq.to_string()]);
@@ -222,7 +206,7 @@ fn a_request_for_100_000_files_keeps_the_downloader_small() {
     let rss_idle = peak_rss_kib(b.pid());
     let started = Instant::now();
     let id = b.cli_json(&["download", &format!("{name}/many"), "--paused"])["id"].as_u64().unwrap();
-    let listed = wait_for(&b, id, "the whole listing", |v| v["listing"] == false);
+    let listed = b.wait_download_until(id, "the whole listing", |v| v["listing"] == false);
     assert_eq!(listed["files_total"], FILES, "{listed}");
     let list_secs = started.elapsed().as_secs_f64();
     // Paging through the queue's files: bounded pages, all of them there.
@@ -231,7 +215,7 @@ fn a_request_for_100_000_files_keeps_the_downloader_small() {
     assert!(page["cursor"].is_null());
     b.cli_ok(&["resume", &id.to_string()]);
     std::thread::sleep(Duration::from_secs(5));
-    let moving = get(&b, id);
+    let moving = b.download(id);
     let done = moving["files_done"].as_u64().unwrap();
     assert!(done > 0, "files move after resume: {moving}");
     let rss_peak = peak_rss_kib(b.pid());
