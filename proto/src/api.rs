@@ -11,6 +11,15 @@
 //! | `DELETE /api/shares/{name}` (or `DELETE /api/shares?name=`) | | [`ShareInfo`] of the removed share |
 //! | `POST /api/shares/{name}/rescan` | | [`ShareInfo`] (202) |
 //! | `GET /api/ls` | [`LsQuery`] as query string | [`LsPage`] |
+//! | `GET /api/settings` | | [`Settings`] |
+//! | `PUT /api/settings` | [`SettingsUpdate`] | [`Settings`] |
+//! | `GET /api/uploads` | | [`UploadsInfo`] |
+//! | `GET /api/fs?path=&hidden=` | | [`FsListing`] (`path` absent: the home dir) |
+//! | `GET /api/contact` | | [`Contact`] |
+//! | `POST /api/media-session` | | 204 and the [`MEDIA_COOKIE`] cookie |
+//! | `GET /media/…` | `Range` header | the file's bytes (see [`media_url_own`]) |
+//!
+//! README.md lists every route, including peers, topics, downloads and events.
 
 use serde::{Deserialize, Serialize};
 
@@ -196,6 +205,17 @@ pub struct PeerInfo {
     pub source: String,
     /// Why the last attempt to reach it failed, in words.
     pub error: Option<String>,
+    /// Bytes per second we receive from it now (connected peers).
+    #[serde(default)]
+    pub rx_rate: u64,
+    /// Bytes per second we send to it now.
+    #[serde(default)]
+    pub tx_rate: u64,
+    /// Bytes received from and sent to it over this connection.
+    #[serde(default)]
+    pub rx_bytes: u64,
+    #[serde(default)]
+    pub tx_bytes: u64,
 }
 
 /// A topic we are a member of.
@@ -215,7 +235,8 @@ pub struct JoinTopic {
 /// `POST /api/connect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectRequest {
-    /// `HOST:PORT` of the peer's QUIC endpoint.
+    /// `HOST:PORT` of the peer's QUIC endpoint, or an `hdp://` contact URI
+    /// (see [`crate::contact`]).
     pub addr: String,
 }
 
@@ -363,6 +384,213 @@ pub enum DownloadEvent {
     /// `event: download_removed`, data: `{"id": N}`: cancelled or forgotten.
     Removed { id: u64 },
 }
+
+/// `GET /api/settings`, and the answer to `PUT /api/settings`: what the
+/// node runs with now. Changes from the UI are saved in the node's data dir
+/// and win over `config.toml` on the next start; a command-line flag or
+/// `HDP_*` variable wins over both (see `pinned`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Settings {
+    /// Where downloads land (new downloads; running ones keep their place).
+    pub download_dir: String,
+    /// Files served to peers at once.
+    pub upload_slots: u32,
+    /// Bytes per second all uploads together may send; `None`: unlimited.
+    pub max_upload_rate: Option<u64>,
+    /// Files downloading at once, in all.
+    pub download_slots: u32,
+    /// Files downloading at once from one peer.
+    pub peer_download_slots: u32,
+    /// The MQTT broker URL; `None` when MQTT is off.
+    pub mqtt: Option<String>,
+    /// Settings fixed for this run by a command-line flag or `HDP_*`
+    /// variable (names as in this struct); the UI cannot change them.
+    #[serde(default)]
+    pub pinned: Vec<String>,
+    /// Saved settings that take effect only after the node restarts.
+    #[serde(default)]
+    pub restart_needed: Vec<String>,
+}
+
+/// `PUT /api/settings`: the settings to change; absent ones stay as they are.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SettingsUpdate {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_dir: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upload_slots: Option<u32>,
+    /// Bytes per second; `0` means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_upload_rate: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub download_slots: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peer_download_slots: Option<u32>,
+    /// A broker URL (`mqtt://` or `mqtts://`), or `"off"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mqtt: Option<String>,
+}
+
+/// A file a peer is reading from us (`GET /api/uploads`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UploadInfo {
+    pub peer: PeerId,
+    pub peer_name: String,
+    /// Share path of the file.
+    pub path: String,
+    /// Size of the whole file.
+    pub size: u64,
+    /// Where the read began, and how many bytes it asked for.
+    pub offset: u64,
+    pub length: u64,
+    /// Bytes sent so far.
+    pub sent: u64,
+    /// Bytes per second, recent average (0 once finished).
+    pub rate: u64,
+    /// When the read began (Unix seconds).
+    pub started: i64,
+    /// `None` while sending; `Some(true)` sent in full, `Some(false)` ended early.
+    pub finished: Option<bool>,
+}
+
+/// `GET /api/uploads`: reads in progress and the most recent finished ones.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct UploadsInfo {
+    /// Active reads first, then recently finished ones, newest first.
+    pub uploads: Vec<UploadInfo>,
+    /// Bytes per second of all uploads together.
+    pub rate: u64,
+    /// Reads waiting for an upload slot.
+    pub waiting: u32,
+    pub slots: u32,
+}
+
+/// A directory in the node's own filesystem (`GET /api/fs?path=`), for
+/// choosing what to share. Only directories are listed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsListing {
+    /// The listed directory, absolute and canonical.
+    pub path: String,
+    /// Its parent, `None` at `/`.
+    pub parent: Option<String>,
+    /// The home directory of the user the node runs as (where picking starts).
+    pub home: Option<String>,
+    /// Sub-directories, sorted by name; hidden ones only with `?hidden=true`.
+    pub dirs: Vec<FsDir>,
+    /// More sub-directories exist than [`FS_MAX_DIRS`].
+    pub truncated: bool,
+}
+
+/// Most sub-directories one `GET /api/fs` answer holds.
+pub const FS_MAX_DIRS: usize = 2_000;
+
+/// One sub-directory in an [`FsListing`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FsDir {
+    pub name: String,
+    pub path: String,
+    /// Whether it is already shared (it or a directory above it).
+    #[serde(default)]
+    pub shared: bool,
+}
+
+/// `GET /api/contact`: what a friend needs to reach this node, as text and
+/// as a QR code.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Contact {
+    /// An `hdp://` URI (see [`crate::contact`]); `hdp connect` and
+    /// `POST /api/connect` accept it.
+    pub uri: String,
+    /// The same URI as an SVG QR code (a complete `<svg>` element).
+    pub qr_svg: String,
+}
+
+/// `POST /api/media-session` sets this cookie (HttpOnly, SameSite=Strict,
+/// `Path=/media`) so `<audio>`, `<video>` and `<img>` elements, which cannot
+/// send an `Authorization` header, may read `/media/*`. Its value is derived
+/// from the API token and grants nothing else.
+pub const MEDIA_COOKIE: &str = "hdp_media";
+
+/// Where a browser plays or opens a file, with HTTP range requests:
+/// `/media/own/{share path}` (our shares), `/media/peer/{peer}/{share path}`
+/// (streamed from a connected peer), `/media/download/{id}/{seq}` (a
+/// finished download). Path segments are percent-encoded by `encode`.
+pub fn media_url_own(path: &str, encode: impl Fn(&str) -> String) -> String {
+    format!("/media/own/{}", encode_path(path, &encode))
+}
+
+/// See [`media_url_own`].
+pub fn media_url_peer(peer: &str, path: &str, encode: impl Fn(&str) -> String) -> String {
+    format!("/media/peer/{}/{}", encode(peer), encode_path(path, &encode))
+}
+
+/// See [`media_url_own`].
+pub fn media_url_download(id: u64, seq: u64) -> String {
+    format!("/media/download/{id}/{seq}")
+}
+
+fn encode_path(path: &str, encode: &impl Fn(&str) -> String) -> String {
+    path.split('/').map(encode).collect::<Vec<_>>().join("/")
+}
+
+/// What kind of media a file name suggests, for choosing a player.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MediaKind {
+    Image,
+    Audio,
+    Video,
+    Text,
+}
+
+impl MediaKind {
+    /// By extension, case-insensitively; `None` for anything a browser
+    /// should not show inline.
+    pub fn of(name: &str) -> Option<MediaKind> {
+        let ext = name.rsplit_once('.')?.1.to_ascii_lowercase();
+        Some(match ext.as_str() {
+            "jpg" | "jpeg" | "png" | "gif" | "webp" | "avif" | "bmp" => MediaKind::Image,
+            "mp3" | "ogg" | "oga" | "opus" | "flac" | "wav" | "m4a" | "aac" => MediaKind::Audio,
+            "mp4" | "m4v" | "webm" | "ogv" | "mov" => MediaKind::Video,
+            "txt" | "md" | "log" | "nfo" | "srt" | "vtt" => MediaKind::Text,
+            _ => return None,
+        })
+    }
+
+    /// The `Content-Type` the node sends for this extension.
+    pub fn content_type(name: &str) -> &'static str {
+        let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
+        match ext.as_str() {
+            "jpg" | "jpeg" => "image/jpeg",
+            "png" => "image/png",
+            "gif" => "image/gif",
+            "webp" => "image/webp",
+            "avif" => "image/avif",
+            "bmp" => "image/bmp",
+            "mp3" => "audio/mpeg",
+            "ogg" | "oga" => "audio/ogg",
+            "opus" => "audio/opus",
+            "flac" => "audio/flac",
+            "wav" => "audio/wav",
+            "m4a" => "audio/mp4",
+            "aac" => "audio/aac",
+            "mp4" | "m4v" => "video/mp4",
+            "webm" => "video/webm",
+            "ogv" => "video/ogg",
+            "mov" => "video/quicktime",
+            "vtt" => "text/vtt",
+            "txt" | "md" | "log" | "nfo" | "srt" => "text/plain; charset=utf-8",
+            _ => "application/octet-stream",
+        }
+    }
+}
+
+/// What `GET /api/events` sends besides downloads: a fresh snapshot when it
+/// changes, checked about once a second. `event: peers` carries
+/// `[`[`PeerInfo`]`]`, `event: shares` `[`[`ShareInfo`]`]`, `event: uploads`
+/// an [`UploadsInfo`], `event: topics` `[`[`TopicInfo`]`]`. Each is sent once
+/// when the stream opens, so a client needs no separate first fetch.
+pub const EVENT_NAMES: [&str; 7] = ["download", "download_removed", "lagged", "peers", "shares", "uploads", "topics"];
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

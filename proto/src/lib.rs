@@ -18,11 +18,14 @@
 //!   signed, time-bound) and mDNS recognition tokens.
 //! - [`cert`]: the bounded DER walk that finds a peer's ed25519 key in its
 //!   certificate.
+//! - [`contact`]: `hdp:` contact URIs (peer id and addresses), the text of
+//!   the QR code a friend scans.
 //! - [`api`]: the JSON bodies of the node's HTTP API (`/api/*`), used by the
 //!   node, the `hdp` CLI and the web UI alike.
 
 pub mod api;
 pub mod cert;
+pub mod contact;
 #[cfg(feature = "discovery")]
 pub mod discovery;
 pub mod fmt;
