@@ -77,7 +77,14 @@ fn main() {
     let wasm = target_dir.join(WASM_TARGET).join(UI_PROFILE).join(format!("{OUT_NAME}.wasm"));
     replace_dir(&dist);
     let mut bindgen = wasm_bindgen_cli_support::Bindgen::new();
-    bindgen.input_path(&wasm).out_name(OUT_NAME).typescript(false);
+    // The name section (function names for stack traces) is over half of the
+    // module; browsers do not need it to run the UI.
+    bindgen
+        .input_path(&wasm)
+        .out_name(OUT_NAME)
+        .typescript(false)
+        .remove_name_section(true)
+        .remove_producers_section(true);
     if let Err(e) = bindgen.web(true) {
         fail(&format!("wasm-bindgen: {e}"));
     }

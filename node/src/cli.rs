@@ -40,8 +40,10 @@ pub enum Command {
     Ls(LsArgs),
     /// Show connected peers and the addresses we keep dialing.
     Peers(ClientArgs),
-    /// Dial a peer's QUIC address (`HOST:PORT`) and keep redialing it.
+    /// Dial a peer's QUIC address (`HOST:PORT`) or a friend's contact link
+    /// (`hdp:…`, from the web UI; quote it for the shell) and keep redialing it.
     Connect {
+        /// `HOST:PORT`, or an `hdp:` contact link.
         addr: String,
         #[command(flatten)]
         client: ClientArgs,
@@ -156,6 +158,17 @@ pub struct StartArgs {
     /// Do not advertise or look for peers on the LAN with mDNS.
     #[arg(long, env = "HDP_NO_MDNS")]
     pub no_mdns: bool,
+    /// Also answer the web UI and API under this host name (repeatable), e.g.
+    /// a reverse proxy's. IP addresses, localhost and *.local names always
+    /// work; other names are refused (a guard against DNS rebinding).
+    #[arg(long = "http-host", value_name = "NAME", env = "HDP_HTTP_HOSTS", value_delimiter = ',')]
+    pub http_hosts: Vec<String>,
+    /// Print the web UI link as a QR code even when stdout is not a terminal.
+    #[arg(long, env = "HDP_QR", conflicts_with = "no_qr")]
+    pub qr: bool,
+    /// Do not print the web UI link as a QR code.
+    #[arg(long, env = "HDP_NO_QR")]
+    pub no_qr: bool,
 }
 
 /// How a client command reaches the node.

@@ -1,5 +1,7 @@
 //! Node configuration: CLI flags, then `HDP_*` environment variables (both via
-//! clap), then `<data-dir>/config.toml`, then built-in defaults.
+//! clap), then `<data-dir>/config.toml`, then built-in defaults. Settings the
+//! web UI saved come between the variables and the file; they are applied
+//! once the index is open ([`crate::settings`]), to the settings no flag pinned.
 //!
 //! ```toml
 //! # <data-dir>/config.toml — every key optional
@@ -12,6 +14,7 @@
 //! upload_slots = 4
 //! mqtt = "mqtts://broker.hivemq.com:8883"   # or "off"
 //! mdns = true
+//! http_hosts = ["nas.example.org"]   # names the web UI may be opened under, besides IPs, localhost, *.local
 //! ```
 
 use std::net::SocketAddr;
@@ -47,6 +50,13 @@ pub struct Config {
     /// The MQTT broker, `None` when off.
     pub mqtt: Option<Broker>,
     pub mdns: bool,
+    /// Host names the HTTP server answers to besides IP addresses,
+    /// `localhost` and `*.local` (`--http-host`; see [`crate::guard`]).
+    pub http_hosts: Vec<String>,
+    /// Settings given by a flag or `HDP_*` variable, named as in
+    /// `hdp_proto::api::Settings`: saved UI settings do not override them,
+    /// and the UI cannot change them for this run.
+    pub pinned: Vec<&'static str>,
 }
 
 /// Files served at once unless configured: enough to keep a Pi's uplink busy
@@ -72,6 +82,8 @@ pub enum ConfigError {
     Rate(String),
     #[error(transparent)]
     Mqtt(#[from] BrokerUrlError),
+    #[error("invalid --http-host {0:?}: give a host name such as nas.example.org, without scheme, port or path")]
+    HttpHost(String),
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -89,6 +101,7 @@ struct FileConfig {
     peer_download_slots: Option<usize>,
     mqtt: Option<String>,
     mdns: Option<bool>,
+    http_hosts: Option<Vec<String>>,
 }
 
 /// A rate in bytes per second: `0`/`off` for unlimited, else a number with
@@ -188,6 +201,22 @@ impl Config {
         }
         let mqtt = parse_broker(args.mqtt.as_deref().or(file.mqtt.as_deref()).unwrap_or(DEFAULT_BROKER))?;
         let mdns = !args.no_mdns && file.mdns.unwrap_or(true);
+        let http_hosts =
+            if args.http_hosts.is_empty() { file.http_hosts.unwrap_or_default() } else { args.http_hosts.clone() };
+        if let Some(bad) = http_hosts.iter().find(|h| !crate::guard::valid_host_name(h)) {
+            return Err(ConfigError::HttpHost(bad.clone()));
+        }
+        let pinned = [
+            ("download_dir", args.download_dir.is_some()),
+            ("upload_slots", args.upload_slots.is_some()),
+            ("max_upload_rate", args.max_upload_rate.is_some()),
+            ("download_slots", args.download_slots.is_some()),
+            ("peer_download_slots", args.peer_download_slots.is_some()),
+            ("mqtt", args.mqtt.is_some()),
+        ]
+        .into_iter()
+        .filter_map(|(name, given)| given.then_some(name))
+        .collect();
         Ok(Config {
             data_dir,
             http,
@@ -202,7 +231,32 @@ impl Config {
             peer_download_slots,
             mqtt,
             mdns,
+            http_hosts,
+            pinned,
         })
+    }
+}
+
+/// `hdp start --data-dir DIR` and nothing else, for tests.
+#[cfg(test)]
+pub(crate) fn test_args(dir: &Path) -> StartArgs {
+    StartArgs {
+        data_dir: Some(dir.into()),
+        shares: vec![],
+        http: None,
+        download_dir: None,
+        listen: None,
+        topics: vec![],
+        peers: vec![],
+        upload_slots: None,
+        max_upload_rate: None,
+        download_slots: None,
+        peer_download_slots: None,
+        mqtt: None,
+        no_mdns: false,
+        http_hosts: vec![],
+        qr: false,
+        no_qr: false,
     }
 }
 
@@ -211,21 +265,7 @@ mod tests {
     use super::*;
 
     fn args(dir: &Path) -> StartArgs {
-        StartArgs {
-            data_dir: Some(dir.into()),
-            shares: vec![],
-            http: None,
-            download_dir: None,
-            listen: None,
-            topics: vec![],
-            peers: vec![],
-            upload_slots: None,
-            max_upload_rate: None,
-            download_slots: None,
-            peer_download_slots: None,
-            mqtt: None,
-            no_mdns: false,
-        }
+        test_args(dir)
     }
 
     #[test]
@@ -247,6 +287,19 @@ mod tests {
         let c = Config::resolve(&a).unwrap();
         assert_eq!(c.http, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(c.shares, vec![PathBuf::from("/x")]);
+    }
+
+    #[test]
+    fn http_hosts_from_flags_or_file_are_checked() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join(CONFIG_FILE), "http_hosts = [\"nas.example.org\"]\n").unwrap();
+        assert_eq!(Config::resolve(&args(dir.path())).unwrap().http_hosts, ["nas.example.org"]);
+        let mut a = args(dir.path());
+        a.http_hosts = vec!["pi".into(), "pi.lan".into()];
+        assert_eq!(Config::resolve(&a).unwrap().http_hosts, ["pi", "pi.lan"]);
+        a.http_hosts = vec!["http://pi:3030".into()];
+        let err = Config::resolve(&a).unwrap_err().to_string();
+        assert!(err.contains("--http-host") && err.contains("http://pi:3030"), "{err}");
     }
 
     #[test]

@@ -3,6 +3,9 @@
 //! Handlers are thin: they validate input, call [`Shares`] or [`Index`]
 //! (blocking index reads go to the blocking pool), and map errors to an
 //! [`ApiError`] JSON body with a fitting status code.
+//!
+//! [`router`] also mounts `/media/*` ([`crate::media`]) and wraps everything,
+//! the UI's files included, in the Host/Origin guard ([`crate::guard`]).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -44,9 +47,15 @@ pub struct AppState {
     pub peers: Arc<Peers>,
     pub discovery: Arc<Discovery>,
     pub downloads: Arc<Downloads>,
+    /// Answers peers; `GET /api/uploads` and the upload settings.
+    pub server: Arc<crate::serve::Server>,
+    /// `GET`/`PUT /api/settings`.
+    pub settings: Arc<crate::settings::LiveSettings>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
     /// Ends long-lived responses (the event stream) at shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// Names `Host` may carry ([`crate::guard`]; `--http-host`).
+    pub hosts: Arc<crate::guard::AllowedHosts>,
 }
 
 /// An error response: a status code and a message for people.
@@ -172,11 +181,20 @@ pub fn router(state: AppState) -> Router {
         .route("/events", get(events))
         .route("/topics", get(list_topics).post(join_topic))
         .route("/topics/{name}", axum::routing::delete(leave_topic))
+        .route("/settings", get(get_settings).put(put_settings))
+        .route("/uploads", get(list_uploads))
+        .route("/fs", get(fs_listing))
+        .route("/contact", get(contact))
+        .route("/media-session", post(crate::media::session))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
-        .with_state(state);
-    Router::new().nest("/api", api).fallback(crate::ui::serve)
+        .with_state(state.clone());
+    Router::new()
+        .nest("/api", api)
+        .nest("/media", crate::media::router(state.clone()))
+        .fallback(crate::ui::serve)
+        .layer(middleware::from_fn_with_state(state.hosts.clone(), crate::guard::check))
 }
 
 async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -342,9 +360,14 @@ async fn remote_ls(st: &AppState, peer: &str, req: LsRequest) -> ApiResult<LsPag
 }
 
 async fn list_peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {
+    Json(peer_infos(&st))
+}
+
+/// Connected peers and the ones we keep dialing, with what discovery knows.
+fn peer_infos(st: &AppState) -> Vec<PeerInfo> {
     let mut list = st.peers.list();
     st.discovery.annotate(&mut list);
-    Json(list)
+    list
 }
 
 async fn connect(
@@ -352,7 +375,15 @@ async fn connect(
     body: Result<Json<ConnectRequest>, JsonRejection>,
 ) -> ApiResult<Json<PeerInfo>> {
     let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
-    let bad = || Failure::new(StatusCode::BAD_REQUEST, format!("cannot resolve {:?}: give HOST:PORT", req.addr));
+    if hdp_proto::contact::Contact::is_contact(&req.addr) {
+        return connect_contact(&st, &req.addr).await.map(Json);
+    }
+    let bad = || {
+        Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("cannot resolve {:?}: give HOST:PORT or an hdp: contact link", req.addr),
+        )
+    };
     let addr = tokio::net::lookup_host(req.addr.as_str()).await.map_err(|_| bad())?.next().ok_or_else(bad)?;
     match st.peers.add_target(addr).await {
         Ok(pc) => Ok(Json(st.peers.list().into_iter().find(|p| p.id == Some(pc.id)).unwrap_or(PeerInfo {
@@ -366,6 +397,10 @@ async fn connect(
             rtt_ms: None,
             source: "manual".into(),
             error: None,
+            rx_rate: 0,
+            tx_rate: 0,
+            rx_bytes: 0,
+            tx_bytes: 0,
         }))),
         Err(e) => Err(Failure::new(
             StatusCode::BAD_GATEWAY,
@@ -477,6 +512,13 @@ async fn file_action(
 /// forgotten. A listener that reads too slowly gets `event: lagged` (the
 /// count of events it missed; fetch `/api/downloads` again); transfers never
 /// wait for it.
+///
+/// Besides, every [`SNAPSHOT_EVERY`] the stream takes a snapshot of the
+/// peers, shares, uploads and topics (`event: peers`, `shares`, `uploads`,
+/// `topics`, each the JSON its `GET` route answers) and sends those whose
+/// JSON differs from what it last sent on this stream; the first tick sends
+/// all four. Per stream it remembers one BLAKE3 of each (not the JSON), and
+/// holds at most four snapshot events waiting to go out.
 async fn events(
     State(st): State<AppState>,
 ) -> axum::response::sse::Sse<
@@ -485,23 +527,77 @@ async fn events(
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
     let rx = st.downloads.subscribe();
-    let stream = futures_util::stream::unfold((rx, st.shutdown.clone()), |(mut rx, stop)| async move {
-        let event = tokio::select! {
-            _ = stop.cancelled() => return None,
-            r = rx.recv() => match r {
-                Ok(DownloadEvent::Update(info)) => {
-                    Event::default().event("download").json_data(&info).unwrap_or_default()
+    let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let state = EventStream { rx, tick, sent: Default::default(), pending: Vec::new(), st };
+    let stream = futures_util::stream::unfold(state, |mut s| async move {
+        loop {
+            if let Some(e) = s.pending.pop() {
+                return Some((Ok(e), s));
+            }
+            let event = tokio::select! {
+                _ = s.st.shutdown.cancelled() => return None,
+                r = s.rx.recv() => match r {
+                    Ok(DownloadEvent::Update(info)) => {
+                        Event::default().event("download").json_data(&info).unwrap_or_default()
+                    }
+                    Ok(DownloadEvent::Removed { id }) => {
+                        Event::default().event("download_removed").json_data(serde_json::json!({ "id": id })).unwrap_or_default()
+                    }
+                    Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = s.tick.tick() => {
+                    s.snapshot();
+                    continue;
                 }
-                Ok(DownloadEvent::Removed { id }) => {
-                    Event::default().event("download_removed").json_data(serde_json::json!({ "id": id })).unwrap_or_default()
-                }
-                Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
-                Err(RecvError::Closed) => return None,
-            },
-        };
-        Some((Ok(event), (rx, stop)))
+            };
+            return Some((Ok(event), s));
+        }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// How often an event stream checks peers, shares, uploads and topics for changes.
+pub const SNAPSHOT_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// The snapshot kinds of the event stream, in the order they are sent.
+const SNAPSHOT_KINDS: [&str; 4] = ["peers", "shares", "uploads", "topics"];
+
+/// One `GET /api/events` stream's state.
+struct EventStream {
+    rx: tokio::sync::broadcast::Receiver<DownloadEvent>,
+    tick: tokio::time::Interval,
+    /// BLAKE3 of the JSON last sent for each of [`SNAPSHOT_KINDS`].
+    sent: [Option<[u8; 32]>; 4],
+    /// Snapshot events not yet sent, last one first; at most four.
+    pending: Vec<axum::response::sse::Event>,
+    st: AppState,
+}
+
+impl EventStream {
+    /// Queues the snapshots whose JSON changed since this stream sent them.
+    fn snapshot(&mut self) {
+        let st = &self.st;
+        let jsons = [
+            serde_json::to_string(&peer_infos(st)),
+            match st.shares.list() {
+                Ok(list) => serde_json::to_string(&list),
+                // Unreadable now: try again at the next tick.
+                Err(_) => return,
+            },
+            serde_json::to_string(&st.server.uploads_info()),
+            serde_json::to_string(&topic_infos(st)),
+        ];
+        for (i, json) in jsons.into_iter().enumerate().rev() {
+            let Ok(json) = json else { continue };
+            let hash = *blake3::hash(json.as_bytes()).as_bytes();
+            if self.sent[i] != Some(hash) {
+                self.sent[i] = Some(hash);
+                self.pending.push(axum::response::sse::Event::default().event(SNAPSHOT_KINDS[i]).data(json));
+            }
+        }
+    }
 }
 
 async fn list_topics(State(st): State<AppState>) -> Json<Vec<TopicInfo>> {
@@ -545,4 +641,158 @@ async fn leave_topic(State(st): State<AppState>, Path(name): Path<String>) -> Ap
     }
     st.index.save_topics(&st.peers.topic_names())?;
     Ok(Json(topic_infos(&st)))
+}
+
+/// `POST /api/connect` with an `hdp:` contact link: dials its addresses in
+/// order (staggered, the first to answer wins), accepts only the node that
+/// proves the link's peer id, and keeps redialing the address that worked.
+async fn connect_contact(st: &AppState, text: &str) -> ApiResult<PeerInfo> {
+    use hdp_proto::contact::Contact;
+    let contact: Contact =
+        text.parse().map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("invalid contact link: {e}")))?;
+    let mut addrs = Vec::new();
+    for a in &contact.addrs {
+        // Names resolve like HOST:PORT; one address per entry keeps the order.
+        if let Ok(Some(addr)) = tokio::net::lookup_host(a.as_str()).await.map(|mut it| it.next())
+            && !addrs.contains(&addr)
+        {
+            addrs.push(addr);
+        }
+    }
+    if addrs.is_empty() {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            format!("none of the contact link's addresses resolves: {}", contact.addrs.join(", ")),
+        ));
+    }
+    let name = contact.id.friendly_name();
+    let pc = match st.peers.dial_any(&addrs, contact.id).await {
+        Ok(pc) => pc,
+        Err(crate::peers::DialError::WrongPeer(got)) => {
+            return Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!(
+                    "the node that answered is {} ({got}), not {name} ({}) named by the contact link; \
+                     ask your friend for a fresh link",
+                    got.friendly_name(),
+                    contact.id
+                ),
+            ));
+        }
+        Err(e) => {
+            return Err(Failure::new(
+                StatusCode::BAD_GATEWAY,
+                format!("cannot connect to {name} at {}: {e}", contact.addrs.join(", ")),
+            ));
+        }
+    };
+    if pc.direction == hdp_proto::api::Direction::Out {
+        st.peers.keep_target(pc.conn.remote_address(), &pc);
+    }
+    Ok(peer_infos(st).into_iter().find(|p| p.id == Some(pc.id)).unwrap_or_else(|| PeerInfo {
+        id: Some(pc.id),
+        name: Some(name),
+        addr: Some(pc.conn.remote_address().to_string()),
+        connected: true,
+        direction: Some(pc.direction),
+        since: Some(pc.since),
+        topics: pc.topics.clone(),
+        rtt_ms: None,
+        source: "manual".into(),
+        error: None,
+        rx_rate: 0,
+        tx_rate: 0,
+        rx_bytes: 0,
+        tx_bytes: 0,
+    }))
+}
+
+impl From<crate::settings::SettingsError> for Failure {
+    fn from(e: crate::settings::SettingsError) -> Self {
+        use crate::settings::SettingsError as E;
+        match e {
+            E::Pinned { .. } => Failure::new(StatusCode::CONFLICT, e.to_string()),
+            E::Invalid(_) | E::Dir { .. } => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
+            E::Save(_) | E::Mqtt(_) => Failure::internal(e),
+        }
+    }
+}
+
+/// `GET /api/settings`.
+async fn get_settings(State(st): State<AppState>) -> Json<hdp_proto::api::Settings> {
+    Json(st.settings.get())
+}
+
+/// `PUT /api/settings`: changes, saves and applies the settings given.
+async fn put_settings(
+    State(st): State<AppState>,
+    body: Result<Json<hdp_proto::api::SettingsUpdate>, JsonRejection>,
+) -> ApiResult<Json<hdp_proto::api::Settings>> {
+    let Json(update) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    Ok(Json(st.settings.update(update).await?))
+}
+
+/// `GET /api/uploads`.
+async fn list_uploads(State(st): State<AppState>) -> Json<hdp_proto::api::UploadsInfo> {
+    Json(st.server.uploads_info())
+}
+
+/// `/api/fs` parameters as sent.
+#[derive(Debug, Deserialize)]
+struct FsParams {
+    path: Option<String>,
+    hidden: Option<String>,
+}
+
+impl From<crate::fsview::FsError> for Failure {
+    fn from(e: crate::fsview::FsError) -> Self {
+        use crate::fsview::FsError as E;
+        let status = match e {
+            E::NotFound(_) => StatusCode::NOT_FOUND,
+            E::NotADirectory(_) | E::Relative(_) => StatusCode::BAD_REQUEST,
+            E::PermissionDenied(_) => StatusCode::FORBIDDEN,
+            E::Io { .. } => return Failure::internal(e),
+        };
+        Failure::new(status, e.to_string())
+    }
+}
+
+/// `GET /api/fs?path=&hidden=`: the sub-directories of a directory of this
+/// node's filesystem (names only), for picking a share or download dir.
+async fn fs_listing(
+    State(st): State<AppState>,
+    q: Result<Query<FsParams>, QueryRejection>,
+) -> ApiResult<Json<hdp_proto::api::FsListing>> {
+    let Query(q) = q.map_err(|e| Failure::new(StatusCode::BAD_REQUEST, format!("bad query: {e}")))?;
+    let hidden = match non_empty(q.hidden).as_deref() {
+        None | Some("false") | Some("0") => false,
+        Some("true") | Some("1") => true,
+        Some(other) => {
+            return Err(Failure::new(StatusCode::BAD_REQUEST, format!("hidden must be true or false, not {other:?}")));
+        }
+    };
+    if q.path.as_ref().is_some_and(|p| p.len() > 4096) {
+        return Err(Failure::new(StatusCode::BAD_REQUEST, "the path is longer than 4096 bytes"));
+    }
+    let roots: Vec<std::path::PathBuf> = st.shares.list()?.into_iter().map(|s| s.path.into()).collect();
+    let listing = tokio::task::spawn_blocking(move || crate::fsview::list_dirs(q.path.as_deref(), hidden, &roots))
+        .await
+        .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
+    Ok(Json(listing))
+}
+
+/// The addresses a contact link carries: the QUIC addresses peers can dial,
+/// loopback ones only when there is nothing else.
+pub fn contact_addrs(listen: &[SocketAddr]) -> Vec<String> {
+    let outside: Vec<&SocketAddr> = listen.iter().filter(|a| !a.ip().is_loopback()).collect();
+    let chosen = if outside.is_empty() { listen.iter().collect() } else { outside };
+    chosen.into_iter().take(hdp_proto::contact::MAX_CONTACT_ADDRS).map(ToString::to_string).collect()
+}
+
+/// `GET /api/contact`: this node's contact link and its QR code.
+async fn contact(State(st): State<AppState>) -> ApiResult<Json<hdp_proto::api::Contact>> {
+    let uri = hdp_proto::contact::Contact { id: st.id, addrs: contact_addrs(&st.listen_addrs) }.to_string();
+    let label = format!("QR code of the contact link of {}", st.id.friendly_name());
+    let qr_svg = crate::qr::svg(&uri, &label).map_err(Failure::internal)?;
+    Ok(Json(hdp_proto::api::Contact { uri, qr_svg }))
 }

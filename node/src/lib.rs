@@ -8,7 +8,9 @@
 //!   which talk to a running node over HTTP.
 //! - [`node`]: start-up and the one graceful-shutdown path.
 //! - [`http`]: the bearer-token protected JSON API and [`ui`], the embedded
-//!   web UI built by `build.rs`.
+//!   web UI built by `build.rs`; [`media`] streams files to the browser's
+//!   players with range requests; [`guard`] checks `Host` and `Origin` in
+//!   front of all of it.
 //! - [`peers`]: dialing, accepting, the topic handshake, the connection
 //!   registry; [`transport`] is the QUIC endpoint and TLS with ed25519
 //!   identities; [`frames`] reads and writes bounded frames on streams.
@@ -18,6 +20,9 @@
 //! - [`serve`]: answering peers' `ls` and `read` requests; [`remote`] is the
 //!   asking side; [`download`] turns remote files into local ones.
 //! - [`shares`]: adding, removing and scheduling scans of shares.
+//! - [`settings`]: the settings the web UI changes at run time (saved in the
+//!   index; flags pin them); [`uploads`]: what peers read from us now;
+//!   [`fsview`]: the directory picker; [`qr`]: QR codes of links.
 //! - [`index`]: the LMDB share index and its streaming scanner.
 //! - [`identity`] and [`auth`]: the ed25519 identity and the API token.
 //!
@@ -58,16 +63,22 @@ pub mod config;
 pub mod discovery;
 pub mod download;
 pub mod frames;
+pub mod fsview;
+pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod index;
+pub mod media;
 pub mod node;
 pub mod peers;
+pub mod qr;
 pub mod remote;
 pub mod serve;
+pub mod settings;
 pub mod shares;
 pub mod transport;
 pub mod ui;
+pub mod uploads;
 
 /// Locks a mutex whose guarded maps stay consistent even if a holder
 /// panicked (every critical section is a few map operations).

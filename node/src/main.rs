@@ -1,6 +1,7 @@
 //! The `hdp` binary: parses the command line, sets up logging and the
 //! runtime, and turns errors into one line and a non-zero exit code.
 
+use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -57,7 +58,9 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
     let config = Config::resolve(&args)?;
     let node = RunningNode::start(config).await?;
-    print_banner(&node);
+    // A QR code only helps a person looking at a terminal, unless asked for.
+    let qr = !args.no_qr && (args.qr || std::io::stdout().is_terminal());
+    print_banner(&node, qr);
     let stop = node.shutdown_token();
     tokio::select! {
         _ = term.recv() => {}
@@ -67,7 +70,7 @@ async fn start(args: StartArgs) -> anyhow::Result<()> {
     if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
 }
 
-fn print_banner(node: &RunningNode) {
+fn print_banner(node: &RunningNode, qr: bool) {
     use std::io::Write;
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "harddrive-party {} is running", hdp_proto::VERSION);
@@ -76,6 +79,10 @@ fn print_banner(node: &RunningNode) {
     let _ = writeln!(out, "  data dir  {}", node.config.data_dir.display());
     let _ = writeln!(out, "  peers at  {} (QUIC)", node.quic_addr);
     let _ = writeln!(out, "  web UI    {}", node.login_url());
+    let lan = node.lan_login_urls();
+    for url in &lan {
+        let _ = writeln!(out, "  on LAN    {url}");
+    }
     let topics = node.topics.join(", ");
     let _ = writeln!(
         out,
@@ -87,6 +94,20 @@ fn print_banner(node: &RunningNode) {
             let _ = writeln!(out, "  sharing   {} ({})", s.name, s.path);
         }
     }
-    let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
+    if let Some(first) = lan.first().filter(|_| qr)
+        && let Ok(code) = hdp_node::qr::terminal(first)
+    {
+        let _ = writeln!(out, "Scan this with a phone on the same network to open the first \"on LAN\" link:");
+        let _ = write!(out, "{code}");
+    }
+    if lan.is_empty() {
+        let _ = writeln!(out, "Open the web UI link on this machine (it carries the login). Stop with Ctrl-C.");
+    } else {
+        let _ = writeln!(
+            out,
+            "Open a web UI link (it carries the login): the first on this machine, an \"on LAN\" one from a phone. \
+             Stop with Ctrl-C."
+        );
+    }
     let _ = out.flush();
 }

@@ -32,7 +32,7 @@ use tracing::{info, warn};
 use crate::auth::{TokenError, load_token};
 use crate::config::Config;
 use crate::discovery::mdns;
-use crate::discovery::mqtt::{self, MqttContext, MqttStartError};
+use crate::discovery::mqtt::{MqttContext, MqttHandle, MqttStartError};
 use crate::discovery::{Discovery, dialable};
 use crate::download::Downloads;
 use crate::http::{AppState, router};
@@ -40,6 +40,7 @@ use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, OpenError, RecordError};
 use crate::peers::{Peers, Topics};
 use crate::serve::Server;
+use crate::settings::LiveSettings;
 use crate::shares::Shares;
 use crate::transport::{Transport, TransportError};
 
@@ -94,7 +95,7 @@ pub struct RunningNode {
 }
 
 impl RunningNode {
-    pub async fn start(config: Config) -> Result<Self, StartError> {
+    pub async fn start(mut config: Config) -> Result<Self, StartError> {
         let data_dir = config.data_dir.clone();
         create_private_dir(&data_dir).map_err(|source| StartError::DataDir { path: data_dir.clone(), source })?;
         let lock = File::create(data_dir.join(LOCK_FILE))
@@ -105,6 +106,8 @@ impl RunningNode {
         let identity = Identity::load_or_create(&data_dir)?;
         let token = load_token(&data_dir, true)?;
         let index = Index::open(&data_dir.join("index"))?;
+        // Settings saved from the UI win over config.toml, not over flags.
+        crate::settings::apply_saved(&mut config, &crate::settings::Saved::load(&index)?);
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -135,8 +138,14 @@ impl RunningNode {
             }
         }
         index.save_topics(&topics)?;
-        let peers =
-            Peers::new(identity.peer_id(), transport, Topics::new(&topics), server, shutdown.clone(), tasks.clone());
+        let peers = Peers::new(
+            identity.peer_id(),
+            transport,
+            Topics::new(&topics),
+            server.clone(),
+            shutdown.clone(),
+            tasks.clone(),
+        );
         peers.start();
         for peer in &config.peers {
             let peers = peers.clone();
@@ -153,20 +162,20 @@ impl RunningNode {
             });
         }
         let discovery = Discovery::start(peers.clone(), identity.peer_id(), shutdown.clone(), tasks.clone());
-        if let Some(broker) = config.mqtt.clone() {
-            let allow_loopback = quic_addr.ip().is_loopback();
-            let cx = MqttContext {
-                discovery: discovery.clone(),
-                identity: identity.signing_key().clone(),
-                topics: peers.topics(),
-                addrs: Arc::new(move || {
-                    listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect()
-                }),
-                allow_loopback,
-                shutdown: shutdown.clone(),
-            };
-            mqtt::start(cx, broker, &tasks)?;
-        }
+        let allow_loopback = quic_addr.ip().is_loopback();
+        let cx = MqttContext {
+            discovery: discovery.clone(),
+            identity: identity.signing_key().clone(),
+            topics: peers.topics(),
+            addrs: Arc::new(move || {
+                listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect()
+            }),
+            allow_loopback,
+            shutdown: shutdown.clone(),
+        };
+        // The MQTT client can be switched to another broker at run time (settings).
+        let mqtt = Arc::new(MqttHandle::new(cx, tasks.clone()));
+        mqtt.set(config.mqtt.clone())?;
         if config.mdns && quic_addr.ip().is_loopback() {
             info!("mDNS is off: the QUIC endpoint listens on loopback only");
         } else if config.mdns
@@ -196,9 +205,18 @@ impl RunningNode {
             shares: shares.clone(),
             peers: peers.clone(),
             discovery,
+            settings: Arc::new(LiveSettings::new(
+                index.clone(),
+                downloads.clone(),
+                server.clone(),
+                mqtt,
+                config.pinned.clone(),
+            )),
+            server,
             downloads,
             listen_addrs: Arc::new(listen_addrs(quic_addr)),
             shutdown: shutdown.clone(),
+            hosts: Arc::new(crate::guard::AllowedHosts::new(&config.http_hosts)),
         };
         let app = router(state);
         let stop = shutdown.clone();
@@ -234,6 +252,29 @@ impl RunningNode {
             self.http_addr
         };
         format!("http://{host}/#token={}", self.token)
+    }
+
+    /// Login links for the machine's LAN addresses, when the HTTP listener
+    /// is on an unspecified address (`0.0.0.0` or `[::]`): what a phone on
+    /// the same network opens. IPv4 first; loopback and link-local left out.
+    pub fn lan_login_urls(&self) -> Vec<String> {
+        if !self.http_addr.ip().is_unspecified() {
+            return Vec::new();
+        }
+        let port = self.http_addr.port();
+        let mut ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|i| i.ip())
+            .filter(|ip| !ip.is_loopback() && (self.http_addr.is_ipv6() || ip.is_ipv4()))
+            .filter(|ip| match ip {
+                std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+                std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+            })
+            .collect();
+        ips.sort_by_key(|ip| ip.is_ipv6());
+        ips.dedup();
+        ips.into_iter().map(|ip| format!("http://{}/#token={}", SocketAddr::new(ip, port), self.token)).collect()
     }
 
     pub fn shares(&self) -> &Arc<Shares> {

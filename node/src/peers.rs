@@ -17,6 +17,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -128,6 +129,42 @@ pub struct PeerConn {
     pub since: i64,
     /// Topics both ends proved.
     pub topics: Vec<String>,
+    /// Bytes per second each way, sampled by the connection's task.
+    pub rates: Arc<ConnRates>,
+}
+
+/// How often a connection's byte counters are sampled into rates.
+pub const RATE_SAMPLE: Duration = Duration::from_secs(1);
+
+/// A connection's recent transfer rates: written once per [`RATE_SAMPLE`]
+/// by its `run_connection` task (from quinn's UDP byte counters), read by
+/// `/api/peers`. Atomics: readers never wait for the sampler.
+#[derive(Debug, Default)]
+pub struct ConnRates {
+    rx: AtomicU64,
+    tx: AtomicU64,
+}
+
+impl ConnRates {
+    /// Bytes per second received and sent over the last sample.
+    pub fn get(&self) -> (u64, u64) {
+        (self.rx.load(Ordering::Relaxed), self.tx.load(Ordering::Relaxed))
+    }
+
+    /// Records a new sample: `now` is (received, sent) byte totals and
+    /// `before` the previous totals, `elapsed` apart.
+    fn update(&self, before: (u64, u64), now: (u64, u64), elapsed: Duration) {
+        let secs = elapsed.as_secs_f64().max(0.001);
+        let rate = |a: u64, b: u64| (b.saturating_sub(a) as f64 / secs).round() as u64;
+        self.rx.store(rate(before.0, now.0), Ordering::Relaxed);
+        self.tx.store(rate(before.1, now.1), Ordering::Relaxed);
+    }
+}
+
+/// A connection's UDP byte totals: (received, sent).
+fn byte_totals(conn: &quinn::Connection) -> (u64, u64) {
+    let s = conn.stats();
+    (s.udp_rx.bytes, s.udp_tx.bytes)
 }
 
 /// An address we keep dialing.
@@ -337,6 +374,10 @@ impl Peers {
                     rtt_ms: None,
                     source: "manual".into(),
                     error: st.error.clone(),
+                    rx_rate: 0,
+                    tx_rate: 0,
+                    rx_bytes: 0,
+                    tx_bytes: 0,
                 },
             });
         }
@@ -385,6 +426,26 @@ impl Peers {
         let this = self.clone();
         self.tasks.spawn(async move { this.keep_dialing(target).await });
         first
+    }
+
+    /// Keeps redialing `addr`, where `pc` (a live connection) was reached,
+    /// as [`Peers::add_target`] does, without dialing it again now. Nothing
+    /// changes if `addr` is already a target.
+    pub fn keep_target(self: &Arc<Self>, addr: SocketAddr, pc: &PeerConn) {
+        let target = Arc::new(Target {
+            addr,
+            cancel: self.shutdown.child_token(),
+            state: Mutex::new(TargetState { peer: Some(pc.id), error: None }),
+        });
+        {
+            let mut targets = lock(&self.targets);
+            if targets.contains_key(&addr) {
+                return;
+            }
+            targets.insert(addr, target.clone());
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move { this.keep_dialing(target).await });
     }
 
     /// Stops dialing `addr` and closes the connection to its peer.
@@ -522,7 +583,14 @@ impl Peers {
                 return Err(DialError::Timeout);
             }
         };
-        let pc = PeerConn { id: peer, conn, direction: Direction::Out, since: unix_now(), topics: shared };
+        let pc = PeerConn {
+            id: peer,
+            conn,
+            direction: Direction::Out,
+            since: unix_now(),
+            topics: shared,
+            rates: Arc::default(),
+        };
         Ok(self.register(pc))
     }
 
@@ -569,7 +637,14 @@ impl Peers {
             return Err(DialError::TooManyPeers);
         }
         let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
-        let pc = PeerConn { id: peer, conn, direction: Direction::In, since: unix_now(), topics: shared };
+        let pc = PeerConn {
+            id: peer,
+            conn,
+            direction: Direction::In,
+            since: unix_now(),
+            topics: shared,
+            rates: Arc::default(),
+        };
         Ok(self.register(pc))
     }
 
@@ -604,11 +679,21 @@ impl Peers {
         dn <= d_old
     }
 
-    /// Serves the peer's requests until the connection ends.
+    /// Serves the peer's requests until the connection ends, and samples
+    /// its transfer rates every [`RATE_SAMPLE`].
     async fn run_connection(self: Arc<Self>, pc: PeerConn) {
+        let mut sample = tokio::time::interval_at(tokio::time::Instant::now() + RATE_SAMPLE, RATE_SAMPLE);
+        sample.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut last = (std::time::Instant::now(), byte_totals(&pc.conn));
         loop {
             let stream = tokio::select! {
                 s = pc.conn.accept_bi() => s,
+                _ = sample.tick() => {
+                    let now = (std::time::Instant::now(), byte_totals(&pc.conn));
+                    pc.rates.update(last.1, now.1, now.0.duration_since(last.0));
+                    last = now;
+                    continue;
+                }
                 _ = self.shutdown.cancelled() => {
                     pc.conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"shutting down");
                     break;
@@ -725,6 +810,8 @@ pub enum ResolveError {
 }
 
 fn info_of(c: &PeerConn, source: &str, addr: Option<SocketAddr>) -> PeerInfo {
+    let (rx_rate, tx_rate) = c.rates.get();
+    let (rx_bytes, tx_bytes) = byte_totals(&c.conn);
     PeerInfo {
         id: Some(c.id),
         name: Some(c.id.friendly_name()),
@@ -736,6 +823,10 @@ fn info_of(c: &PeerConn, source: &str, addr: Option<SocketAddr>) -> PeerInfo {
         rtt_ms: Some(c.conn.rtt().as_millis() as u64),
         source: source.into(),
         error: None,
+        rx_rate,
+        tx_rate,
+        rx_bytes,
+        tx_bytes,
     }
 }
 
@@ -757,6 +848,16 @@ pub(crate) fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn rates_from_samples() {
+        let r = ConnRates::default();
+        r.update((1_000, 500), (3_000, 500), Duration::from_millis(500));
+        assert_eq!(r.get(), (4_000, 0));
+        // Counters never go back; if they seem to, the rate is 0, not huge.
+        r.update((3_000, 500), (2_000, 600), Duration::from_secs(1));
+        assert_eq!(r.get(), (0, 100));
+    }
 
     #[test]
     fn jitter_stays_in_range() {

@@ -14,11 +14,12 @@
 
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
-use hdp_proto::api::EntryKind;
+use hdp_proto::api::{EntryKind, UploadsInfo};
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
 use hdp_proto::wire::{
@@ -26,13 +27,14 @@ use hdp_proto::wire::{
     MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader, ReadRequest, Request, RequestError, StreamCode, WireEntry,
 };
 use quinn::VarInt;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tracing::debug;
 
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::index::scan::mtime_ns;
 use crate::index::{Index, LsError, LsRequest as IndexLs};
 use crate::shares::Shares;
+use crate::uploads::Uploads;
 
 /// Bytes read from disk per step of an upload (one buffer per upload).
 pub const READ_CHUNK: usize = 256 * 1024;
@@ -48,47 +50,145 @@ const LS_FRAME_BUDGET: usize = MAX_LS_FRAME / 2;
 pub struct Server {
     index: Index,
     shares: Arc<Shares>,
-    /// Concurrent uploads (`--upload-slots`): a Pi's disk and uplink serve a
-    /// few files well and many files badly.
-    upload_slots: Arc<Semaphore>,
+    /// Concurrent uploads (`--upload-slots`, changeable at run time).
+    upload_slots: Arc<UploadSlots>,
+    /// Reads in progress and recently finished, for `GET /api/uploads`.
+    uploads: Arc<Uploads>,
     /// Files hashed at once: hashing reads whole files, and a Pi's disk
     /// serves one sequential reader well. The background hasher takes it too.
     hash_slots: Arc<Semaphore>,
-    /// `--max-upload-rate`, shared by all uploads.
-    rate: Option<RateLimit>,
+    /// `--max-upload-rate`, shared by all uploads (changeable at run time).
+    rate: RateLimit,
     /// The node's shutdown: hashing stops between chunks.
     stop: tokio_util::sync::CancellationToken,
 }
 
 /// A token bucket shared by every upload: bytes may be sent once the bucket
-/// has them; it holds at most [`RATE_BURST`] worth of the rate.
+/// has them; it holds at most [`RATE_BURST`] worth of the rate. The rate can
+/// change at any time (`PUT /api/settings`); 0 means unlimited, and then a
+/// chunk costs one atomic load.
 #[derive(Debug)]
 struct RateLimit {
-    rate: f64,
+    /// Bytes per second; 0: unlimited.
+    rate: AtomicU64,
     /// Bytes available (negative: owed by senders already sleeping) and when.
-    bucket: std::sync::Mutex<(f64, std::time::Instant)>,
+    bucket: Mutex<(f64, std::time::Instant)>,
 }
 
 /// How much unused rate the upload limit lets build up.
 pub const RATE_BURST: Duration = Duration::from_millis(250);
 
 impl RateLimit {
-    fn new(rate: u64) -> Self {
-        RateLimit { rate: rate as f64, bucket: std::sync::Mutex::new((0.0, std::time::Instant::now())) }
+    fn new(rate: Option<u64>) -> Self {
+        RateLimit { rate: AtomicU64::new(rate.unwrap_or(0)), bucket: Mutex::new((0.0, std::time::Instant::now())) }
+    }
+
+    fn get(&self) -> Option<u64> {
+        Some(self.rate.load(Ordering::Relaxed)).filter(|r| *r > 0)
+    }
+
+    fn set(&self, rate: Option<u64>) {
+        let mut b = crate::lock(&self.bucket);
+        // Debts owed under the old rate are forgiven: a lower limit must not
+        // stall uploads for what they sent before it.
+        *b = (0.0, std::time::Instant::now());
+        self.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
     }
 
     /// Waits until `n` more bytes may go out.
     async fn take(&self, n: usize) {
+        let Some(rate) = self.get() else { return };
+        let rate = rate as f64;
         let wait = {
             let mut b = crate::lock(&self.bucket);
             let now = std::time::Instant::now();
-            let burst = self.rate * RATE_BURST.as_secs_f64();
-            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * self.rate).min(burst) - n as f64;
+            let burst = rate * RATE_BURST.as_secs_f64();
+            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(burst) - n as f64;
             b.1 = now;
-            if b.0 < 0.0 { Duration::from_secs_f64(-b.0 / self.rate) } else { Duration::ZERO }
+            if b.0 < 0.0 { Duration::from_secs_f64(-b.0 / rate) } else { Duration::ZERO }
         };
         if !wait.is_zero() {
             tokio::time::sleep(wait).await;
+        }
+    }
+}
+
+/// The upload slots: a semaphore (a Pi's disk and uplink serve a few files
+/// well and many files badly), resizable while uploads hold permits.
+/// Growing adds permits; shrinking forgets the free ones at once and the
+/// rest as their uploads end (`excess`), so no upload is cut short.
+#[derive(Debug)]
+struct UploadSlots {
+    sem: Arc<Semaphore>,
+    /// The number of slots asked for.
+    target: AtomicUsize,
+    /// Permits still to forget when they come back.
+    excess: Arc<AtomicUsize>,
+    /// Reads waiting for a slot now.
+    waiting: AtomicU32,
+    /// Serialises resizes.
+    resize: Mutex<()>,
+}
+
+/// A held upload slot; see [`UploadSlots`].
+#[derive(Debug)]
+struct SlotPermit {
+    permit: Option<OwnedSemaphorePermit>,
+    excess: Arc<AtomicUsize>,
+}
+
+impl Drop for SlotPermit {
+    fn drop(&mut self) {
+        if let Some(p) = self.permit.take()
+            && self.excess.fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| e.checked_sub(1)).is_ok()
+        {
+            p.forget();
+        }
+    }
+}
+
+impl UploadSlots {
+    fn new(n: usize) -> Self {
+        let n = n.max(1);
+        UploadSlots {
+            sem: Arc::new(Semaphore::new(n)),
+            target: AtomicUsize::new(n),
+            excess: Arc::new(AtomicUsize::new(0)),
+            waiting: AtomicU32::new(0),
+            resize: Mutex::new(()),
+        }
+    }
+
+    /// Waits up to `wait` for a slot.
+    async fn acquire(&self, wait: Duration) -> Option<SlotPermit> {
+        struct Waiting<'a>(&'a AtomicU32);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::Relaxed);
+            }
+        }
+        self.waiting.fetch_add(1, Ordering::Relaxed);
+        let _w = Waiting(&self.waiting);
+        let permit = tokio::time::timeout(wait, self.sem.clone().acquire_owned()).await.ok()?.ok()?;
+        Some(SlotPermit { permit: Some(permit), excess: self.excess.clone() })
+    }
+
+    fn set(&self, n: usize) {
+        let n = n.max(1);
+        let _g = crate::lock(&self.resize);
+        let cur = self.target.swap(n, Ordering::AcqRel);
+        if n > cur {
+            let grow = n - cur;
+            // Cancel pending forgets first, then add what is still missing.
+            let prev = self
+                .excess
+                .fetch_update(Ordering::AcqRel, Ordering::Acquire, |e| Some(e - e.min(grow)))
+                .unwrap_or_default();
+            self.sem.add_permits(grow - prev.min(grow));
+        } else if n < cur {
+            let shrink = cur - n;
+            let forgotten = self.sem.forget_permits(shrink);
+            self.excess.fetch_add(shrink - forgotten, Ordering::AcqRel);
         }
     }
 }
@@ -112,11 +212,43 @@ impl Server {
         Arc::new(Server {
             index,
             shares,
-            upload_slots: Arc::new(Semaphore::new(upload_slots.max(1))),
+            upload_slots: Arc::new(UploadSlots::new(upload_slots)),
+            uploads: Arc::new(Uploads::default()),
             hash_slots: Arc::new(Semaphore::new(1)),
-            rate: max_upload_rate.map(RateLimit::new),
+            rate: RateLimit::new(max_upload_rate),
             stop,
         })
+    }
+
+    /// Changes the number of upload slots; uploads beyond a lowered count
+    /// finish, and no new one starts until fewer than the new count run.
+    pub fn set_upload_slots(&self, n: usize) {
+        self.upload_slots.set(n);
+    }
+
+    pub fn upload_slots(&self) -> usize {
+        self.upload_slots.target.load(Ordering::Relaxed)
+    }
+
+    /// Changes the limit of all uploads together (`None`: unlimited); takes
+    /// effect at the next chunk.
+    pub fn set_max_upload_rate(&self, rate: Option<u64>) {
+        self.rate.set(rate);
+    }
+
+    pub fn max_upload_rate(&self) -> Option<u64> {
+        self.rate.get()
+    }
+
+    /// `GET /api/uploads`.
+    pub fn uploads_info(&self) -> UploadsInfo {
+        let (uploads, rate) = self.uploads.list();
+        UploadsInfo {
+            uploads,
+            rate,
+            waiting: self.upload_slots.waiting.load(Ordering::Relaxed),
+            slots: self.upload_slots() as u32,
+        }
     }
 
     /// Handles one request stream.
@@ -206,26 +338,10 @@ impl Server {
         write_frame(send, &LsFrame::End { cursor: page.cursor }, MAX_LS_FRAME).await
     }
 
-    /// Resolves a requested path to a file on disk, or says why not.
+    /// Resolves a requested path to a file on disk, or says why not
+    /// ([`Shares::resolve_file`], shared with the browser's `/media/own`).
     fn resolve_file(&self, raw: &str) -> Result<PathBuf, RequestError> {
-        let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
-        let (Some(share), rest) = (path.share(), path.in_share()) else {
-            return Err(RequestError::NotShared);
-        };
-        if rest.is_empty() {
-            return Err(RequestError::NotFound);
-        }
-        let root = self.shares.root(share).ok_or(RequestError::NotShared)?;
-        match self.index.get(&path) {
-            Ok(Some(e)) if e.kind == EntryKind::File => {}
-            Ok(_) => return Err(RequestError::NotFound),
-            Err(_) => return Err(RequestError::Io),
-        }
-        let real = std::fs::canonicalize(root.join(rest)).map_err(|_| RequestError::NotFound)?;
-        if !real.starts_with(&root) || self.shares.private_dir().is_some_and(|p| real.starts_with(p)) {
-            return Err(RequestError::NotShared);
-        }
-        Ok(real)
+        self.shares.resolve_file(raw)
     }
 
     async fn serve_hash(self: &Arc<Self>, send: &mut quinn::SendStream, r: HashRequest) -> Result<(), FrameError> {
@@ -344,11 +460,8 @@ impl Server {
             Ok(Err(e)) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
             Err(_) => return write_frame(send, &ReadHeader::Err(RequestError::Io), MAX_READ_HEADER_FRAME).await,
         };
-        let permit = match tokio::time::timeout(BUSY_WAIT, self.upload_slots.clone().acquire_owned()).await {
-            Ok(Ok(p)) => p,
-            _ => {
-                return write_frame(send, &ReadHeader::Err(RequestError::Busy), MAX_READ_HEADER_FRAME).await;
-            }
+        let Some(permit) = self.upload_slots.acquire(BUSY_WAIT).await else {
+            return write_frame(send, &ReadHeader::Err(RequestError::Busy), MAX_READ_HEADER_FRAME).await;
         };
         let opened = tokio::task::spawn_blocking(move || {
             let mut f = std::fs::File::open(&file)?;
@@ -373,10 +486,13 @@ impl Server {
         }
         let length = r.length.unwrap_or(u64::MAX).min(size - r.offset);
         write_frame(send, &ReadHeader::Ok { size, mtime_ns: mtime, length }, MAX_READ_HEADER_FRAME).await?;
+        let share_path = SharePath::parse(&r.path).ok();
+        let shown = share_path.as_ref().map_or_else(|| r.path.clone(), |p| p.to_string());
+        // Filed as finished (in full or not) when dropped, on every way out.
+        let mut upload = self.uploads.begin(peer, shown, size, r.offset, length);
         // A whole-file read is hashed as it is read, so the `hash` request a
         // downloader sends next finds the answer cached, without a second
         // read of the file. Skipped when the cache already has it.
-        let share_path = SharePath::parse(&r.path).ok();
         let mut hasher = match &share_path {
             Some(p) if r.offset == 0 && length == size => {
                 let (index, p) = (self.index.clone(), p.clone());
@@ -417,12 +533,14 @@ impl Server {
                 return Ok(());
             }
             left -= buf.len() as u64;
-            if let Some(limit) = &self.rate {
-                limit.take(buf.len()).await;
-            }
+            let n = buf.len() as u64;
+            self.rate.take(buf.len()).await;
             // A requester that stops reading must not hold an upload slot for ever.
             match tokio::time::timeout(STALL_TIMEOUT, send.write_chunk(Bytes::from(buf))).await {
-                Ok(r) => r?,
+                Ok(r) => {
+                    r?;
+                    upload.sent(n);
+                }
                 Err(_) => {
                     let _ = send.reset(VarInt::from_u32(StreamCode::Cancelled as u32));
                     debug!(%peer, "upload stalled; dropped");
@@ -437,9 +555,12 @@ impl Server {
         };
         if changed {
             let _ = send.reset(VarInt::from_u32(StreamCode::FileChanged as u32));
-        } else if let (Some(h), Some(p)) = (hasher, share_path) {
-            let (index, hash) = (self.index.clone(), *h.finalize().as_bytes());
-            let _ = tokio::task::spawn_blocking(move || index.hash_put(&p, size, mtime, &hash)).await;
+        } else {
+            upload.complete();
+            if let (Some(h), Some(p)) = (hasher, share_path) {
+                let (index, hash) = (self.index.clone(), *h.finalize().as_bytes());
+                let _ = tokio::task::spawn_blocking(move || index.hash_put(&p, size, mtime, &hash)).await;
+            }
         }
         drop(permit);
         debug!(%peer, bytes = length, "upload done");
@@ -485,4 +606,56 @@ pub fn hash_file(
         return Err(RequestError::Changed);
     }
     Ok(*hasher.finalize().as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn upload_slots_resize_without_cutting_uploads() {
+        let slots = UploadSlots::new(2);
+        let a = slots.acquire(Duration::ZERO).await.expect("first slot");
+        let b = slots.acquire(Duration::ZERO).await.expect("second slot");
+        assert!(slots.acquire(Duration::from_millis(10)).await.is_none(), "only two slots");
+        // Shrinking to 1 while both are held: both keep going, nothing new starts.
+        slots.set(1);
+        drop(a);
+        assert!(slots.acquire(Duration::from_millis(10)).await.is_none(), "the freed slot was forgotten");
+        drop(b);
+        let c = slots.acquire(Duration::ZERO).await.expect("one slot left");
+        assert!(slots.acquire(Duration::from_millis(10)).await.is_none());
+        // Growing adds slots at once.
+        slots.set(3);
+        let d = slots.acquire(Duration::ZERO).await.expect("grown");
+        let e = slots.acquire(Duration::ZERO).await.expect("grown");
+        assert!(slots.acquire(Duration::from_millis(10)).await.is_none());
+        // Shrink then grow again before permits come back: the count stays right.
+        slots.set(1);
+        slots.set(2);
+        drop((c, d, e));
+        let f = slots.acquire(Duration::ZERO).await.expect("two slots");
+        let g = slots.acquire(Duration::ZERO).await.expect("two slots");
+        assert!(slots.acquire(Duration::from_millis(10)).await.is_none());
+        assert_eq!(slots.target.load(Ordering::Relaxed), 2);
+        assert_eq!(slots.waiting.load(Ordering::Relaxed), 0);
+        drop((f, g));
+    }
+
+    #[tokio::test]
+    async fn rate_limit_can_change() {
+        let limit = RateLimit::new(None);
+        let t = std::time::Instant::now();
+        limit.take(100 << 20).await;
+        assert!(t.elapsed() < Duration::from_millis(50), "unlimited never waits");
+        limit.set(Some(4 << 20));
+        assert_eq!(limit.get(), Some(4 << 20));
+        let t = std::time::Instant::now();
+        limit.take(1 << 20).await;
+        assert!(t.elapsed() >= Duration::from_millis(200), "1 MiB at 4 MiB/s: {:?}", t.elapsed());
+        limit.set(None);
+        let t = std::time::Instant::now();
+        limit.take(100 << 20).await;
+        assert!(t.elapsed() < Duration::from_millis(50));
+    }
 }

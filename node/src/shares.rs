@@ -14,8 +14,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
-use hdp_proto::api::ShareInfo;
-use hdp_proto::path::validate_component;
+use hdp_proto::api::{EntryKind, ShareInfo};
+use hdp_proto::path::{SharePath, validate_component};
+use hdp_proto::wire::RequestError;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -133,6 +134,32 @@ impl Shares {
     /// The canonical root directory of a share.
     pub fn root(&self, name: &str) -> Option<PathBuf> {
         self.state(name).map(|s| s.path.clone())
+    }
+
+    /// Where the shared file `raw` (a share path from a peer or a browser)
+    /// lies on disk, or why it may not be served: it must parse as a
+    /// [`SharePath`], be a file in the index, and canonicalise to a place
+    /// inside its share's root and outside the data dir (no `..`, no
+    /// symlink leading out). Touches the disk: call it on the blocking pool.
+    pub fn resolve_file(&self, raw: &str) -> Result<PathBuf, RequestError> {
+        let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        let (Some(share), rest) = (path.share(), path.in_share()) else {
+            return Err(RequestError::NotShared);
+        };
+        if rest.is_empty() {
+            return Err(RequestError::NotFound);
+        }
+        let root = self.root(share).ok_or(RequestError::NotShared)?;
+        match self.index.get(&path) {
+            Ok(Some(e)) if e.kind == EntryKind::File => {}
+            Ok(_) => return Err(RequestError::NotFound),
+            Err(_) => return Err(RequestError::Io),
+        }
+        let real = std::fs::canonicalize(root.join(rest)).map_err(|_| RequestError::NotFound)?;
+        if !real.starts_with(&root) || self.private_dir().is_some_and(|p| real.starts_with(p)) {
+            return Err(RequestError::NotShared);
+        }
+        Ok(real)
     }
 
     /// Shares `dir` and starts scanning it; returns at once. Sharing a

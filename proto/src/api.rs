@@ -235,7 +235,7 @@ pub struct JoinTopic {
 /// `POST /api/connect`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ConnectRequest {
-    /// `HOST:PORT` of the peer's QUIC endpoint, or an `hdp://` contact URI
+    /// `HOST:PORT` of the peer's QUIC endpoint, or an `hdp:` contact URI
     /// (see [`crate::contact`]).
     pub addr: String,
 }
@@ -498,7 +498,7 @@ pub struct FsDir {
 /// as a QR code.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Contact {
-    /// An `hdp://` URI (see [`crate::contact`]); `hdp connect` and
+    /// An `hdp:` URI (see [`crate::contact`]); `hdp connect` and
     /// `POST /api/connect` accept it.
     pub uri: String,
     /// The same URI as an SVG QR code (a complete `<svg>` element).

@@ -73,7 +73,9 @@ impl Node {
     ///
     /// Unless `extra` says otherwise, the node listens on loopback and runs
     /// with MQTT and mDNS off: tests never reach the public broker, and never
-    /// multicast on the machine's real interfaces.
+    /// multicast on the machine's real interfaces. A `config.toml` in the
+    /// data dir that sets `mqtt` replaces `--mqtt off` (so the setting is
+    /// not pinned by a flag).
     pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
         Node::spawn(None, data_dir, shares, extra, &[])
     }
@@ -103,7 +105,7 @@ impl Node {
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", if netns.is_some() { "0.0.0.0:0" } else { "127.0.0.1:0" }]);
         }
-        if !extra.contains(&"--mqtt") {
+        if !extra.contains(&"--mqtt") && !config_sets(data_dir, "mqtt") {
             cmd.args(["--mqtt", "off"]);
         }
         if netns.is_none() && !extra.contains(&"--no-mdns") {
@@ -217,6 +219,16 @@ impl Node {
         http(self.http, method, path, &[("Authorization", &auth)], body)
     }
 
+    /// A request with exactly the headers given (plus `Host` naming the
+    /// node and `Connection: close`), its response body kept as bytes.
+    pub fn raw(&self, method: &str, path: &str, headers: &[(&str, &str)]) -> RawResponse {
+        let mut head = format!("{method} {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n", self.http);
+        for (k, v) in headers {
+            head.push_str(&format!("{k}: {v}\r\n"));
+        }
+        http_raw(self.http, &head)
+    }
+
     /// `hdp connect` to another node; returns the peer's friendly name.
     pub fn connect(&self, other: &Node) -> String {
         let v = self.cli_json(&["connect", &other.quic.to_string()]);
@@ -305,6 +317,12 @@ impl Drop for Node {
     }
 }
 
+/// Whether `<data_dir>/config.toml` sets `key`.
+fn config_sets(data_dir: &Path, key: &str) -> bool {
+    let text = std::fs::read_to_string(data_dir.join("config.toml")).unwrap_or_default();
+    text.lines().any(|l| l.trim_start().strip_prefix(key).is_some_and(|rest| rest.trim_start().starts_with('=')))
+}
+
 /// Sends a signal with the system's `kill` command.
 pub fn signal(pid: u32, sig: &str) {
     let ok = Command::new("kill").arg(format!("-{sig}")).arg(pid.to_string()).status().expect("run kill");
@@ -348,6 +366,50 @@ pub fn http(addr: SocketAddr, method: &str, path: &str, headers: &[(&str, &str)]
     let body =
         if head.to_ascii_lowercase().contains("transfer-encoding: chunked") { dechunk(rest) } else { rest.to_owned() };
     Response { status, headers: head.to_owned(), body }
+}
+
+/// An HTTP response with its body as bytes (media is binary).
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    pub head: String,
+    pub body: Vec<u8>,
+}
+
+impl RawResponse {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().skip(1).find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| panic!("invalid JSON ({e}): {}", self.text()))
+    }
+}
+
+/// Sends `head` as given (the request line and header lines, each ending in
+/// CRLF; the blank line is added) and reads the response until the node
+/// closes the connection, so a test controls every header: a foreign
+/// `Host`, none at all, `Origin`, cookies. The body is returned as it came
+/// (the node sends media with `Content-Length`, not chunked).
+pub fn http_raw(addr: SocketAddr, head: &str) -> RawResponse {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect to node");
+    s.set_read_timeout(Some(Duration::from_secs(60))).expect("timeout");
+    s.write_all(format!("{head}\r\n").as_bytes()).expect("send request");
+    let mut raw = Vec::new();
+    // A body the node aborts ends with a reset, not a clean close: keep what came.
+    let _ = s.read_to_end(&mut raw);
+    let end = raw.windows(4).position(|w| w == b"\r\n\r\n").expect("response has headers");
+    let head = String::from_utf8_lossy(&raw[..end]).into_owned();
+    let status = head.split_whitespace().nth(1).and_then(|c| c.parse().ok()).expect("status code");
+    RawResponse { status, head, body: raw[end + 4..].to_vec() }
 }
 
 fn dechunk(mut s: &str) -> String {

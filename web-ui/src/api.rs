@@ -8,7 +8,10 @@
 
 use std::fmt;
 
-use hdp_proto::api::{AddShare, ApiError, Info, LsPage, LsQuery, ShareInfo};
+use hdp_proto::api::{
+    AddShare, ApiError, ConnectRequest, Contact, DownloadInfo, DownloadRequest, FileInfo, FilesPage, FsListing, Info,
+    JoinTopic, LsPage, LsQuery, PeerInfo, Settings, SettingsUpdate, ShareInfo, TopicInfo, UploadsInfo,
+};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 use wasm_bindgen::{JsCast, JsValue};
@@ -26,7 +29,7 @@ pub enum ApiFailure {
 }
 
 impl ApiFailure {
-    fn other(message: impl Into<String>) -> Self {
+    pub fn other(message: impl Into<String>) -> Self {
         Self::Failed { status: None, message: message.into() }
     }
 
@@ -78,6 +81,117 @@ pub async fn ls(token: &str, query: &LsQuery) -> Result<LsPage, ApiFailure> {
     request(token, "GET", &ls_url(query), None::<&()>).await
 }
 
+/// `GET /api/ls?peer=…`: one page of a connected peer's listing or search.
+pub async fn ls_peer(token: &str, peer: &str, query: &LsQuery) -> Result<LsPage, ApiFailure> {
+    let url = ls_url(query);
+    let sep = if url.contains('?') { '&' } else { '?' };
+    request(token, "GET", &format!("{url}{sep}peer={}", encode(peer)), None::<&()>).await
+}
+
+/// `GET /api/peers`.
+pub async fn peers(token: &str) -> Result<Vec<PeerInfo>, ApiFailure> {
+    request(token, "GET", "/api/peers", None::<&()>).await
+}
+
+/// `POST /api/connect`: dial `HOST:PORT` or an `hdp:` contact link.
+pub async fn connect(token: &str, addr: String) -> Result<PeerInfo, ApiFailure> {
+    request(token, "POST", "/api/connect", Some(&ConnectRequest { addr })).await
+}
+
+/// `DELETE /api/peers/{peer}`: disconnect a peer, or stop dialing an address.
+pub async fn forget_peer(token: &str, peer: &str) -> Result<(), ApiFailure> {
+    request_empty(token, "DELETE", &format!("/api/peers/{}", encode(peer)), None::<&()>).await
+}
+
+/// `GET /api/topics`.
+pub async fn topics(token: &str) -> Result<Vec<TopicInfo>, ApiFailure> {
+    request(token, "GET", "/api/topics", None::<&()>).await
+}
+
+/// `POST /api/topics`: join a topic (kept across restarts).
+pub async fn join_topic(token: &str, name: String) -> Result<Vec<TopicInfo>, ApiFailure> {
+    request(token, "POST", "/api/topics", Some(&JoinTopic { name })).await
+}
+
+/// `DELETE /api/topics/{name}`.
+pub async fn leave_topic(token: &str, name: &str) -> Result<Vec<TopicInfo>, ApiFailure> {
+    request(token, "DELETE", &format!("/api/topics/{}", encode(name)), None::<&()>).await
+}
+
+/// `GET /api/contact`: our contact link and its QR code.
+pub async fn contact(token: &str) -> Result<Contact, ApiFailure> {
+    request(token, "GET", "/api/contact", None::<&()>).await
+}
+
+/// `GET /api/downloads`.
+pub async fn downloads(token: &str) -> Result<Vec<DownloadInfo>, ApiFailure> {
+    request(token, "GET", "/api/downloads", None::<&()>).await
+}
+
+/// `POST /api/downloads`: queue a file or folder of a peer.
+pub async fn start_download(token: &str, peer: String, path: String) -> Result<DownloadInfo, ApiFailure> {
+    request(token, "POST", "/api/downloads", Some(&DownloadRequest { peer, path, paused: false })).await
+}
+
+/// `POST /api/downloads/{id}/{action}` with `pause`, `resume`, `retry` or
+/// `top`; `cancel` answers nothing (`None`).
+pub async fn download_action(token: &str, id: u64, action: &str) -> Result<Option<DownloadInfo>, ApiFailure> {
+    request(token, "POST", &format!("/api/downloads/{id}/{action}"), None::<&()>).await
+}
+
+/// `GET /api/downloads/{id}/files`: a page of a download's files.
+pub async fn download_files(token: &str, id: u64, cursor: u64, limit: u32) -> Result<FilesPage, ApiFailure> {
+    request(token, "GET", &format!("/api/downloads/{id}/files?cursor={cursor}&limit={limit}"), None::<&()>).await
+}
+
+/// `POST /api/downloads/{id}/files/{seq}/{action}`.
+pub async fn file_action(token: &str, id: u64, seq: u64, action: &str) -> Result<FileInfo, ApiFailure> {
+    request(token, "POST", &format!("/api/downloads/{id}/files/{seq}/{action}"), None::<&()>).await
+}
+
+/// `GET /api/uploads`.
+pub async fn uploads(token: &str) -> Result<UploadsInfo, ApiFailure> {
+    request(token, "GET", "/api/uploads", None::<&()>).await
+}
+
+/// `GET /api/settings`.
+pub async fn settings(token: &str) -> Result<Settings, ApiFailure> {
+    request(token, "GET", "/api/settings", None::<&()>).await
+}
+
+/// `PUT /api/settings`.
+pub async fn save_settings(token: &str, update: &SettingsUpdate) -> Result<Settings, ApiFailure> {
+    request(token, "PUT", "/api/settings", Some(update)).await
+}
+
+/// `GET /api/fs`: sub-directories of `path` on the node (its home dir if `None`).
+pub async fn fs(token: &str, path: Option<&str>, hidden: bool) -> Result<FsListing, ApiFailure> {
+    let mut url = String::from("/api/fs");
+    let mut sep = '?';
+    if let Some(p) = path {
+        url.push_str(&format!("?path={}", encode(p)));
+        sep = '&';
+    }
+    if hidden {
+        url.push_str(&format!("{sep}hidden=true"));
+    }
+    request(token, "GET", &url, None::<&()>).await
+}
+
+/// `POST /api/media-session`: lets `<audio>`, `<video>` and `<img>` read
+/// `/media/*` (they cannot send the token; the node sets a cookie instead).
+pub async fn media_session(token: &str) -> Result<(), ApiFailure> {
+    request_empty(token, "POST", "/api/media-session", None::<&()>).await
+}
+
+/// The URL that plays `path` of `peer` (`None`: our own shares).
+pub fn media_url(peer: Option<&str>, path: &str) -> String {
+    match peer {
+        Some(p) => hdp_proto::api::media_url_peer(p, path, encode),
+        None => hdp_proto::api::media_url_own(path, encode),
+    }
+}
+
 /// The `/api/ls` URL for `query`, leaving out empty and default parameters.
 fn ls_url(query: &LsQuery) -> String {
     let mut params: Vec<(&str, String)> = Vec::new();
@@ -107,19 +221,40 @@ fn ls_url(query: &LsQuery) -> String {
 }
 
 /// Percent-encodes a query value or a single path segment.
-fn encode(s: &str) -> String {
+pub fn encode(s: &str) -> String {
     String::from(js_sys::encode_uri_component(s))
 }
 
 /// Words for a JavaScript exception (fetch and friends throw `TypeError`s).
-fn js_message(err: &JsValue) -> String {
+pub fn js_message(err: &JsValue) -> String {
     if let Some(e) = err.dyn_ref::<js_sys::Error>() {
         return String::from(e.message());
     }
     err.as_string().unwrap_or_else(|| format!("{err:?}"))
 }
 
-/// Sends one request and decodes the JSON answer (or the [`ApiError`]).
+/// Like [`request`] for answers without a body that matters (204).
+async fn request_empty<B: Serialize + ?Sized>(
+    token: &str,
+    method: &str,
+    url: &str,
+    body: Option<&B>,
+) -> Result<(), ApiFailure> {
+    request::<serde_json::Value, B>(token, method, url, body).await.map(|_| ())
+}
+
+/// The headers every API call carries: the token, and JSON.
+pub fn auth_headers(token: &str) -> Result<Headers, ApiFailure> {
+    let unreachable = |e: JsValue| ApiFailure::other(format!("Could not reach the node: {}", js_message(&e)));
+    let headers = Headers::new().map_err(unreachable)?;
+    headers
+        .set("Authorization", &format!("Bearer {token}"))
+        .map_err(|_| ApiFailure::Unauthorized("That token contains characters a token never has.".into()))?;
+    Ok(headers)
+}
+
+/// Sends one request and decodes the JSON answer (or the [`ApiError`]). An
+/// empty answer (204) decodes as JSON `null`.
 async fn request<T, B>(token: &str, method: &str, url: &str, body: Option<&B>) -> Result<T, ApiFailure>
 where
     T: DeserializeOwned,
@@ -127,10 +262,7 @@ where
 {
     let unreachable = |e: JsValue| ApiFailure::other(format!("Could not reach the node: {}", js_message(&e)));
 
-    let headers = Headers::new().map_err(unreachable)?;
-    headers
-        .set("Authorization", &format!("Bearer {token}"))
-        .map_err(|_| ApiFailure::Unauthorized("That token contains characters a token never has.".into()))?;
+    let headers = auth_headers(token)?;
     headers.set("Accept", "application/json").map_err(unreachable)?;
 
     let init = RequestInit::new();
@@ -160,7 +292,8 @@ where
     };
 
     if response.ok() {
-        return serde_json::from_str(&text).map_err(|e| {
+        let text = if text.trim().is_empty() { "null" } else { text.as_str() };
+        return serde_json::from_str(text).map_err(|e| {
             ApiFailure::other(format!(
                 "The node sent an answer this page does not understand ({e}). Is the page out of date? Reload it."
             ))

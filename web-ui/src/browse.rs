@@ -1,60 +1,141 @@
-//! The Browse section: a file browser over this node's own shares, with
-//! breadcrumbs, paged listings ("Load more") and search under the current
-//! folder.
+//! The Browse page: one file browser for every connected peer and for this
+//! node's own shares. The top level lists the sources; inside one there are
+//! breadcrumbs, paged listings ("Load more"), sorting, and search under the
+//! current folder. At the top level the search box searches everyone at
+//! once and groups the results by peer. A tap downloads a file or a whole
+//! folder, or plays a picture, song or video in the browser.
 
 use std::time::Duration;
 
-use hdp_proto::api::{Entry, EntryKind, LsQuery};
+use hdp_proto::api::{Entry, EntryKind, LsPage, LsQuery, MediaKind};
+use hdp_proto::fmt::{breadcrumbs, format_count, format_size, plural, split_dir_name};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
-use crate::api;
+use crate::api::{self, ApiFailure};
+use crate::app::{Nav, Source, View};
 use crate::browser;
+use crate::live::Live;
 use crate::session::Session;
-use hdp_proto::fmt::{breadcrumbs, split_dir_name};
-use hdp_proto::fmt::{format_count, format_size, plural};
 
 /// Entries asked for per page.
 const PAGE_SIZE: u32 = 200;
+/// Results asked from each source when searching everyone.
+const SEARCH_ALL_LIMIT: u32 = 50;
 /// Quiet time after the last keystroke before searching.
 const SEARCH_DEBOUNCE: Duration = Duration::from_millis(300);
 
-/// What the list currently shows, replaced as a whole so path, search and
-/// entries never disagree.
+/// How the loaded entries are ordered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Sort {
+    Name,
+    Size,
+    Date,
+}
+
+/// What the list currently shows, replaced as a whole so source, path,
+/// search and entries never disagree.
 #[derive(Debug, Clone, Default, PartialEq)]
 struct Listing {
+    source: Option<Source>,
     path: String,
     search: String,
     entries: Vec<Entry>,
     cursor: Option<String>,
-    /// At least one answer arrived for this path and search.
+    /// At least one answer arrived for this location and search.
     loaded: bool,
 }
 
-/// The file browser. `path` is the folder shown (`""` lists the shares);
-/// the listing loads (and reloads) only while `active`.
+/// One source's answer to a search of everyone.
+#[derive(Debug, Clone, PartialEq)]
+struct Group {
+    source: Source,
+    label: String,
+    result: Result<LsPage, String>,
+}
+
+async fn fetch(session: Session, source: Source, query: LsQuery) -> Result<LsPage, ApiFailure> {
+    session
+        .call(|t| async move {
+            match source.peer() {
+                Some(p) => api::ls_peer(&t, p, &query).await,
+                None => api::ls(&t, &query).await,
+            }
+        })
+        .await
+}
+
 #[component]
-pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> impl IntoView {
+pub fn Browse() -> impl IntoView {
     let session = expect_context::<Session>();
+    let nav = expect_context::<Nav>();
+    let live = expect_context::<Live>();
+    let active = Signal::derive(move || nav.view.get() == View::Browse);
     let listing = RwSignal::new(Listing::default());
+    let groups = RwSignal::new(Vec::<Group>::new());
     let loading = RwSignal::new(false);
     let error = RwSignal::new(None::<String>);
-    // The text in the search box, and the search actually run (debounced).
+    let notice = RwSignal::new(None::<String>);
+    let sort = RwSignal::new(Sort::Name);
     let search_input = RwSignal::new(String::new());
     let search = RwSignal::new(String::new());
-    // Bumped for every request and keystroke so stale answers and timers
-    // are dropped.
+    // Bumped for every request and keystroke so stale answers and timers are dropped.
     let request_gen = StoredValue::new(0u64);
     let input_gen = StoredValue::new(0u64);
 
-    let load = move |dir: String, term: String, cursor: Option<String>| {
+    let load = move |source: Source, dir: String, term: String, cursor: Option<String>| {
         let append = cursor.is_some();
         let generation = request_gen.try_get_value().unwrap_or(0).wrapping_add(1);
         request_gen.set_value(generation);
         loading.set(true);
         if !append {
             error.set(None);
+        }
+        if source == Source::All {
+            // The list of sources needs no request; a search asks everyone.
+            listing.set(Listing {
+                source: Some(Source::All),
+                search: term.clone(),
+                loaded: true,
+                ..Listing::default()
+            });
+            if term.is_empty() {
+                groups.set(Vec::new());
+                loading.set(false);
+                return;
+            }
+            let mut sources = vec![(Source::Me, "This node".to_owned())];
+            for p in live.connected_peers() {
+                let name = p.name.clone().unwrap_or_default();
+                sources.push((Source::Peer(name.clone()), name));
+            }
+            groups.set(
+                sources
+                    .iter()
+                    .map(|(s, l)| Group { source: s.clone(), label: l.clone(), result: Err("Searching…".into()) })
+                    .collect(),
+            );
+            let pending = StoredValue::new(sources.len());
+            for (source, _) in sources {
+                let query = LsQuery { search: Some(term.clone()), limit: Some(SEARCH_ALL_LIMIT), ..LsQuery::default() };
+                spawn_local(async move {
+                    let result = fetch(session, source.clone(), query).await.map_err(|e| e.to_string());
+                    if request_gen.try_get_value() != Some(generation) {
+                        return;
+                    }
+                    groups.update(|g| {
+                        if let Some(slot) = g.iter_mut().find(|x| x.source == source) {
+                            slot.result = result;
+                        }
+                    });
+                    pending.update_value(|n| *n = n.saturating_sub(1));
+                    if pending.get_value() == 0 {
+                        loading.set(false);
+                    }
+                });
+            }
+            return;
         }
         let query = LsQuery {
             path: (!dir.is_empty()).then(|| dir.clone()),
@@ -64,7 +145,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
             limit: Some(PAGE_SIZE),
         };
         spawn_local(async move {
-            let result = session.call(|t| async move { api::ls(&t, &query).await }).await;
+            let result = fetch(session, source.clone(), query).await;
             if request_gen.try_get_value() != Some(generation) {
                 return;
             }
@@ -75,6 +156,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
                     l.cursor = page.cursor;
                 }),
                 Ok(page) => listing.set(Listing {
+                    source: Some(source),
                     path: dir,
                     search: term,
                     entries: page.entries,
@@ -83,7 +165,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
                 }),
                 Err(e) => {
                     if !append {
-                        listing.set(Listing { path: dir, search: term, ..Listing::default() });
+                        listing.set(Listing { source: Some(source), path: dir, search: term, ..Listing::default() });
                     }
                     error.set(Some(e.to_string()));
                 }
@@ -91,25 +173,25 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
         });
     };
 
-    // (Re)load whenever the folder or the search changes, and on showing the
-    // tab (shares may have been added or rescanned meanwhile).
+    // (Re)load whenever the location or the search changes, and on showing the page.
     Effect::new(move |_| {
-        let dir = path.get();
+        let source = nav.source.get();
+        let dir = nav.path.get();
         let term = search.get();
         if active.get() {
-            load(dir, term, None);
+            load(source, dir, term, None);
         }
     });
 
-    let go = move |dir: String| {
+    let go = move |source: Source, dir: String| {
         input_gen.update_value(|g| *g = g.wrapping_add(1));
         search_input.set(String::new());
         search.set(String::new());
-        path.set(dir);
+        notice.set(None);
+        nav.source.set(source);
+        nav.path.set(dir);
         browser::scroll_to_top();
     };
-
-    let open = Callback::new(go);
 
     let on_input = move |ev: leptos::ev::Event| {
         let text = event_target_value(&ev);
@@ -131,8 +213,7 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
         input_gen.update_value(|g| *g = g.wrapping_add(1));
         let term = search_input.get_untracked().trim().to_string();
         if term == search.get_untracked() {
-            // Same search again: run it again (the index may have grown).
-            load(path.get_untracked(), term, None);
+            load(nav.source.get_untracked(), nav.path.get_untracked(), term, None);
         } else {
             search.set(term);
         }
@@ -145,65 +226,65 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
     };
 
     let load_more = move |_| {
-        let (dir, term, cursor) = listing.with_untracked(|l| (l.path.clone(), l.search.clone(), l.cursor.clone()));
+        let (source, dir, term, cursor) = listing.with_untracked(|l| {
+            (l.source.clone().unwrap_or(Source::All), l.path.clone(), l.search.clone(), l.cursor.clone())
+        });
         if cursor.is_some() && !loading.get_untracked() {
-            load(dir, term, cursor);
+            load(source, dir, term, cursor);
         }
     };
 
-    let placeholder = move || {
-        let here = path.get();
-        match here.rsplit('/').next().filter(|s| !s.is_empty()) {
+    // Download a peer's file or folder, and say so.
+    let download = Callback::new(move |(peer, path): (String, String)| {
+        let (_, name) = split_dir_name(&path);
+        let name = name.to_owned();
+        notice.set(Some(format!("Queuing \u{201c}{name}\u{201d}…")));
+        spawn_local(async move {
+            let result = session
+                .call(|t| {
+                    let (peer, path) = (peer.clone(), path.clone());
+                    async move { api::start_download(&t, peer, path).await }
+                })
+                .await;
+            match result {
+                Ok(info) => {
+                    live.upsert_download(info);
+                    notice.try_set(Some(format!("\u{201c}{name}\u{201d} is downloading. See Transfers.")));
+                }
+                Err(e) => {
+                    notice.try_set(Some(format!("Could not download \u{201c}{name}\u{201d}: {e}")));
+                }
+            }
+        });
+    });
+
+    let placeholder = move || match nav.source.get() {
+        Source::All => "Search everyone".to_string(),
+        _ => match nav.path.get().rsplit('/').next().filter(|s| !s.is_empty()) {
             Some(name) => format!("Search in {name}"),
             None => "Search all shares".to_string(),
-        }
+        },
     };
 
-    let searching = move || listing.with(|l| !l.search.is_empty());
+    let sorted = move || {
+        let mut entries = listing.with(|l| l.entries.clone());
+        match sort.get() {
+            Sort::Name => {}
+            Sort::Size => entries.sort_by_key(|e| std::cmp::Reverse(e.size)),
+            Sort::Date => entries.sort_by_key(|e| std::cmp::Reverse(e.mtime)),
+        }
+        let full = listing.with(|l| !l.search.is_empty());
+        let source = listing.with(|l| l.source.clone().unwrap_or(Source::Me));
+        entries.into_iter().map(move |e| (full, source.clone(), e)).collect::<Vec<_>>()
+    };
+
+    let at_top = move || nav.source.get() == Source::All;
 
     view! {
         <div class="section-head">
             <h2>"Browse"</h2>
         </div>
-        <nav class="breadcrumbs" aria-label="Folder" id="breadcrumbs">
-            <ol>
-                <li>
-                    <button
-                        type="button"
-                        class="crumb"
-                        class:current=move || path.with(String::is_empty)
-                        on:click=move |_| go(String::new())
-                    >
-                        "All shares"
-                    </button>
-                </li>
-                {move || {
-                    breadcrumbs(&path.get())
-                        .into_iter()
-                        .map(|c| {
-                            let target = c.path.clone();
-                            let current = c.path == path.get_untracked();
-                            view! {
-                                <li>
-                                    <span class="crumb-sep" aria-hidden="true">
-                                        "/"
-                                    </span>
-                                    <button
-                                        type="button"
-                                        class="crumb"
-                                        class:current=current
-                                        aria-current=current.then_some("page")
-                                        on:click=move |_| go(target.clone())
-                                    >
-                                        {c.label}
-                                    </button>
-                                </li>
-                            }
-                        })
-                        .collect_view()
-                }}
-            </ol>
-        </nav>
+        <Crumbs go=go />
         <form class="search-form" role="search" id="browse-search-form" on:submit=on_search>
             <input
                 id="browse-search"
@@ -227,48 +308,253 @@ pub fn Browse(path: RwSignal<String>, #[prop(into)] active: Signal<bool>) -> imp
                 "Search"
             </button>
         </form>
-        <p class="list-status muted" aria-live="polite" id="browse-status">
-            {move || status_line(&listing.read(), loading.get())}
-        </p>
-        {move || {
-            error
-                .get()
-                .map(|e| {
-                    view! {
-                        <p class="notice error" role="alert" id="browse-error">
-                            {e}
-                        </p>
-                    }
-                })
-        }}
-        <Show when=move || listing.with(|l| !l.entries.is_empty())>
-            <ul id="browse-list" class="entry-list card" class:search-results=searching>
-                <For
-                    each=move || {
-                        listing
-                            .with(|l| {
-                                let full = !l.search.is_empty();
-                                l.entries.iter().map(|e| (full, e.clone())).collect::<Vec<_>>()
+        {move || notice.get().map(|n| view! { <p class="notice info" role="status" id="browse-notice">{n}</p> })}
+        {move || error.get().map(|e| view! { <p class="notice error" role="alert" id="browse-error">{e}</p> })}
+        <Show when=move || at_top() && search.with(String::is_empty)>
+            <SourceList go=go />
+        </Show>
+        <Show when=move || at_top() && !search.with(String::is_empty)>
+            <SearchGroups groups=groups go=go download=download />
+        </Show>
+        <Show when=move || !at_top()>
+            <div class="list-tools">
+                <p class="list-status muted" aria-live="polite" id="browse-status">
+                    {move || status_line(&listing.read(), loading.get())}
+                </p>
+                <label class="sort">
+                    <span class="visually-hidden">"Sort by"</span>
+                    <select
+                        id="browse-sort"
+                        aria-label="Sort by"
+                        on:change=move |ev| {
+                            sort.set(
+                                match event_target_value(&ev).as_str() {
+                                    "size" => Sort::Size,
+                                    "date" => Sort::Date,
+                                    _ => Sort::Name,
+                                },
+                            )
+                        }
+                    >
+                        <option value="name">"Name"</option>
+                        <option value="size">"Largest"</option>
+                        <option value="date">"Newest"</option>
+                    </select>
+                </label>
+            </div>
+            <Show when=move || listing.with(|l| !l.entries.is_empty())>
+                <ul id="browse-list" class="entry-list card">
+                    <For
+                        each=sorted
+                        key=|(full, s, e)| (*full, s.clone(), e.path.clone(), e.size, e.mtime)
+                        children=move |(full, source, entry)| {
+                            view! {
+                                <EntryRow
+                                    entry=entry
+                                    source=source
+                                    show_full_path=full
+                                    on_open=go
+                                    download=download
+                                />
+                            }
+                        }
+                    />
+                </ul>
+            </Show>
+            <Show when=move || listing.with(|l| l.cursor.is_some())>
+                <button
+                    type="button"
+                    id="browse-more"
+                    class="btn btn-block load-more"
+                    disabled=move || loading.get()
+                    on:click=load_more
+                >
+                    {move || if loading.get() { "Loading…" } else { "Load more" }}
+                </button>
+            </Show>
+        </Show>
+    }
+}
+
+/// Everyone › source › share › folder…
+#[component]
+fn Crumbs(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let nav = expect_context::<Nav>();
+    view! {
+        <nav class="breadcrumbs" aria-label="Folder" id="breadcrumbs">
+            <ol>
+                <li>
+                    <button
+                        type="button"
+                        class="crumb"
+                        class:current=move || nav.source.get() == Source::All
+                        on:click=move |_| go(Source::All, String::new())
+                    >
+                        "Everyone"
+                    </button>
+                </li>
+                {move || {
+                    let source = nav.source.get();
+                    let path = nav.path.get();
+                    let label = match &source {
+                        Source::All => return None,
+                        Source::Me => "This node".to_owned(),
+                        Source::Peer(p) => p.clone(),
+                    };
+                    let mut crumbs = vec![(label, String::new())];
+                    crumbs.extend(breadcrumbs(&path).into_iter().map(|c| (c.label, c.path)));
+                    Some(
+                        crumbs
+                            .into_iter()
+                            .map(|(label, target)| {
+                                let current = target == path;
+                                let s = source.clone();
+                                view! {
+                                    <li>
+                                        <span class="crumb-sep" aria-hidden="true">
+                                            "/"
+                                        </span>
+                                        <button
+                                            type="button"
+                                            class="crumb"
+                                            class:current=current
+                                            aria-current=current.then_some("page")
+                                            on:click=move |_| go(s.clone(), target.clone())
+                                        >
+                                            {label}
+                                        </button>
+                                    </li>
+                                }
                             })
+                            .collect_view(),
+                    )
+                }}
+            </ol>
+        </nav>
+    }
+}
+
+/// The top level: this node and every connected peer.
+#[component]
+fn SourceList(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> impl IntoView {
+    let live = expect_context::<Live>();
+    let nav = expect_context::<Nav>();
+    let peers = move || live.connected_peers();
+    view! {
+        <ul class="entry-list card" id="source-list">
+            <li class="entry" data-kind="source" data-name="me">
+                <button type="button" class="entry-main entry-open" on:click=move |_| go(Source::Me, String::new())>
+                    <span class="avatar me" aria-hidden="true">
+                        "★"
+                    </span>
+                    <span class="entry-text">
+                        <span class="entry-base">"This node"</span>
+                        <span class="entry-meta">"Your own shares"</span>
+                    </span>
+                    <span class="chevron" aria-hidden="true">
+                        "›"
+                    </span>
+                </button>
+            </li>
+            <For each=peers key=|p| p.id let:peer>
+                {
+                    let name = peer.name.clone().unwrap_or_default();
+                    let initial = name.chars().next().unwrap_or('?').to_uppercase().to_string();
+                    let target = name.clone();
+                    let meta = if peer.topics.is_empty() {
+                        "connected".to_owned()
+                    } else {
+                        format!("on {}", peer.topics.join(", "))
+                    };
+                    view! {
+                        <li class="entry" data-kind="source" data-name=name.clone()>
+                            <button
+                                type="button"
+                                class="entry-main entry-open"
+                                on:click=move |_| go(Source::Peer(target.clone()), String::new())
+                            >
+                                <span class="avatar" aria-hidden="true">
+                                    {initial}
+                                </span>
+                                <span class="entry-text">
+                                    <span class="entry-base">{name.clone()}</span>
+                                    <span class="entry-meta">{meta}</span>
+                                </span>
+                                <span class="chevron" aria-hidden="true">
+                                    "›"
+                                </span>
+                            </button>
+                        </li>
                     }
-                    key=|(full, e)| (*full, e.path.clone(), e.size, e.mtime, e.entries)
-                    children=move |(full, entry)| {
-                        view! { <EntryRow entry=entry show_full_path=full on_open=open /> }
+                }
+            </For>
+        </ul>
+        <Show when=move || peers().is_empty()>
+            <p class="empty" id="no-peers">
+                "No peers connected. "
+                <a href="#/peers" on:click=move |ev| {
+                    ev.prevent_default();
+                    nav.go(View::Peers);
+                }>"Join a topic or connect to a friend"</a>
+                " to browse their files."
+            </p>
+        </Show>
+    }
+}
+
+/// Search results from everyone, one group per source.
+#[component]
+fn SearchGroups(
+    groups: RwSignal<Vec<Group>>,
+    go: impl Fn(Source, String) + Copy + Send + Sync + 'static,
+    download: Callback<(String, String)>,
+) -> impl IntoView {
+    view! {
+        <div id="search-groups" class="search-groups">
+            <For each=move || groups.get() key=|g| (g.source.clone(), format!("{:?}", g.result)) let:group>
+                {
+                    let count = match &group.result {
+                        Ok(p) => {
+                            let more = if p.cursor.is_some() { "+" } else { "" };
+                            format!("{}{more}", plural(p.entries.len() as u64, "result", "results"))
+                        }
+                        Err(e) => e.clone(),
+                    };
+                    let source = group.source.clone();
+                    let entries = group.result.clone().map(|p| p.entries).unwrap_or_default();
+                    let empty = entries.is_empty();
+                    view! {
+                        <section class="search-group" data-source=group.label.clone()>
+                            <h3 class="group-title">
+                                <span>{group.label.clone()}</span>
+                                <span class="muted group-count">{count}</span>
+                            </h3>
+                            {(!empty)
+                                .then(|| {
+                                    view! {
+                                        <ul class="entry-list card">
+                                            {entries
+                                                .into_iter()
+                                                .map(|e| {
+                                                    view! {
+                                                        <EntryRow
+                                                            entry=e
+                                                            source=source.clone()
+                                                            show_full_path=true
+                                                            on_open=go
+                                                            download=download
+                                                        />
+                                                    }
+                                                })
+                                                .collect_view()}
+                                        </ul>
+                                    }
+                                })}
+                        </section>
                     }
-                />
-            </ul>
-        </Show>
-        <Show when=move || listing.with(|l| l.cursor.is_some())>
-            <button
-                type="button"
-                id="browse-more"
-                class="btn btn-block load-more"
-                disabled=move || loading.get()
-                on:click=load_more
-            >
-                {move || if loading.get() { "Loading…" } else { "Load more" }}
-            </button>
-        </Show>
+                }
+            </For>
+        </div>
     }
 }
 
@@ -291,7 +577,11 @@ fn status_line(l: &Listing, loading: bool) -> String {
             )
         }
     } else if l.path.is_empty() && n == 0 {
-        "No shares yet: add one in the Shares tab.".into()
+        if l.source == Some(Source::Me) {
+            "No shares yet: add one on the Shares page.".into()
+        } else {
+            "This peer shares nothing yet.".into()
+        }
     } else if n == 0 {
         "This folder is empty.".into()
     } else if l.path.is_empty() {
@@ -302,9 +592,17 @@ fn status_line(l: &Listing, loading: bool) -> String {
     if loading { format!("{text} · loading…") } else { text }
 }
 
-/// One row: folders open on tap, files show their size and date.
+/// One row: folders open on tap; media files play on tap; a peer's files
+/// and folders have a download button.
 #[component]
-fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> impl IntoView {
+fn EntryRow(
+    entry: Entry,
+    source: Source,
+    show_full_path: bool,
+    on_open: impl Fn(Source, String) + Copy + Send + Sync + 'static,
+    download: Callback<(String, String)>,
+) -> impl IntoView {
+    let nav = expect_context::<Nav>();
     let is_dir = entry.kind == EntryKind::Dir;
     let kind = if is_dir { "dir" } else { "file" };
     let mut meta = vec![format_size(entry.size)];
@@ -314,7 +612,6 @@ fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> im
     if entry.mtime > 0 {
         meta.push(browser::local_datetime(entry.mtime));
     }
-    // Each part keeps its words together; lines break at the separators.
     let meta = meta
         .into_iter()
         .enumerate()
@@ -344,6 +641,7 @@ fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> im
         }
         .into_any()
     };
+    let media = if is_dir { None } else { MediaKind::of(&entry.name) };
     let icon = if is_dir { folder_icon().into_any() } else { file_icon(file_category(&entry.name)).into_any() };
     let body = view! {
         {icon}
@@ -354,25 +652,60 @@ fn EntryRow(entry: Entry, show_full_path: bool, on_open: Callback<String>) -> im
     };
 
     let path = entry.path.clone();
-    view! {
-        <li class="entry" data-kind=kind data-path=entry.path.clone()>
-            {if is_dir {
-                view! {
-                    <button
-                        type="button"
-                        class="entry-main entry-open"
-                        on:click=move |_| on_open.run(path.clone())
-                    >
-                        {body}
-                        <span class="chevron" aria-hidden="true">
-                            "›"
-                        </span>
-                    </button>
+    let peer = source.peer().map(str::to_owned);
+    let main = if is_dir {
+        let s = source.clone();
+        view! {
+            <button type="button" class="entry-main entry-open" on:click=move |_| on_open(s.clone(), path.clone())>
+                {body}
+                <span class="chevron" aria-hidden="true">
+                    "›"
+                </span>
+            </button>
+        }
+        .into_any()
+    } else if media.is_some() {
+        let name = entry.name.clone();
+        let peer = peer.clone();
+        view! {
+            <button
+                type="button"
+                class="entry-main entry-open entry-play"
+                aria-label=format!("Play {}", entry.name)
+                on:click=move |_| {
+                    let url = api::media_url(peer.as_deref(), &path);
+                    nav.play(url, &name, peer.clone().map(|p| (p, path.clone())));
                 }
-                    .into_any()
-            } else {
-                view! { <div class="entry-main">{body}</div> }.into_any()
-            }}
+            >
+                {body}
+            </button>
+        }
+        .into_any()
+    } else {
+        view! { <div class="entry-main">{body}</div> }.into_any()
+    };
+    let dl = peer.map(|p| {
+        let path = entry.path.clone();
+        let label = format!("Download {}", entry.name);
+        view! {
+            <button
+                type="button"
+                class="icon-btn entry-download"
+                aria-label=label.clone()
+                title=label
+                on:click=move |_| download.run((p.clone(), path.clone()))
+            >
+                <svg viewBox="0 0 24 24" aria-hidden="true">
+                    <path d="M12 4v11m0 0-4.5-4.5M12 15l4.5-4.5M5 19.5h14" />
+                </svg>
+            </button>
+        }
+    });
+
+    view! {
+        <li class="entry" data-kind=kind data-path=entry.path.clone() data-media=media.map(|m| format!("{m:?}"))>
+            {main}
+            {dl}
         </li>
     }
 }
@@ -387,7 +720,7 @@ fn folder_icon() -> impl IntoView {
 }
 
 /// A page glyph, tinted by `category` (see [`file_category`]).
-fn file_icon(category: &'static str) -> impl IntoView {
+pub fn file_icon(category: &'static str) -> impl IntoView {
     view! {
         <svg class=format!("entry-icon icon-file icon-{category}") viewBox="0 0 24 24" aria-hidden="true">
             <path d="M6.5 3h7.2L19 8.3v11.2a1.5 1.5 0 0 1-1.5 1.5h-11A1.5 1.5 0 0 1 5 19.5v-15A1.5 1.5 0 0 1 6.5 3z" />
@@ -397,7 +730,7 @@ fn file_icon(category: &'static str) -> impl IntoView {
 }
 
 /// A broad kind of file by its extension, for the icon's tint.
-fn file_category(name: &str) -> &'static str {
+pub fn file_category(name: &str) -> &'static str {
     let ext = name.rsplit_once('.').map(|(_, e)| e.to_ascii_lowercase()).unwrap_or_default();
     match ext.as_str() {
         "mp3" | "flac" | "ogg" | "opus" | "wav" | "m4a" | "aac" | "aiff" | "wma" => "audio",

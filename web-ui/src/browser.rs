@@ -46,3 +46,11 @@ pub fn scroll_to_top() {
 pub fn log_error(message: &str) {
     web_sys::console::error_1(&JsValue::from_str(message));
 }
+
+/// Puts `text` on the clipboard (best effort: needs a secure context or a
+/// user gesture in some browsers).
+pub fn copy_text(text: &str) {
+    if let Some(w) = web_sys::window() {
+        let _ = w.navigator().clipboard().write_text(text);
+    }
+}

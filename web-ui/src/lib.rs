@@ -32,9 +32,16 @@ pub mod api;
 pub mod app;
 pub mod browse;
 pub mod browser;
+pub mod home;
+pub mod live;
 pub mod login;
+pub mod picker;
+pub mod player;
 pub mod session;
+pub mod settings;
 pub mod shares;
+pub mod topics;
+pub mod transfers;
 
 use wasm_bindgen::prelude::wasm_bindgen;
 

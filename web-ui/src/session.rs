@@ -85,6 +85,11 @@ impl Session {
         self.token.with(Option::is_some)
     }
 
+    /// The token now, untracked (for calls made outside [`Session::call`]).
+    pub fn token(&self) -> Option<String> {
+        self.token.try_get_untracked().flatten()
+    }
+
     /// Why the login prompt is showing, if there is more to say (tracked).
     pub fn notice(&self) -> Option<String> {
         self.notice.get()

@@ -1,7 +1,6 @@
-//! The Shares section: the directories this node shares, adding, removing
-//! and rescanning them. While any share is scanning, the list is polled.
-
-use std::time::Duration;
+//! The Shares page: the directories this node shares, adding one (typed,
+//! or picked from the node's own filesystem), removing and rescanning them,
+//! with scan progress that follows the event stream.
 
 use hdp_proto::api::{AddShare, ShareInfo};
 use leptos::ev::SubmitEvent;
@@ -9,57 +8,22 @@ use leptos::prelude::*;
 use leptos::task::spawn_local;
 
 use crate::api;
+use crate::app::{Nav, Source};
 use crate::browser;
+use crate::live::Live;
+use crate::picker::DirPicker;
 use crate::session::Session;
 use hdp_proto::fmt::{format_duration_ms, format_size, plural};
 
-/// How often the list is refreshed while a scan runs.
-const POLL_EVERY: Duration = Duration::from_secs(2);
-
-/// The list of shares and the form to add one. `on_browse` opens a share in
-/// the file browser.
+/// The list of shares and the form to add one.
 #[component]
-pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
-    let session = expect_context::<Session>();
-    let shares = RwSignal::new(Vec::<ShareInfo>::new());
-    let loaded = RwSignal::new(false);
+pub fn Shares() -> impl IntoView {
+    let live = expect_context::<Live>();
+    let nav = expect_context::<Nav>();
+    let shares = live.shares;
     let error = RwSignal::new(None::<String>);
-    let in_flight = StoredValue::new(false);
-
-    let refresh = move || {
-        if in_flight.try_get_value().unwrap_or(true) {
-            return;
-        }
-        in_flight.set_value(true);
-        spawn_local(async move {
-            let result = session.call(|t| async move { api::list_shares(&t).await }).await;
-            in_flight.try_update_value(|f| *f = false);
-            match result {
-                Ok(list) => {
-                    shares.set(list);
-                    error.set(None);
-                }
-                Err(e) => error.set(Some(e.to_string())),
-            }
-            loaded.set(true);
-        });
-    };
-    refresh();
-
-    // Keep counts moving while the node scans; idle otherwise.
-    if let Ok(handle) = set_interval_with_handle(
-        move || {
-            let scanning = shares.try_with_untracked(|l| l.iter().any(|s| s.scanning)).unwrap_or(false);
-            if scanning {
-                refresh();
-            }
-        },
-        POLL_EVERY,
-    ) {
-        on_cleanup(move || handle.clear());
-    }
-
-    let names = move || shares.with(|l| l.iter().map(|s| s.name.clone()).collect::<Vec<_>>());
+    let on_browse = Callback::new(move |name: String| nav.browse(Source::Me, name));
+    let names = move || shares.with(|l| l.iter().flatten().map(|s| s.name.clone()).collect::<Vec<_>>());
 
     view! {
         <div class="section-head">
@@ -74,20 +38,17 @@ pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
                     view! {
                         <div class="notice error" role="alert" id="shares-error">
                             <span>{e}</span>
-                            <button type="button" class="btn btn-small" on:click=move |_| refresh()>
-                                "Retry"
-                            </button>
                         </div>
                     }
                 })
         }}
-        <Show when=move || loaded.get() fallback=|| view! { <p class="loading">"Loading shares…"</p> }>
+        <Show when=move || shares.with(Option::is_some) fallback=|| view! { <p class="loading">"Loading shares…"</p> }>
             <Show
-                when=move || shares.with(|l| !l.is_empty())
+                when=move || shares.with(|l| l.as_ref().is_some_and(|l| !l.is_empty()))
                 fallback=|| {
                     view! {
                         <p class="empty card" id="shares-empty">
-                            "No shares yet. Enter the path of a folder on the node above to share it."
+                            "No shares yet. Choose a folder on the node above to share it."
                         </p>
                     }
                 }
@@ -104,18 +65,18 @@ pub fn Shares(#[prop(into)] on_browse: Callback<String>) -> impl IntoView {
 
 /// The "share a folder" form.
 #[component]
-fn AddShareForm(shares: RwSignal<Vec<ShareInfo>>) -> impl IntoView {
+fn AddShareForm(shares: RwSignal<Option<Vec<ShareInfo>>>) -> impl IntoView {
     let session = expect_context::<Session>();
     let path = RwSignal::new(String::new());
     let adding = RwSignal::new(false);
     let add_error = RwSignal::new(None::<String>);
+    let picking = RwSignal::new(false);
 
-    let on_submit = move |ev: SubmitEvent| {
-        ev.prevent_default();
+    let add = move |dir: String| {
         if adding.get_untracked() {
             return;
         }
-        let dir = path.get_untracked().trim().to_string();
+        let dir = dir.trim().to_string();
         if dir.is_empty() {
             add_error.set(Some("Enter the path of a folder on the node.".into()));
             return;
@@ -127,13 +88,20 @@ fn AddShareForm(shares: RwSignal<Vec<ShareInfo>>) -> impl IntoView {
             adding.set(false);
             match result {
                 Ok(share) => {
-                    shares.update(|l| upsert(l, share));
+                    shares.update(|l| upsert(l.get_or_insert_with(Vec::new), share));
                     path.set(String::new());
+                    picking.set(false);
                 }
                 Err(e) => add_error.set(Some(e.to_string())),
             }
         });
     };
+
+    let on_submit = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        add(path.get_untracked());
+    };
+    let on_pick = Callback::new(move |dir: String| add(dir));
 
     view! {
         <form id="add-share-form" class="card add-share" on:submit=on_submit>
@@ -155,6 +123,18 @@ fn AddShareForm(shares: RwSignal<Vec<ShareInfo>>) -> impl IntoView {
                 </button>
             </div>
             <p class="hint">"A directory path on the node's disk, not on this device."</p>
+            <button
+                type="button"
+                class="btn btn-block"
+                id="choose-folder"
+                aria-expanded=move || picking.get().to_string()
+                on:click=move |_| picking.update(|p| *p = !*p)
+            >
+                {move || if picking.get() { "Close the folder list" } else { "Choose a folder on the node…" }}
+            </button>
+            <Show when=move || picking.get()>
+                <DirPicker action="Share this folder" on_pick=on_pick />
+            </Show>
             {move || {
                 add_error
                     .get()
@@ -183,14 +163,14 @@ fn upsert(list: &mut Vec<ShareInfo>, share: ShareInfo) {
 #[component]
 fn ShareCard(
     name: String,
-    shares: RwSignal<Vec<ShareInfo>>,
+    shares: RwSignal<Option<Vec<ShareInfo>>>,
     on_browse: Callback<String>,
     error: RwSignal<Option<String>>,
 ) -> impl IntoView {
     let session = expect_context::<Session>();
     let share = Memo::new({
         let name = name.clone();
-        move |_| shares.with(|l| l.iter().find(|s| s.name == name).cloned())
+        move |_| shares.with(|l| l.iter().flatten().find(|s| s.name == name).cloned())
     });
     let busy = RwSignal::new(false);
 
@@ -203,7 +183,7 @@ fn ShareCard(
                 let result = session.call(|t| async move { api::rescan_share(&t, &name).await }).await;
                 busy.set(false);
                 match result {
-                    Ok(s) => shares.update(|l| upsert(l, s)),
+                    Ok(s) => shares.update(|l| upsert(l.get_or_insert_with(Vec::new), s)),
                     Err(e) => error.set(Some(e.to_string())),
                 }
             });
@@ -230,7 +210,7 @@ fn ShareCard(
                     .await;
                 busy.set(false);
                 match result {
-                    Ok(_) => shares.update(|l| l.retain(|s| s.name != name)),
+                    Ok(_) => shares.update(|l| l.iter_mut().for_each(|l| l.retain(|s| s.name != name))),
                     Err(e) => error.set(Some(e.to_string())),
                 }
             });

@@ -185,8 +185,15 @@ impl Discovery {
         *lock(&self.mqtt) = status;
     }
 
-    pub(crate) fn set_mqtt_state(&self, state: MqttState, error: Option<String>) {
+    /// Sets the state reported by the MQTT client that runs under `run`;
+    /// ignored once `run` is cancelled, so a client stopped for another
+    /// broker cannot overwrite the new one's state (the broker is changed by
+    /// cancelling first, then [`Discovery::set_mqtt`], under the same lock).
+    pub(crate) fn set_mqtt_state(&self, run: &CancellationToken, state: MqttState, error: Option<String>) {
         let mut s = lock(&self.mqtt);
+        if run.is_cancelled() {
+            return;
+        }
         s.state = state;
         s.error = error;
     }
@@ -232,6 +239,10 @@ impl Discovery {
                 rtt_ms: None,
                 source,
                 error: k.error.clone(),
+                rx_rate: 0,
+                tx_rate: 0,
+                rx_bytes: 0,
+                tx_bytes: 0,
             });
         }
     }

@@ -170,6 +170,54 @@ impl std::fmt::Debug for MqttContext {
     }
 }
 
+/// The node's MQTT client, which can be switched to another broker (or off)
+/// while the node runs: each client runs under its own child of the node's
+/// shutdown token, cancelled when the broker changes.
+#[derive(Debug)]
+pub struct MqttHandle {
+    /// The context for new clients; its `shutdown` is the node's token.
+    cx: MqttContext,
+    tasks: TaskTracker,
+    /// The broker in use and the token its client runs under.
+    current: std::sync::Mutex<Option<(Broker, CancellationToken)>>,
+}
+
+impl MqttHandle {
+    /// A handle with no client running; [`MqttHandle::set`] starts one.
+    pub fn new(cx: MqttContext, tasks: TaskTracker) -> Self {
+        MqttHandle { cx, tasks, current: std::sync::Mutex::new(None) }
+    }
+
+    /// The broker in use, `None` when MQTT is off.
+    pub fn broker(&self) -> Option<Broker> {
+        crate::lock(&self.current).as_ref().map(|(b, _)| b.clone())
+    }
+
+    /// Stops the running client, if any, and starts one for `broker`
+    /// (`None`: MQTT off). The same broker again changes nothing.
+    pub fn set(&self, broker: Option<Broker>) -> Result<(), MqttStartError> {
+        let mut current = crate::lock(&self.current);
+        if current.as_ref().map(|(b, _)| b) == broker.as_ref() {
+            return Ok(());
+        }
+        if let Some((old, run)) = current.take() {
+            run.cancel();
+            info!(broker = %old, "stopped meeting peers through MQTT");
+        }
+        let Some(broker) = broker else {
+            self.cx.discovery.set_mqtt(MqttStatus::default());
+            return Ok(());
+        };
+        let run = self.cx.shutdown.child_token();
+        if let Err(e) = start(MqttContext { shutdown: run.clone(), ..self.cx.clone() }, broker.clone(), &self.tasks) {
+            self.cx.discovery.set_mqtt(MqttStatus::default());
+            return Err(e);
+        }
+        *current = Some((broker, run));
+        Ok(())
+    }
+}
+
 /// Starts the MQTT client's two tasks.
 pub fn start(cx: MqttContext, broker: Broker, tasks: &TaskTracker) -> Result<(), MqttStartError> {
     let mut id = [0u8; 8];
@@ -227,7 +275,7 @@ async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClie
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 info!("connected to the MQTT broker");
-                cx.discovery.set_mqtt_state(MqttState::Connected, None);
+                cx.discovery.set_mqtt_state(&cx.shutdown, MqttState::Connected, None);
                 retry = RETRY_START;
                 let topics = cx.topics.borrow().clone();
                 let _ = client.try_subscribe_many(topics.iter().map(|(_, k)| filter(k)));
@@ -242,7 +290,7 @@ async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClie
             Err(e) => {
                 let why = e.to_string();
                 warn!(error = %why, "MQTT broker unreachable; retrying in the background");
-                cx.discovery.set_mqtt_state(MqttState::Error, Some(why));
+                cx.discovery.set_mqtt_state(&cx.shutdown, MqttState::Error, Some(why));
                 tokio::select! {
                     _ = tokio::time::sleep(jitter(retry)) => {}
                     _ = cx.shutdown.cancelled() => break,
@@ -250,7 +298,7 @@ async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClie
                 retry = (retry * 2).min(RETRY_MAX);
                 // Still the last error's words until the next attempt says otherwise.
                 let last = cx.discovery.mqtt_status().error;
-                cx.discovery.set_mqtt_state(MqttState::Connecting, last);
+                cx.discovery.set_mqtt_state(&cx.shutdown, MqttState::Connecting, last);
             }
         }
     }

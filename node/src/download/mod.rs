@@ -166,7 +166,11 @@ pub struct Downloads {
     peers: Arc<Peers>,
     index: Index,
     store: Store,
-    dir: PathBuf,
+    /// Where new requests land (`PUT /api/settings` changes it); each
+    /// request keeps the dir it was made with ([`RequestRecord::dir`]).
+    dir: Mutex<PathBuf>,
+    /// The dir at start, for records that do not name one.
+    start_dir: PathBuf,
     global_slots: AtomicUsize,
     peer_slots: AtomicUsize,
     state: Mutex<State>,
@@ -181,7 +185,7 @@ pub struct Downloads {
 
 impl std::fmt::Debug for Downloads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Downloads").field("dir", &self.dir).finish_non_exhaustive()
+        f.debug_struct("Downloads").field("dir", &*lock(&self.dir)).finish_non_exhaustive()
     }
 }
 
@@ -205,7 +209,18 @@ impl Downloads {
     ) -> Result<Arc<Self>, StoreError> {
         let store = Store::open(&index)?;
         let mut state = State::default();
-        for rec in store.load()? {
+        for mut rec in store.load()? {
+            // Records from before the dir was stored get the dir they were
+            // made with (the only one there was), so changing the setting
+            // later does not move them.
+            if rec.dir.is_none()
+                && let Some(d) = dir.to_str()
+            {
+                rec.dir = Some(d.to_owned());
+                if let Err(e) = store.put_request(&rec) {
+                    warn!(id = rec.id, error = %e, "cannot record a download's dir");
+                }
+            }
             state.reqs.insert(
                 rec.id,
                 Req { rec, active: BTreeMap::new(), lister: None, low_water: 0, waiting: None, note: None },
@@ -220,7 +235,8 @@ impl Downloads {
             peers,
             index,
             store,
-            dir,
+            dir: Mutex::new(dir.clone()),
+            start_dir: dir,
             global_slots: AtomicUsize::new(global_slots.max(1)),
             peer_slots: AtomicUsize::new(peer_slots.max(1)),
             state: Mutex::new(state),
@@ -248,6 +264,26 @@ impl Downloads {
         self.wake.notify_one();
     }
 
+    /// The limits on active files: (in all, per peer).
+    pub fn limits(&self) -> (usize, usize) {
+        (self.global_slots.load(Ordering::Relaxed), self.peer_slots.load(Ordering::Relaxed))
+    }
+
+    /// The dir new downloads land in.
+    pub fn dir(&self) -> PathBuf {
+        lock(&self.dir).clone()
+    }
+
+    /// Changes where new downloads land; queued and running ones keep theirs.
+    pub fn set_dir(&self, dir: PathBuf) {
+        *lock(&self.dir) = dir;
+    }
+
+    /// The dir a request's files land in.
+    fn dir_of(&self, rec: &RequestRecord) -> PathBuf {
+        rec.dir.as_ref().map_or_else(|| self.start_dir.clone(), PathBuf::from)
+    }
+
     pub fn list(&self) -> Vec<DownloadInfo> {
         let st = lock(&self.state);
         st.reqs.values().map(|r| self.info(r)).collect()
@@ -257,8 +293,8 @@ impl Downloads {
         lock(&self.state).reqs.get(&id).map(|r| self.info(r))
     }
 
-    fn local_of(&self, rel: &[String]) -> PathBuf {
-        let mut p = self.dir.clone();
+    fn local_of(&self, rec: &RequestRecord, rel: &[String]) -> PathBuf {
+        let mut p = self.dir_of(rec);
         p.extend(rel);
         p
     }
@@ -288,7 +324,7 @@ impl Downloads {
             peer: rec.peer,
             peer_name: rec.peer.friendly_name(),
             path: rec.path.clone(),
-            local_path: self.dir.join(&rec.local_name).display().to_string(),
+            local_path: self.dir_of(rec).join(&rec.local_name).display().to_string(),
             state: if rec.state == DownloadState::Queued && !r.active.is_empty() {
                 DownloadState::Active
             } else {
@@ -323,8 +359,8 @@ impl Downloads {
             return Err(StartDownloadError::Path("name a share, directory or file, not the root".into()));
         };
         safe_component(name).map_err(|e| StartDownloadError::Path(e.to_string()))?;
-        std::fs::create_dir_all(&self.dir)
-            .map_err(|source| StartDownloadError::Dir { path: self.dir.clone(), source })?;
+        let dir = self.dir();
+        std::fs::create_dir_all(&dir).map_err(|source| StartDownloadError::Dir { path: dir.clone(), source })?;
         let mut st = lock(&self.state);
         if st.reqs.values().filter(|r| !r.rec.state.is_finished()).count() >= MAX_REQUESTS {
             return Err(StartDownloadError::TooMany);
@@ -332,6 +368,9 @@ impl Downloads {
         let order = st.reqs.values().map(|r| r.rec.order).max().unwrap_or(0).saturating_add(1);
         let state = if paused { DownloadState::Paused } else { DownloadState::Queued };
         let mut rec = RequestRecord::new(pc.id, path.to_string(), name.to_owned(), order, state);
+        // A dir that is not UTF-8 cannot be stored (JSON); records without
+        // a dir use the start dir.
+        rec.dir = dir.to_str().map(str::to_owned);
         self.store.create(&mut rec)?;
         info!(id = rec.id, peer = %pc.id, path = %rec.path, "download queued");
         let req = Req { rec, active: BTreeMap::new(), lister: None, low_water: 0, waiting: None, note: None };
@@ -474,7 +513,7 @@ impl Downloads {
         let progress = Arc::new(AtomicU64::new(0));
         let active = Active {
             path: file.path.clone(),
-            local: self.local_of(&file.rel),
+            local: self.local_of(&req.rec, &file.rel),
             size: file.size,
             progress: progress.clone(),
             stop: stop.clone(),
@@ -483,10 +522,11 @@ impl Downloads {
             rate: 0.0,
         };
         let this = self.clone();
+        let dir = self.dir_of(&req.rec);
         // The worker reports back under the state lock, which the caller
         // holds until `handle` is stored.
         let handle = self.tasks.spawn(async move {
-            let outcome = this.fetch_one(id, seq, &file, peer, &conn, &progress, &stop).await;
+            let outcome = this.fetch_one(id, seq, &file, peer, &conn, &dir, &progress, &stop).await;
             this.file_finished(id, seq, file, outcome, stop.is_cancelled());
         });
         req.active.insert(seq, Active { handle: Some(handle), ..active });
@@ -500,6 +540,7 @@ impl Downloads {
         file: &FileRecord,
         peer: PeerId,
         conn: &quinn::Connection,
+        base: &std::path::Path,
         progress: &AtomicU64,
         stop: &CancellationToken,
     ) -> Result<Fetched, FileError> {
@@ -507,8 +548,8 @@ impl Downloads {
             return Err(FileError::Permanent(file.error.clone().unwrap_or_else(|| "unsafe name from peer".into())));
         };
         // The download dir may have been removed since: make it again.
-        std::fs::create_dir_all(&self.dir).map_err(|e| local_io("cannot create the download dir", &self.dir, e))?;
-        let dir = ensure_dirs(&self.dir, dirs).map_err(|e| local_io("cannot create a directory in", &self.dir, e))?;
+        std::fs::create_dir_all(base).map_err(|e| local_io("cannot create the download dir", base, e))?;
+        let dir = ensure_dirs(base, dirs).map_err(|e| local_io("cannot create a directory in", base, e))?;
         let target = dir.join(name);
         if let Some(final_path) = file.final_name.as_deref().and_then(|n| finish_published(&target, n)) {
             return Ok(Fetched { final_path, size: file.size });
@@ -692,8 +733,8 @@ impl Downloads {
 
     /// Stores one listing page; `Ok(true)` when the listing is complete.
     fn add_page(&self, id: u64, page: LsResponse) -> Result<bool, String> {
-        let (requested, prev) = match lock(&self.state).reqs.get(&id) {
-            Some(r) => (r.rec.path.clone(), r.rec.cursor.clone()),
+        let (requested, prev, base) = match lock(&self.state).reqs.get(&id) {
+            Some(r) => (r.rec.path.clone(), r.rec.cursor.clone(), self.dir_of(&r.rec)),
             None => return Ok(true),
         };
         let requested = SharePath::parse(&requested).map_err(|e| e.to_string())?;
@@ -714,9 +755,9 @@ impl Downloads {
                     files.push(f);
                 }
                 (Ok(rel), EntryKind::Dir) => {
-                    std::fs::create_dir_all(&self.dir)
-                        .and_then(|()| ensure_dirs(&self.dir, &rel))
-                        .map_err(|e| format!("cannot create a directory in {}: {e}", self.dir.display()))?;
+                    std::fs::create_dir_all(&base)
+                        .and_then(|()| ensure_dirs(&base, &rel))
+                        .map_err(|e| format!("cannot create a directory in {}: {e}", base.display()))?;
                 }
                 (Ok(rel), EntryKind::File) => files.push(FileRecord::queued(entry.path.clone(), rel, entry.size)),
             }
@@ -887,7 +928,7 @@ impl Downloads {
                 let _ = tokio::time::timeout(STOP_WAIT, h).await;
             }
         }
-        let (store, index, dir) = (self.store.clone(), self.index.clone(), self.dir.clone());
+        let (store, index, dir) = (self.store.clone(), self.index.clone(), self.dir_of(&req.rec));
         let cleaned = tokio::task::spawn_blocking(move || -> Result<(), StoreError> {
             let mut from = 0;
             loop {
@@ -926,8 +967,24 @@ impl Downloads {
         Ok(FilesPage { files, cursor: next })
     }
 
+    /// Where file `seq` of download `id` lies on disk, only once it is
+    /// `done` (its final name recorded); `None` otherwise. Reads LMDB: call it
+    /// on the blocking pool.
+    pub fn finished_path(&self, id: u64, seq: u64) -> Result<Option<PathBuf>, ControlError> {
+        let Some(rec) = lock(&self.state).reqs.get(&id).map(|r| r.rec.clone()) else { return Ok(None) };
+        let Some(f) = self.store.file(id, seq)? else { return Ok(None) };
+        match (f.state, f.final_name) {
+            (FileState::Done, Some(name)) if !f.rel.is_empty() && safe_component(&name).is_ok() => {
+                let mut local = self.local_of(&rec, &f.rel);
+                local.set_file_name(name);
+                Ok(Some(local))
+            }
+            _ => Ok(None),
+        }
+    }
+
     fn file_info(&self, req: &Req, seq: u64, f: FileRecord) -> FileInfo {
-        let mut local = self.local_of(&f.rel);
+        let mut local = self.local_of(&req.rec, &f.rel);
         if let (FileState::Done, Some(n)) = (f.state, &f.final_name) {
             local.set_file_name(n);
         }

@@ -39,6 +39,11 @@ pub struct RequestRecord {
     pub path: String,
     /// Local name (below the download dir) of what was requested.
     pub local_name: String,
+    /// The download dir when the request was made: its files land there
+    /// even if the setting changes later. Absent in records from before
+    /// the setting could change (they use the dir the node starts with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dir: Option<String>,
     /// Smaller runs first; "move to top" makes it the smallest.
     pub order: i64,
     /// `queued`, `paused`, `done` or `failed` (never `active`).
@@ -69,6 +74,7 @@ impl RequestRecord {
             peer,
             path,
             local_name,
+            dir: None,
             order,
             state,
             listed: false,

@@ -8,6 +8,8 @@
 //! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
 //! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
 //! - [`discovery`]: meeting through a real mosquitto broker, and through mDNS across network namespaces.
+//! - [`media`]: `/media` for the browser's players: ranges, a peer's files, downloads, the cookie, the Host/Origin guard.
+//! - [`settings`]: settings saved, pinned by flags and applied live; uploads; the directory picker; contact links; event snapshots.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
 
 mod api;
@@ -16,6 +18,8 @@ mod discovery;
 mod hostile;
 mod index;
 mod lifecycle;
+mod media;
 mod peers;
 mod queue;
+mod settings;
 mod ui;
