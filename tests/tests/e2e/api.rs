@@ -91,5 +91,20 @@ fn ui_is_served_with_index_fallback() {
     let wasm = http(node.http, "GET", "/hdp_web_ui_bg.wasm", &[], None);
     assert_eq!(wasm.status, 200);
     assert!(wasm.headers.to_ascii_lowercase().contains("application/wasm"));
+
+    // Browsers that accept gzip get the precompressed copies; the whole UI
+    // stays within its 400 KB budget.
+    let mut total = 0;
+    for file in ["/", "/hdp_web_ui.js", "/hdp_web_ui_bg.wasm", "/style.css"] {
+        let gz = node.raw("GET", file, &[("Accept-Encoding", "gzip, deflate, br")]);
+        assert_eq!(gz.status, 200, "{file}");
+        assert_eq!(gz.header("content-encoding"), Some("gzip"), "{file}: {}", gz.head);
+        assert!(gz.body.starts_with(&[0x1f, 0x8b]), "{file} is not gzip data");
+        total += gz.body.len();
+    }
+    assert!(total <= 400 * 1024, "the UI is {total} bytes gzipped, over the 400 KB budget");
+    let refused = node.raw("GET", "/hdp_web_ui_bg.wasm", &[("Accept-Encoding", "gzip;q=0")]);
+    assert_eq!(refused.header("content-encoding"), None);
+    assert!(refused.body.starts_with(b"\0asm"), "without gzip the wasm module comes as it is");
     node.stop();
 }
