@@ -5,6 +5,7 @@
 //! Nothing here mocks the node: every test talks to a real process over
 //! loopback, with real LMDB files in temp dirs.
 
+pub mod browser;
 pub mod net;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -78,6 +79,11 @@ impl Node {
     /// not pinned by a flag).
     pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
         Node::spawn(None, data_dir, shares, extra, &[])
+    }
+
+    /// Like [`Node::start_in`], with extra environment variables.
+    pub fn start_in_env(data_dir: &Path, shares: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Node {
+        Node::spawn(None, data_dir, shares, extra, env)
     }
 
     /// Like [`Node::start`], with extra environment variables.

@@ -123,7 +123,10 @@ impl Nav {
         if let Some(w) = web_sys::window() {
             let _ = w.location().set_hash(&format!("/{}", view.slug()));
         }
-        self.view.set(view);
+        if self.view.get_untracked() != view {
+            self.view.set(view);
+            crate::browser::scroll_to_top();
+        }
     }
 
     /// Opens the file browser at `path` of `source`.
@@ -151,6 +154,8 @@ impl Nav {
 pub fn App() -> impl IntoView {
     let session = Session::start();
     provide_context(session);
+    let listener = window_event_listener(leptos::ev::hashchange, move |_| session.adopt_url_token());
+    on_cleanup(move || listener.remove());
     view! {
         <Show when=move || session.is_logged_in() fallback=|| view! { <Login /> }>
             <Shell />
@@ -207,7 +212,7 @@ fn Shell() -> impl IntoView {
         <Header info=info />
         <LinkBanner />
         // Every page stays mounted so each keeps its state across switches.
-        <main class="content" id="content">
+        <main class="content" id="content" class:stale=move || matches!(live.link.get(), Link::Down(_))>
             {page(View::Peers, view! { <Home /> }.into_any())}
             {page(View::Browse, view! { <Browse /> }.into_any())}
             {page(View::Transfers, view! { <Transfers /> }.into_any())}

@@ -191,6 +191,8 @@ pub fn Browse() -> impl IntoView {
         nav.source.set(source);
         nav.path.set(dir);
         browser::scroll_to_top();
+        // Keep the deepest crumb in view on a narrow screen.
+        set_timeout(|| browser::scroll_right("breadcrumbs"), Duration::from_millis(0));
     };
 
     let on_input = move |ev: leptos::ev::Event| {

@@ -54,3 +54,10 @@ pub fn copy_text(text: &str) {
         let _ = w.navigator().clipboard().write_text(text);
     }
 }
+
+/// Scrolls the element with id `id` all the way to the right.
+pub fn scroll_right(id: &str) {
+    if let Some(el) = web_sys::window().and_then(|w| w.document()).and_then(|d| d.get_element_by_id(id)) {
+        el.set_scroll_left(el.scroll_width());
+    }
+}

@@ -80,6 +80,14 @@ impl Session {
         Self { token: RwSignal::new(token), notice: RwSignal::new(None) }
     }
 
+    /// Logs in with a `#token=…` that arrived in the fragment after the page
+    /// loaded (a login link opened in a tab that already shows the app).
+    pub fn adopt_url_token(&self) {
+        if let Some(t) = take_token_from_url() {
+            self.log_in(t);
+        }
+    }
+
     /// Whether we have a token (tracked: the app switches on it).
     pub fn is_logged_in(&self) -> bool {
         self.token.with(Option::is_some)

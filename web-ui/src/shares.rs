@@ -130,7 +130,7 @@ fn AddShareForm(shares: RwSignal<Option<Vec<ShareInfo>>>) -> impl IntoView {
                 aria-expanded=move || picking.get().to_string()
                 on:click=move |_| picking.update(|p| *p = !*p)
             >
-                {move || if picking.get() { "Close the folder list" } else { "Choose a folder on the node…" }}
+                {move || if picking.get() { "Close the folder list" } else { "Choose a folder…" }}
             </button>
             <Show when=move || picking.get()>
                 <DirPicker action="Share this folder" on_pick=on_pick />
