@@ -14,17 +14,28 @@
 //! - [`session`]: the API token (URL fragment → `localStorage`), login and
 //!   logout, and [`session::Session::call`], which runs an API call with the
 //!   token and turns a 401 into the login prompt.
-//! - [`app`]: the shell: login gating, header (node name and peer id),
-//!   tabs, and the sections below. A new section is a new [`app::View`].
+//! - [`live`]: the node's event stream (a streaming `fetch`, since
+//!   `EventSource` cannot send the token), reconnecting with backoff; its
+//!   signals (peers, topics, shares, uploads, downloads, link state) are
+//!   what the pages read, so nothing polls.
+//! - [`app`]: the shell: login gating, header with the link state, the
+//!   "disconnected from the node" banner, the page chosen by the fragment
+//!   (`#/peers`, `#/browse`, …; Back works) and the bottom navigation; the
+//!   [`app::Nav`] context lets one page send the user to another.
+//! - One module per page: [`home`] (this node, [`topics`], peers, connect,
+//!   the invitation QR code), [`browse`] (every peer and our own shares,
+//!   search across everyone grouped by peer, one-tap downloads),
+//!   [`transfers`] (downloads with per-file progress and controls, uploads),
+//!   [`shares`] (with the node-side folder [`picker`]), [`settings`].
+//! - [`player`]: pictures, songs, videos and text streamed from `/media/*`
+//!   with range requests (the node sets a cookie for media elements).
 //! - [`login`]: the login prompt.
-//! - [`shares`]: the Shares section (list, add, remove, rescan, polling
-//!   while scanning).
-//! - [`browse`]: the Browse section (breadcrumbs, paged listing, search).
 //! - Formatting for people (sizes, dates, breadcrumbs) is `hdp_proto::fmt`,
-//!   shared with the CLI and unit-tested there; [`browser`]: clock, time zone, `confirm()` and console.
+//!   shared with the CLI and unit-tested there; [`browser`]: clock, time
+//!   zone, `confirm()`, clipboard, scrolling and console.
 //! - `index.html` and `style.css` next to `Cargo.toml`: the page shell and
 //!   the hand-written, mobile-first stylesheet (dark mode follows
-//!   `prefers-color-scheme`).
+//!   `prefers-color-scheme`; touch targets are at least 44 px).
 //!
 //! [Leptos]: https://leptos.dev
 
