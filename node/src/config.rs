@@ -80,6 +80,8 @@ pub enum ConfigError {
     Zero(&'static str),
     #[error("invalid rate {0:?}: give bytes per second, e.g. 500K, 8M or 1G (K = 1024)")]
     Rate(String),
+    #[error("rate {0:?} is too low: peers give up on a read that stalls for a minute; use at least 64K")]
+    RateTooLow(String),
     #[error(transparent)]
     Mqtt(#[from] BrokerUrlError),
     #[error("invalid --http-host {0:?}: give a host name such as nas.example.org, without scheme, port or path")]
@@ -119,6 +121,9 @@ pub fn parse_rate(text: &str) -> Result<Option<u64>, ConfigError> {
     };
     let n: u64 = digits.trim().parse().map_err(|_| ConfigError::Rate(text.into()))?;
     let rate = n.checked_mul(mult).filter(|r| *r > 0).ok_or_else(|| ConfigError::Rate(text.into()))?;
+    if rate < crate::serve::MIN_UPLOAD_RATE {
+        return Err(ConfigError::RateTooLow(text.into()));
+    }
     Ok(Some(rate))
 }
 
@@ -314,7 +319,8 @@ mod tests {
     fn rates() {
         assert_eq!(parse_rate("8M").unwrap(), Some(8 << 20));
         assert_eq!(parse_rate("500k").unwrap(), Some(500 << 10));
-        assert_eq!(parse_rate("1234").unwrap(), Some(1234));
+        assert_eq!(parse_rate("65536").unwrap(), Some(65536));
+        assert!(matches!(parse_rate("1234"), Err(ConfigError::RateTooLow(_))));
         assert_eq!(parse_rate("off").unwrap(), None);
         assert_eq!(parse_rate("0").unwrap(), None);
         for bad in ["", "M", "-1", "1.5M", "99999999999G", "8 MB"] {

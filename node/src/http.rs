@@ -526,10 +526,13 @@ async fn events(
 > {
     use axum::response::sse::{Event, KeepAlive, Sse};
     use tokio::sync::broadcast::error::RecvError;
+    // Subscribe first, then list: every change after the list is in the
+    // receiver, so a client that applies both in order ends up current.
     let rx = st.downloads.subscribe();
     let mut tick = tokio::time::interval(SNAPSHOT_EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let state = EventStream { rx, tick, sent: Default::default(), pending: Vec::new(), st };
+    let pending = vec![downloads_event(&st)];
+    let state = EventStream { rx, tick, sent: Default::default(), pending, st };
     let stream = futures_util::stream::unfold(state, |mut s| async move {
         loop {
             if let Some(e) = s.pending.pop() {
@@ -544,7 +547,11 @@ async fn events(
                     Ok(DownloadEvent::Removed { id }) => {
                         Event::default().event("download_removed").json_data(serde_json::json!({ "id": id })).unwrap_or_default()
                     }
-                    Err(RecvError::Lagged(n)) => Event::default().event("lagged").data(n.to_string()),
+                    Err(RecvError::Lagged(n)) => {
+                        // Missed updates: the whole list follows the notice.
+                        s.pending.push(downloads_event(&s.st));
+                        Event::default().event("lagged").data(n.to_string())
+                    }
                     Err(RecvError::Closed) => return None,
                 },
                 _ = s.tick.tick() => {
@@ -556,6 +563,11 @@ async fn events(
         }
     });
     Sse::new(stream).keep_alive(KeepAlive::default())
+}
+
+/// `event: downloads`: every download request, as `GET /api/downloads` lists them.
+fn downloads_event(st: &AppState) -> axum::response::sse::Event {
+    axum::response::sse::Event::default().event("downloads").json_data(st.downloads.list()).unwrap_or_default()
 }
 
 /// How often an event stream checks peers, shares, uploads and topics for changes.
@@ -570,7 +582,8 @@ struct EventStream {
     tick: tokio::time::Interval,
     /// BLAKE3 of the JSON last sent for each of [`SNAPSHOT_KINDS`].
     sent: [Option<[u8; 32]>; 4],
-    /// Snapshot events not yet sent, last one first; at most four.
+    /// Snapshot events not yet sent, last one first; at most six (four
+    /// snapshots, the download list and the `lagged` notice's list).
     pending: Vec<axum::response::sse::Event>,
     st: AppState,
 }

@@ -20,7 +20,8 @@
 //! `Content-Range`; the end is clamped to the file. A `Range` asking for
 //! several ranges, or one we cannot parse, is ignored: the whole file comes
 //! back 200 (players ask for one range at a time). A range starting past the
-//! end is 416 with `Content-Range: bytes */size`. `If-Range` is honoured
+//! end is 416 with `Content-Range: bytes */size`; an empty file is always
+//! sent whole (200), since media elements ask for `bytes=0-`. `If-Range` is honoured
 //! against our `ETag` (size and mtime) or `Last-Modified`.
 //!
 //! **Hostile content.** A share may hold HTML, SVG or scripts. Only names
@@ -233,7 +234,9 @@ impl RangeRequest {
     pub fn resolve(self, size: u64) -> Resolved {
         let last = size.checked_sub(1);
         match (self, last) {
-            (RangeRequest::Whole, _) => Resolved::Whole,
+            // An empty file has no byte to range over; browsers' media
+            // elements always ask `bytes=0-`, so they get the (empty) whole.
+            (RangeRequest::Whole, _) | (_, None) => Resolved::Whole,
             (RangeRequest::From(a), Some(last)) if a <= last => Resolved::Partial { start: a, end: last },
             (RangeRequest::FromTo(a, b), Some(last)) if a <= last => Resolved::Partial { start: a, end: b.min(last) },
             (RangeRequest::Suffix(n), Some(last)) if n > 0 => {
@@ -700,13 +703,13 @@ mod tests {
         assert_eq!(From(3).resolve(10), p(3, 9));
         assert_eq!(From(0).resolve(10), p(0, 9));
         assert_eq!(From(10).resolve(10), Unsatisfiable);
-        assert_eq!(From(0).resolve(0), Unsatisfiable);
+        assert_eq!(From(0).resolve(0), Resolved::Whole);
         assert_eq!(Suffix(3).resolve(10), p(7, 9));
         assert_eq!(Suffix(10).resolve(10), p(0, 9));
         assert_eq!(Suffix(50).resolve(10), p(0, 9));
         assert_eq!(Suffix(u64::MAX).resolve(10), p(0, 9));
         assert_eq!(Suffix(0).resolve(10), Unsatisfiable);
-        assert_eq!(Suffix(5).resolve(0), Unsatisfiable);
+        assert_eq!(Suffix(5).resolve(0), Resolved::Whole);
         assert_eq!(FromTo(0, u64::MAX).resolve(u64::MAX), p(0, u64::MAX - 1));
     }
 

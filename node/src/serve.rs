@@ -73,14 +73,26 @@ struct RateLimit {
     rate: AtomicU64,
     /// Bytes available (negative: owed by senders already sleeping) and when.
     bucket: Mutex<(f64, std::time::Instant)>,
+    /// Bumped by every change of the limit, so sleeping uploads notice it.
+    generation: AtomicU64,
 }
 
 /// How much unused rate the upload limit lets build up.
 pub const RATE_BURST: Duration = Duration::from_millis(250);
+/// The lowest upload limit accepted: below it, a few 256 KiB reads sharing
+/// the limit would each stall longer than a downloader waits (60 s).
+pub const MIN_UPLOAD_RATE: u64 = 64 << 10;
+/// Longest single sleep of a limited upload; a new limit (or none) takes
+/// effect on sleeping uploads within this.
+const RATE_SLICE: Duration = Duration::from_millis(500);
 
 impl RateLimit {
     fn new(rate: Option<u64>) -> Self {
-        RateLimit { rate: AtomicU64::new(rate.unwrap_or(0)), bucket: Mutex::new((0.0, std::time::Instant::now())) }
+        RateLimit {
+            rate: AtomicU64::new(rate.unwrap_or(0)),
+            bucket: Mutex::new((0.0, std::time::Instant::now())),
+            generation: AtomicU64::new(0),
+        }
     }
 
     fn get(&self) -> Option<u64> {
@@ -93,22 +105,34 @@ impl RateLimit {
         // stall uploads for what they sent before it.
         *b = (0.0, std::time::Instant::now());
         self.rate.store(rate.unwrap_or(0), Ordering::Relaxed);
+        self.generation.fetch_add(1, Ordering::Relaxed);
     }
 
-    /// Waits until `n` more bytes may go out.
-    async fn take(&self, n: usize) {
-        let Some(rate) = self.get() else { return };
+    /// Charges `n` bytes to the bucket; returns how long the sender must
+    /// wait before they may go out.
+    fn charge(&self, n: usize) -> Duration {
+        let Some(rate) = self.get() else { return Duration::ZERO };
         let rate = rate as f64;
-        let wait = {
-            let mut b = crate::lock(&self.bucket);
-            let now = std::time::Instant::now();
-            let burst = rate * RATE_BURST.as_secs_f64();
-            b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(burst) - n as f64;
-            b.1 = now;
-            if b.0 < 0.0 { Duration::from_secs_f64(-b.0 / rate) } else { Duration::ZERO }
-        };
-        if !wait.is_zero() {
-            tokio::time::sleep(wait).await;
+        let mut b = crate::lock(&self.bucket);
+        let now = std::time::Instant::now();
+        let burst = rate * RATE_BURST.as_secs_f64();
+        b.0 = (b.0 + now.duration_since(b.1).as_secs_f64() * rate).min(burst) - n as f64;
+        b.1 = now;
+        if b.0 < 0.0 { Duration::from_secs_f64(-b.0 / rate) } else { Duration::ZERO }
+    }
+
+    /// Waits until `n` more bytes may go out, in slices of at most
+    /// [`RATE_SLICE`]; a changed limit forgives the rest of the wait.
+    async fn take(&self, n: usize) {
+        let generation = self.generation.load(Ordering::Relaxed);
+        let mut wait = self.charge(n);
+        while !wait.is_zero() {
+            let nap = wait.min(RATE_SLICE);
+            tokio::time::sleep(nap).await;
+            if self.generation.load(Ordering::Relaxed) != generation {
+                return;
+            }
+            wait -= nap;
         }
     }
 }
@@ -642,20 +666,30 @@ mod tests {
         drop((f, g));
     }
 
-    #[tokio::test]
-    async fn rate_limit_can_change() {
+    #[test]
+    fn rate_limit_charges_and_can_change() {
         let limit = RateLimit::new(None);
-        let t = std::time::Instant::now();
-        limit.take(100 << 20).await;
-        assert!(t.elapsed() < Duration::from_millis(50), "unlimited never waits");
+        assert_eq!(limit.charge(100 << 20), Duration::ZERO, "unlimited never waits");
         limit.set(Some(4 << 20));
         assert_eq!(limit.get(), Some(4 << 20));
-        let t = std::time::Instant::now();
-        limit.take(1 << 20).await;
-        assert!(t.elapsed() >= Duration::from_millis(200), "1 MiB at 4 MiB/s: {:?}", t.elapsed());
+        // 1 MiB at 4 MiB/s from an empty bucket owes about a quarter second.
+        let owed = limit.charge(1 << 20);
+        assert!(owed > Duration::from_millis(200) && owed <= Duration::from_millis(250), "{owed:?}");
         limit.set(None);
-        let t = std::time::Instant::now();
-        limit.take(100 << 20).await;
-        assert!(t.elapsed() < Duration::from_millis(50));
+        assert_eq!(limit.charge(100 << 20), Duration::ZERO);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_new_limit_wakes_sleeping_uploads() {
+        let limit = Arc::new(RateLimit::new(Some(MIN_UPLOAD_RATE)));
+        // 64 MiB at 64 KiB/s would owe over 15 minutes of (paused) time.
+        let sleeper = tokio::spawn({
+            let limit = limit.clone();
+            async move { limit.take(64 << 20).await }
+        });
+        tokio::time::sleep(RATE_SLICE * 3).await;
+        assert!(!sleeper.is_finished());
+        limit.set(None);
+        tokio::time::timeout(RATE_SLICE * 2, sleeper).await.expect("woken within a slice").unwrap();
     }
 }

@@ -271,6 +271,12 @@ impl LiveSettings {
             c.peer_download_slots = Some(slots("peer_download_slots", n)?).filter(|_| n != now.peer_download_slots);
         }
         if let Some(r) = u.max_upload_rate {
+            if r > 0 && r < crate::serve::MIN_UPLOAD_RATE {
+                return Err(SettingsError::Invalid(format!(
+                    "an upload limit of {r} bytes/s is too low for peers to finish a read before they give up; \
+                     use at least 64K, or 0 for no limit"
+                )));
+            }
             let r = Some(r).filter(|r| *r > 0);
             pinned("max_upload_rate", r != now.max_upload_rate)?;
             c.max_upload_rate = Some(r).filter(|r| *r != now.max_upload_rate);

@@ -13,16 +13,26 @@ use rust_embed::Embed;
 #[folder = "$OUT_DIR/dist"]
 struct Assets;
 
-/// Whether an `Accept-Encoding` header allows gzip (`q=0` refuses it).
+/// Whether an `Accept-Encoding` header allows gzip: a `gzip` entry decides
+/// by its weight (`q=0` refuses), else a `*` entry does.
 fn accepts_gzip(headers: &HeaderMap) -> bool {
-    headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(',')).any(
-        |item| {
-            let mut parts = item.split(';').map(str::trim);
-            let coding = parts.next().unwrap_or("");
-            let refused = parts.any(|p| p.replace(' ', "").eq_ignore_ascii_case("q=0"));
-            (coding.eq_ignore_ascii_case("gzip") || coding == "*") && !refused
-        },
-    )
+    let mut gzip = None;
+    let mut any = None;
+    let items =
+        headers.get_all(header::ACCEPT_ENCODING).iter().filter_map(|v| v.to_str().ok()).flat_map(|v| v.split(','));
+    for item in items {
+        let mut parts = item.split(';').map(str::trim);
+        let coding = parts.next().unwrap_or("");
+        let weight = parts
+            .find_map(|p| p.strip_prefix("q=").or_else(|| p.strip_prefix("Q=")))
+            .map_or(1.0, |q| q.trim().parse::<f32>().unwrap_or(0.0));
+        if coding.eq_ignore_ascii_case("gzip") {
+            gzip = Some(weight > 0.0);
+        } else if coding == "*" {
+            any = Some(weight > 0.0);
+        }
+    }
+    gzip.or(any).unwrap_or(false)
 }
 
 /// Serves a UI file, or `index.html` for any other path (the UI's own routes).
@@ -80,6 +90,9 @@ mod tests {
         assert!(accepts_gzip(&with("br;q=1.0, GZIP;q=0.5")));
         assert!(accepts_gzip(&with("*")));
         assert!(!accepts_gzip(&with("gzip;q=0")));
+        assert!(!accepts_gzip(&with("gzip; q=0.000")));
+        assert!(!accepts_gzip(&with("gzip;q=0, *")));
+        assert!(!accepts_gzip(&with("*;q=0")));
         assert!(!accepts_gzip(&with("br")));
         assert!(!accepts_gzip(&HeaderMap::new()));
     }

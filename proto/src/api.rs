@@ -585,12 +585,16 @@ impl MediaKind {
     }
 }
 
-/// What `GET /api/events` sends besides downloads: a fresh snapshot when it
-/// changes, checked about once a second. `event: peers` carries
-/// `[`[`PeerInfo`]`]`, `event: shares` `[`[`ShareInfo`]`]`, `event: uploads`
-/// an [`UploadsInfo`], `event: topics` `[`[`TopicInfo`]`]`. Each is sent once
-/// when the stream opens, so a client needs no separate first fetch.
-pub const EVENT_NAMES: [&str; 7] = ["download", "download_removed", "lagged", "peers", "shares", "uploads", "topics"];
+/// What `GET /api/events` sends besides single download changes: a fresh
+/// snapshot when it changes, checked about once a second. `event: peers`
+/// carries `[`[`PeerInfo`]`]`, `event: shares` `[`[`ShareInfo`]`]`, `event:
+/// uploads` an [`UploadsInfo`], `event: topics` `[`[`TopicInfo`]`]`. Each is
+/// sent once when the stream opens, so a client needs no separate first
+/// fetch. `event: downloads` (`[`[`DownloadInfo`]`]`, every request) comes
+/// when the stream opens and again right after each `lagged`; `download`
+/// and `download_removed` events that follow it are newer.
+pub const EVENT_NAMES: [&str; 8] =
+    ["download", "download_removed", "lagged", "downloads", "peers", "shares", "uploads", "topics"];
 
 /// The body of every error response.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

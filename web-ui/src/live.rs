@@ -4,10 +4,12 @@
 //! The browser's `EventSource` cannot send an `Authorization` header, so the
 //! stream is a `fetch` whose body is read chunk by chunk and split into
 //! server-sent events here. Snapshots (`peers`, `shares`, `uploads`, `topics`)
-//! arrive when the stream opens and whenever they change; downloads arrive
-//! as single updates, so the whole list is fetched once per connection (and
-//! again after `lagged`). When the stream ends or fails, [`Link`] says so and
-//! the stream is reopened after a growing pause (1 s up to [`MAX_BACKOFF_MS`]).
+//! arrive when the stream opens and whenever they change; the whole download
+//! list (`downloads`) arrives when the stream opens and after `lagged`, and
+//! single `download` / `download_removed` changes patch it, in stream order
+//! (so nothing newer is overwritten by an older list). When the stream ends
+//! or fails, [`Link`] says so and the stream is reopened after a growing
+//! pause (1 s up to [`MAX_BACKOFF_MS`]).
 
 use std::cell::Cell;
 use std::rc::Rc;
@@ -26,8 +28,9 @@ use crate::session::Session;
 /// Longest pause between two attempts to reopen the stream.
 const MAX_BACKOFF_MS: i32 = 10_000;
 /// Most text kept while waiting for the end of one event: the largest event
-/// (a peer list or a download) is far smaller; more means a broken stream.
-const MAX_PENDING_BYTES: usize = 1 << 20;
+/// (the full list of at most 1,000 downloads) is far smaller; more means a
+/// broken stream.
+const MAX_PENDING_BYTES: usize = 8 << 20;
 
 /// How the page is linked to the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,16 +94,6 @@ impl Live {
         live
     }
 
-    /// Fetches the whole download list again.
-    pub fn refresh_downloads(self, session: Session) {
-        spawn_local(async move {
-            if let Ok(list) = session.call(|t| async move { api::downloads(&t).await }).await {
-                self.downloads.try_set(list);
-                self.downloads_loaded.try_set(true);
-            }
-        });
-    }
-
     /// Puts a download the page just got from an action in the list.
     pub fn upsert_download(self, info: DownloadInfo) {
         self.downloads.try_update(|l| match l.iter_mut().find(|d| d.id == info.id) {
@@ -115,7 +108,10 @@ impl Live {
             self.link.try_set(Link::Connecting);
             let abort = AbortController::new().ok();
             let signal = abort.as_ref().map(AbortController::signal);
-            controller.set(abort);
+            // A stream that ended with an error may still hold its connection.
+            if let Some(old) = controller.replace(abort) {
+                old.abort();
+            }
             let outcome = self.stream_once(session, signal.as_ref(), &alive, &mut backoff).await;
             if !alive.get() {
                 return;
@@ -169,11 +165,13 @@ impl Live {
 
         self.link.try_set(Link::Live);
         *backoff = 1_000;
-        self.refresh_downloads(session);
 
         let mut pending = String::new();
         while alive.get() {
-            let chunk = JsFuture::from(reader.read()).await.map_err(fail)?;
+            let chunk = match JsFuture::from(reader.read()).await {
+                Ok(c) => c,
+                Err(e) => return Err(fail(e)),
+            };
             let done = js_sys::Reflect::get(&chunk, &"done".into()).ok().and_then(|v| v.as_bool()).unwrap_or(true);
             if done {
                 return Ok(());
@@ -181,20 +179,27 @@ impl Live {
             let value = js_sys::Reflect::get(&chunk, &"value".into()).map_err(fail)?;
             let bytes: js_sys::Uint8Array = value.unchecked_into();
             let text = decoder.decode_with_buffer_source_and_options(&bytes, &opts).map_err(fail)?;
-            pending.push_str(&text.replace("\r\n", "\n"));
+            pending.push_str(&text);
+            // Line ends may be CRLF, and a CRLF may be split across chunks:
+            // normalise only what is complete.
+            if pending.contains('\r') && !pending.ends_with('\r') {
+                pending = pending.replace("\r\n", "\n");
+            }
             while let Some(end) = pending.find("\n\n") {
                 let block: String = pending.drain(..end + 2).collect();
-                self.dispatch(session, &block);
+                self.dispatch(&block);
             }
             if pending.len() > MAX_PENDING_BYTES {
+                let _ = reader.cancel();
                 return Err(ApiFailure::other("The event stream sent an event too large to be real."));
             }
         }
+        let _ = reader.cancel();
         Ok(())
     }
 
     /// Applies one server-sent event (`event:` and `data:` lines).
-    fn dispatch(self, session: Session, block: &str) {
+    fn dispatch(self, block: &str) {
         let mut name = "message";
         let mut data = String::new();
         for line in block.lines() {
@@ -219,7 +224,15 @@ impl Live {
                 }
                 Err(e) => bad(e),
             },
-            "lagged" => self.refresh_downloads(session),
+            "downloads" => match serde_json::from_str(&data) {
+                Ok(v) => {
+                    self.downloads.try_set(v);
+                    self.downloads_loaded.try_set(true);
+                }
+                Err(e) => bad(e),
+            },
+            // The full list follows as `downloads`.
+            "lagged" => {}
             "peers" => match serde_json::from_str(&data) {
                 Ok(v) => {
                     self.peers.try_set(v);

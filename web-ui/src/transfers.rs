@@ -419,6 +419,10 @@ fn FileRow(id: u64, file: FileInfo, files: RwSignal<Vec<FileInfo>>) -> impl Into
     let play_name = name.clone();
     let play_url = url.clone();
     let playable = hdp_proto::api::MediaKind::of(&name).is_some();
+    let play_label = match hdp_proto::api::MediaKind::of(&name) {
+        Some(hdp_proto::api::MediaKind::Audio | hdp_proto::api::MediaKind::Video) => "Play",
+        _ => "View",
+    };
     view! {
         <li class="file-row" data-seq=seq.to_string() data-state=state.as_str()>
             <div class="file-text">
@@ -447,7 +451,7 @@ fn FileRow(id: u64, file: FileInfo, files: RwSignal<Vec<FileInfo>>) -> impl Into
                                                 nav.play(play_url.clone(), &play_name, None);
                                             }
                                         >
-                                            "Play"
+                                            {play_label}
                                         </button>
                                     }
                                 })}

@@ -86,6 +86,7 @@ fn settings_are_saved_pinned_by_flags_and_survive_a_restart() {
         serde_json::json!({ "download_dir": file.to_str().unwrap() }).to_string(),
         serde_json::json!({ "upload_slots": 1, "download_dir": file.join("below").to_str().unwrap() }).to_string(),
         r#"{"mqtt": "ftp://example.invalid"}"#.to_owned(),
+        r#"{"max_upload_rate": 1}"#.to_owned(),
     ] {
         let r = put_settings(&node, &body);
         assert_eq!(r.status, 400, "{body}: {}", r.body);

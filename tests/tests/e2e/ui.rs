@@ -262,13 +262,20 @@ fn phone_ui_joins_a_topic_browses_searches_plays_and_downloads_a_folder() {
     assert_eq!(bg, "rgb(17, 19, 23)", "dark background");
     shot(br, "11-peers-dark");
 
+    // The same app on a desktop screen: the navigation becomes a side rail.
+    br.set_viewport(1280, 800, 1.0, false);
+    br.click("#nav-transfers");
+    let rail = br.eval("getComputedStyle(document.querySelector('.bottom-nav')).flexDirection");
+    assert_eq!(rail, "column");
+    shot(br, "12-desktop");
+
     let errors = br.console_errors();
     assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
 
     // When the node goes away, the page says so.
     a.stop();
     br.wait_visible("#link-banner", NET_WAIT);
-    shot(br, "12-disconnected");
+    shot(br, "13-disconnected");
     drop(browser);
     b.stop();
 }
