@@ -370,6 +370,27 @@ fn peer_infos(st: &AppState) -> Vec<PeerInfo> {
     list
 }
 
+/// What the peer list says about a connection just made, or, if the list
+/// has not caught up yet, what the connection itself tells.
+fn connected_info(st: &AppState, pc: &crate::peers::PeerConn) -> PeerInfo {
+    peer_infos(st).into_iter().find(|p| p.id == Some(pc.id)).unwrap_or_else(|| PeerInfo {
+        id: Some(pc.id),
+        name: Some(pc.id.friendly_name()),
+        addr: Some(pc.conn.remote_address().to_string()),
+        connected: true,
+        direction: Some(pc.direction),
+        since: Some(pc.since),
+        topics: pc.topics.clone(),
+        rtt_ms: None,
+        source: "manual".into(),
+        error: None,
+        rx_rate: 0,
+        tx_rate: 0,
+        rx_bytes: 0,
+        tx_bytes: 0,
+    })
+}
+
 async fn connect(
     State(st): State<AppState>,
     body: Result<Json<ConnectRequest>, JsonRejection>,
@@ -386,22 +407,7 @@ async fn connect(
     };
     let addr = tokio::net::lookup_host(req.addr.as_str()).await.map_err(|_| bad())?.next().ok_or_else(bad)?;
     match st.peers.add_target(addr).await {
-        Ok(pc) => Ok(Json(st.peers.list().into_iter().find(|p| p.id == Some(pc.id)).unwrap_or(PeerInfo {
-            id: Some(pc.id),
-            name: Some(pc.id.friendly_name()),
-            addr: Some(addr.to_string()),
-            connected: true,
-            direction: Some(pc.direction),
-            since: Some(pc.since),
-            topics: pc.topics,
-            rtt_ms: None,
-            source: "manual".into(),
-            error: None,
-            rx_rate: 0,
-            tx_rate: 0,
-            rx_bytes: 0,
-            tx_bytes: 0,
-        }))),
+        Ok(pc) => Ok(Json(connected_info(&st, &pc))),
         Err(e) => Err(Failure::new(
             StatusCode::BAD_GATEWAY,
             format!(
@@ -702,22 +708,7 @@ async fn connect_contact(st: &AppState, text: &str) -> ApiResult<PeerInfo> {
     if pc.direction == hdp_proto::api::Direction::Out {
         st.peers.keep_target(pc.conn.remote_address(), &pc);
     }
-    Ok(peer_infos(st).into_iter().find(|p| p.id == Some(pc.id)).unwrap_or_else(|| PeerInfo {
-        id: Some(pc.id),
-        name: Some(name),
-        addr: Some(pc.conn.remote_address().to_string()),
-        connected: true,
-        direction: Some(pc.direction),
-        since: Some(pc.since),
-        topics: pc.topics.clone(),
-        rtt_ms: None,
-        source: "manual".into(),
-        error: None,
-        rx_rate: 0,
-        tx_rate: 0,
-        rx_bytes: 0,
-        tx_bytes: 0,
-    }))
+    Ok(connected_info(st, &pc))
 }
 
 impl From<crate::settings::SettingsError> for Failure {

@@ -107,7 +107,7 @@ impl RunningNode {
         let token = load_token(&data_dir, true)?;
         let index = Index::open(&data_dir.join("index"))?;
         // Settings saved from the UI win over config.toml, not over flags.
-        crate::settings::apply_saved(&mut config, &crate::settings::Saved::load(&index)?);
+        crate::settings::apply_saved(&mut config, &crate::settings::load_saved(&index)?);
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();

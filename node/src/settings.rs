@@ -26,7 +26,6 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use hdp_proto::api::{Settings, SettingsUpdate};
-use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
 
 use crate::config::Config;
@@ -41,38 +40,22 @@ pub const SETTINGS_KEY: &str = "settings";
 /// holds a buffer and a disk stream; more than this helps no small machine.
 pub const MAX_SLOTS: u32 = 64;
 
-/// Settings the UI changed, as saved. Absent ones were never changed there.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-pub struct Saved {
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub download_dir: Option<String>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub upload_slots: Option<u32>,
-    /// Bytes per second; 0 means unlimited.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub max_upload_rate: Option<u64>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub download_slots: Option<u32>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub peer_download_slots: Option<u32>,
-    /// A broker URL or `off`.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mqtt: Option<String>,
+/// Settings the UI changed, as saved: the same shape as a `PUT` body.
+/// Absent ones were never changed there; a rate of 0 means unlimited.
+pub use hdp_proto::api::SettingsUpdate as Saved;
+
+/// The saved settings; unreadable JSON counts as none saved (with a warning).
+pub fn load_saved(index: &Index) -> Result<Saved, RecordError> {
+    let Some(raw) = index.meta_get(SETTINGS_KEY)? else { return Ok(Saved::default()) };
+    Ok(serde_json::from_slice(&raw).unwrap_or_else(|e| {
+        warn!(error = %e, "the saved settings are unreadable; using config.toml and defaults");
+        Saved::default()
+    }))
 }
 
-impl Saved {
-    /// The saved settings; unreadable JSON counts as none saved (with a warning).
-    pub fn load(index: &Index) -> Result<Saved, RecordError> {
-        let Some(raw) = index.meta_get(SETTINGS_KEY)? else { return Ok(Saved::default()) };
-        Ok(serde_json::from_slice(&raw).unwrap_or_else(|e| {
-            warn!(error = %e, "the saved settings are unreadable; using config.toml and defaults");
-            Saved::default()
-        }))
-    }
-
-    pub fn save(&self, index: &Index) -> Result<(), RecordError> {
-        index.meta_put(SETTINGS_KEY, &serde_json::to_vec(self).unwrap_or_default())
-    }
+/// Replaces the saved settings.
+pub fn store_saved(saved: &Saved, index: &Index) -> Result<(), RecordError> {
+    index.meta_put(SETTINGS_KEY, &serde_json::to_vec(saved).unwrap_or_default())
 }
 
 /// The flag (and variable) that pins a setting, for messages.
@@ -211,7 +194,7 @@ impl LiveSettings {
         let _one = self.changing.lock().await;
         let now = self.get();
         let checked = self.check(&u, &now).await?;
-        let mut saved = Saved::load(&self.index)?;
+        let mut saved = load_saved(&self.index)?;
         if let Some(d) = &checked.download_dir {
             saved.download_dir = Some(d.display().to_string());
         }
@@ -225,7 +208,7 @@ impl LiveSettings {
             saved.mqtt = Some(m.as_ref().map_or_else(|| "off".to_owned(), Broker::to_string));
         }
         let index = self.index.clone();
-        tokio::task::spawn_blocking(move || saved.save(&index))
+        tokio::task::spawn_blocking(move || store_saved(&saved, &index))
             .await
             .map_err(|_| SettingsError::Invalid("the node is shutting down".into()))??;
 

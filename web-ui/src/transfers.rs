@@ -155,6 +155,17 @@ fn DownloadCard(id: u64) -> impl IntoView {
         });
     };
 
+    // One of the card's action buttons, shown when `show`.
+    let button = move |show: bool, label: &'static str, class: &'static str, action: &'static str| {
+        show.then(|| {
+            view! {
+                <button type="button" class=class disabled=move || busy.get() on:click=move |_| act(action)>
+                    {label}
+                </button>
+            }
+        })
+    };
+
     view! {
         {move || {
             info.get()
@@ -232,45 +243,9 @@ fn DownloadCard(id: u64) -> impl IntoView {
                                     }
                                 })}
                             <div class="actions">
-                                {can_pause
-                                    .then(|| {
-                                        view! {
-                                            <button
-                                                type="button"
-                                                class="btn dl-pause"
-                                                disabled=move || busy.get()
-                                                on:click=move |_| act("pause")
-                                            >
-                                                "Pause"
-                                            </button>
-                                        }
-                                    })}
-                                {can_resume
-                                    .then(|| {
-                                        view! {
-                                            <button
-                                                type="button"
-                                                class="btn btn-primary dl-resume"
-                                                disabled=move || busy.get()
-                                                on:click=move |_| act("resume")
-                                            >
-                                                "Resume"
-                                            </button>
-                                        }
-                                    })}
-                                {can_retry
-                                    .then(|| {
-                                        view! {
-                                            <button
-                                                type="button"
-                                                class="btn dl-retry"
-                                                disabled=move || busy.get()
-                                                on:click=move |_| act("retry")
-                                            >
-                                                "Retry failed"
-                                            </button>
-                                        }
-                                    })}
+                                {button(can_pause, "Pause", "btn dl-pause", "pause")}
+                                {button(can_resume, "Resume", "btn btn-primary dl-resume", "resume")}
+                                {button(can_retry, "Retry failed", "btn dl-retry", "retry")}
                                 <button
                                     type="button"
                                     class="btn dl-files"
@@ -287,33 +262,9 @@ fn DownloadCard(id: u64) -> impl IntoView {
                                         }
                                     }}
                                 </button>
-                                {(!finished)
-                                    .then(|| {
-                                        view! {
-                                            <button
-                                                type="button"
-                                                class="btn btn-danger dl-cancel"
-                                                disabled=move || busy.get()
-                                                on:click=move |_| act("cancel")
-                                            >
-                                                "Cancel"
-                                            </button>
-                                        }
-                                    })}
-                                {finished
-                                    .then(|| {
-                                        view! {
-                                            <button
-                                                type="button"
-                                                class="btn btn-ghost dl-forget"
-                                                title="Remove from the list; downloaded files stay"
-                                                disabled=move || busy.get()
-                                                on:click=move |_| act("cancel")
-                                            >
-                                                "Remove"
-                                            </button>
-                                        }
-                                    })}
+                                {button(!finished, "Cancel", "btn btn-danger dl-cancel", "cancel")}
+                                // Cancelling a finished download only forgets it.
+                                {button(finished, "Remove", "btn btn-ghost dl-forget", "cancel")}
                             </div>
                             {move || error.get().map(|e| view! { <p class="field-error" role="alert">{e}</p> })}
                         </li>
