@@ -444,20 +444,13 @@ fn SourceList(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> imp
     let peers = move || live.connected_peers();
     view! {
         <ul class="entry-list card" id="source-list">
-            <li class="entry" data-kind="source" data-name="me">
-                <button type="button" class="entry-main entry-open" on:click=move |_| go(Source::Me, String::new())>
-                    <span class="avatar me" aria-hidden="true">
-                        "★"
-                    </span>
-                    <span class="entry-text">
-                        <span class="entry-base">"This node"</span>
-                        <span class="entry-meta">"Your own shares"</span>
-                    </span>
-                    <span class="chevron" aria-hidden="true">
-                        "›"
-                    </span>
-                </button>
-            </li>
+            <SourceRow
+                key="me".into()
+                avatar="★".into()
+                label="This node".into()
+                meta="Your own shares".into()
+                on_open=Callback::new(move |()| go(Source::Me, String::new()))
+            />
             <For each=peers key=|p| p.id let:peer>
                 {
                     let name = peer.name.clone().unwrap_or_default();
@@ -469,24 +462,13 @@ fn SourceList(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> imp
                         format!("on {}", peer.topics.join(", "))
                     };
                     view! {
-                        <li class="entry" data-kind="source" data-name=name.clone()>
-                            <button
-                                type="button"
-                                class="entry-main entry-open"
-                                on:click=move |_| go(Source::Peer(target.clone()), String::new())
-                            >
-                                <span class="avatar" aria-hidden="true">
-                                    {initial}
-                                </span>
-                                <span class="entry-text">
-                                    <span class="entry-base">{name.clone()}</span>
-                                    <span class="entry-meta">{meta}</span>
-                                </span>
-                                <span class="chevron" aria-hidden="true">
-                                    "›"
-                                </span>
-                            </button>
-                        </li>
+                        <SourceRow
+                            key=name.clone()
+                            avatar=initial
+                            label=name
+                            meta=meta
+                            on_open=Callback::new(move |()| go(Source::Peer(target.clone()), String::new()))
+                        />
                     }
                 }
             </For>
@@ -501,6 +483,27 @@ fn SourceList(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> imp
                 " to browse their files."
             </p>
         </Show>
+    }
+}
+
+/// One row of the source list: an avatar, a name and a line about it.
+#[component]
+fn SourceRow(key: String, avatar: String, label: String, meta: String, on_open: Callback<()>) -> impl IntoView {
+    view! {
+        <li class="entry" data-kind="source" data-name=key.clone()>
+            <button type="button" class="entry-main entry-open" on:click=move |_| on_open.run(())>
+                <span class="avatar" class:me=key == "me" aria-hidden="true">
+                    {avatar}
+                </span>
+                <span class="entry-text">
+                    <span class="entry-base">{label}</span>
+                    <span class="entry-meta">{meta}</span>
+                </span>
+                <span class="chevron" aria-hidden="true">
+                    "›"
+                </span>
+            </button>
+        </li>
     }
 }
 

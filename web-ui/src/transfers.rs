@@ -412,26 +412,15 @@ fn FileRow(id: u64, file: FileInfo, files: RwSignal<Vec<FileInfo>>) -> impl Into
                         }
                             .into_any()
                     }
-                    FileState::Queued | FileState::Active => {
+                    other => {
+                        let (label, action) = match other {
+                            FileState::Paused => ("Resume", "resume"),
+                            FileState::Failed | FileState::Cancelled => ("Retry", "retry"),
+                            _ => ("Pause", "pause"),
+                        };
                         view! {
-                            <button type="button" class="btn btn-small" on:click=move |_| act("pause")>
-                                "Pause"
-                            </button>
-                        }
-                            .into_any()
-                    }
-                    FileState::Paused => {
-                        view! {
-                            <button type="button" class="btn btn-small" on:click=move |_| act("resume")>
-                                "Resume"
-                            </button>
-                        }
-                            .into_any()
-                    }
-                    FileState::Failed | FileState::Cancelled => {
-                        view! {
-                            <button type="button" class="btn btn-small" on:click=move |_| act("retry")>
-                                "Retry"
+                            <button type="button" class="btn btn-small" on:click=move |_| act(action)>
+                                {label}
                             </button>
                         }
                             .into_any()
