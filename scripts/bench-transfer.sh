@@ -7,7 +7,9 @@
 #   hdp  harddrive-party: two release `hdp` nodes on 127.0.0.1, the second
 #        one downloads the file from the first one's share.
 # Prints a table (seconds, MiB/s, ratio vs scp, ratio vs TCP) and each hdp
-# node's peak RSS (VmHWM, read just before it is stopped with SIGTERM).
+# node's peak RSS (VmHWM) and CPU time (user + system, over the node's whole
+# life: start, indexing, the transfer), both read just before it is stopped
+# with SIGTERM.
 # Every received file is compared byte for byte with the source (cmp); a
 # mismatch fails the script. The source's page cache is warmed before each
 # method and the previous method's output is deleted first.
@@ -258,6 +260,7 @@ EOF
 # --- (c) two harddrive-party nodes --------------------------------------------
 declare -A node_pid=() node_http=() node_data=() node_dl=()
 hwm_a="" hwm_b="" # peak RSS in KiB of each node, the largest over the runs
+cpu_a="" cpu_b="" # CPU seconds of each node in the last run
 max_kib() { # A B: the larger of two KiB counts, either of which may be "" or "?"
   if ! [[ $1 =~ ^[0-9]+$ ]]; then echo "$2"; elif ! [[ $2 =~ ^[0-9]+$ ]] || (($1 >= $2)); then echo "$1"; else echo "$2"; fi
 }
@@ -298,12 +301,19 @@ hdp_cli() {
 }
 # stop_node NODE: reads its VmHWM (KiB) into stopped_hwm, then stops it with
 # SIGTERM (SIGKILL after 15 s). Not in a subshell: only this shell can reap it.
-stopped_hwm=""
+stopped_hwm="" stopped_cpu=""
+clk_tck=$(getconf CLK_TCK 2> /dev/null || echo 100)
 stop_node() {
-  local pid=${node_pid[$1]} status
+  local pid=${node_pid[$1]} status stat
   stopped_hwm="?"
+  stopped_cpu="?"
   status=$(cat "/proc/$pid/status" 2> /dev/null || true)
   if [[ $status =~ VmHWM:[[:space:]]*([0-9]+) ]]; then stopped_hwm=${BASH_REMATCH[1]}; fi
+  # Fields 14 and 15 of /proc/PID/stat (utime, stime), counted after the
+  # ")" that ends the command name.
+  stat=$(cat "/proc/$pid/stat" 2> /dev/null || true)
+  stat=${stat##*) }
+  if [ -n "$stat" ]; then stopped_cpu=$(awk -v t="$clk_tck" '{ printf "%.2f", ($12 + $13) / t }' <<< "$stat"); fi
   kill -TERM "$pid" 2> /dev/null || true
   # (bash reaps its exited children at once, so kill -0 fails as soon as
   # the node is gone; from a $(subshell) it would see a zombie instead.)
@@ -365,8 +375,10 @@ run_hdp() {
 
   stop_node a
   hwm_a=$(max_kib "$hwm_a" "$stopped_hwm")
+  cpu_a=$stopped_cpu
   stop_node b
   hwm_b=$(max_kib "$hwm_b" "$stopped_hwm")
+  cpu_b=$stopped_cpu
   dl=$(find "${node_dl[b]}" -type f -name "$fname" | head -n 1)
   [ -n "$dl" ] || die "hdp: no $fname below ${node_dl[b]}"
   verify_and_drop "$dl" hdp
@@ -401,12 +413,13 @@ for m in tcp scp hdp; do
 done
 if [ -n "$scp_cipher" ]; then printf 'scp cipher: %s\n' "$scp_cipher"; fi
 if want hdp; then
-  for pair in "a (sender):$hwm_a" "b (receiver):$hwm_b"; do
-    kib=${pair##*:}
+  for pair in "a (sender):$hwm_a:$cpu_a" "b (receiver):$hwm_b:$cpu_b"; do
+    IFS=: read -r who kib cpu <<< "$pair"
     if [[ $kib =~ ^[0-9]+$ ]]; then
-      printf 'hdp node %-13s peak RSS %8.1f MiB\n' "${pair%:*}" "$(calc "$kib / 1024")"
+      printf 'hdp node %-13s peak RSS %8.1f MiB' "$who" "$(calc "$kib / 1024")"
     else
-      printf 'hdp node %-13s peak RSS        ? (VmHWM unreadable)\n' "${pair%:*}"
+      printf 'hdp node %-13s peak RSS        ? (VmHWM unreadable)' "$who"
     fi
+    printf '   CPU %s s (last run)\n' "${cpu:-?}"
   done
 fi

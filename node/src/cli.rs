@@ -151,6 +151,12 @@ pub struct StartArgs {
     /// Files downloaded at once from any one peer [default: 2].
     #[arg(long, value_name = "N", env = "HDP_PEER_DOWNLOAD_SLOTS")]
     pub peer_download_slots: Option<usize>,
+    /// Async worker threads, which run QUIC, the peers and the web UI
+    /// [default: 1]. Disk, index and hashing work has its own pool either
+    /// way. One thread moves the most bytes per CPU second; more help a big
+    /// machine serving many peers at once.
+    #[arg(long, value_name = "N", env = "HDP_THREADS")]
+    pub threads: Option<usize>,
     /// MQTT broker to meet peers through: `mqtt://HOST[:PORT]`,
     /// `mqtts://HOST[:PORT]`, or `off` [default: mqtts://broker.hivemq.com:8883].
     #[arg(long, value_name = "URL", env = "HDP_MQTT")]

@@ -433,7 +433,10 @@ async fn start_download(
     body: Result<Json<DownloadRequest>, JsonRejection>,
 ) -> ApiResult<(StatusCode, Json<DownloadInfo>)> {
     let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
-    let info = st.downloads.queue(&req.peer, &req.path, req.paused)?;
+    // Makes the download dir and commits to LMDB: not on the async thread.
+    let downloads = st.downloads.clone();
+    let queued = tokio::task::spawn_blocking(move || downloads.queue(&req.peer, &req.path, req.paused)).await;
+    let info = queued.map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
     Ok((StatusCode::CREATED, Json(info)))
 }
 

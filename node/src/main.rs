@@ -19,12 +19,16 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {
-        Command::Start(args) => tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .max_blocking_threads(MAX_BLOCKING_THREADS)
-            .build()
-            .context("cannot start the async runtime")
-            .and_then(|rt| rt.block_on(start(args))),
+        // The configuration comes first: it says how many threads to start.
+        Command::Start(args) => Config::resolve(&args).map_err(anyhow::Error::from).and_then(|config| {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(config.threads)
+                .enable_all()
+                .max_blocking_threads(MAX_BLOCKING_THREADS)
+                .build()
+                .context("cannot start the async runtime")
+                .and_then(|rt| rt.block_on(start(args, config)))
+        }),
         other => tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -50,13 +54,12 @@ fn init_logging(verbose: u8) {
     tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
 
-async fn start(args: StartArgs) -> anyhow::Result<()> {
+async fn start(args: StartArgs, config: Config) -> anyhow::Result<()> {
     // Listen for signals before anything else: a SIGTERM that arrives while
     // the node starts must stop it cleanly, not kill it.
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;
-    let config = Config::resolve(&args)?;
     let node = RunningNode::start(config).await?;
     // A QR code only helps a person looking at a terminal, unless asked for.
     let qr = !args.no_qr && (args.qr || std::io::stdout().is_terminal());

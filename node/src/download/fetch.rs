@@ -11,8 +11,9 @@
 //! - Resume only the same version: which remote file and version (size,
 //!   mtime) a `.part` holds, and how much of it was fsynced, is kept in the
 //!   index (`partials`); if the sender's file changed, start over.
-//! - Bounded: one batch of received chunks (≤ [`WRITE_CHUNK`] plus quinn's
-//!   own buffers) per file being fetched, whatever the file's size.
+//! - Bounded: two buffers of [`WRITE_CHUNK`] (one filling from the
+//!   network, one being written) plus quinn's own stream window per file
+//!   being fetched, whatever the file's size.
 //!
 //! Non-goals: scheduling, retries and bookkeeping (the queue in
 //! [`super`] does those); fetching one file from several peers (later:
@@ -190,17 +191,27 @@ impl Fetch<'_> {
     /// before the `.part` is linked there, and only after every promised
     /// byte and a clean end of stream arrived, the length was checked, the
     /// data synced and its BLAKE3 matched the sender's.
-    pub async fn run(&self, mut record_final: impl FnMut(&str) -> Result<(), FileError>) -> Result<Fetched, FileError> {
+    ///
+    /// Disk and LMDB work runs on the blocking pool ([`blocking`]).
+    pub async fn run(
+        &self,
+        record_final: impl FnMut(&str) -> Result<(), FileError> + Send + 'static,
+    ) -> Result<Fetched, FileError> {
         let part = part_path(self.target);
         let _claim = PartClaim::take(self.active_parts, &part)?;
         let source = source_id(&self.peer, self.remote_path);
-        let known = self.index.partial_get(&part).map_err(|e| FileError::Permanent(e.to_string()))?;
-        let have = match std::fs::symlink_metadata(&part) {
-            Ok(m) if m.is_file() => Some(m.len()),
-            Ok(_) => return Err(FileError::Permanent(format!("{} exists and is not a file", part.display()))),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
-            Err(e) => return Err(local_io("cannot inspect", &part, e)),
-        };
+        let (index, p) = (self.index.clone(), part.clone());
+        let (known, have) = blocking(move || {
+            let known = index.partial_get(&p).map_err(|e| FileError::Permanent(e.to_string()))?;
+            let have = match std::fs::symlink_metadata(&p) {
+                Ok(m) if m.is_file() => Some(m.len()),
+                Ok(_) => return Err(FileError::Permanent(format!("{} exists and is not a file", p.display()))),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                Err(e) => return Err(local_io("cannot inspect", &p, e)),
+            };
+            Ok((known, have))
+        })
+        .await?;
         if have.is_some() && known.is_none() {
             return Err(FileError::Permanent(format!(
                 "{} exists but this node did not start it; move it away and retry",
@@ -234,7 +245,7 @@ impl Fetch<'_> {
         if fresh {
             // No bytes on disk yet: record first, so a crash right after the
             // file is created leaves a `.part` this node knows as its own.
-            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+            self.record_partial(&part, meta).await?;
         }
         let open_part = part.clone();
         let opened = tokio::task::spawn_blocking(move || -> std::io::Result<Writer> {
@@ -268,7 +279,7 @@ impl Fetch<'_> {
         if !fresh {
             // Bytes of another version may have been cut off just above: only
             // now, with the file at `offset` and synced, record what it holds.
-            self.index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
+            self.record_partial(&part, meta).await?;
         }
         self.progress.store(offset, Ordering::Relaxed);
 
@@ -277,10 +288,13 @@ impl Fetch<'_> {
             if let (FileError::Stopped, Ok(Writer { file, .. })) = (&e, file) {
                 // Keep what arrived for the resume: sync it, then record it.
                 let end = self.progress.load(Ordering::Relaxed);
-                let synced = tokio::task::spawn_blocking(move || file.sync_all()).await;
-                if let Ok(Ok(())) = synced {
-                    let _ = self.index.partial_put(&part, PartialMeta { synced: end, ..meta });
-                }
+                let (index, part) = (self.index.clone(), part.clone());
+                let _ = tokio::task::spawn_blocking(move || {
+                    if file.sync_data().is_ok() {
+                        let _ = index.partial_put(&part, PartialMeta { synced: end, ..meta });
+                    }
+                })
+                .await;
             } else {
                 let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
             }
@@ -303,59 +317,28 @@ impl Fetch<'_> {
             Err(_) => return Err(FileError::Stopped),
         }
         self.verify(&part, &head, ours).await?;
-        let final_path = self.publish(&part, &mut record_final)?;
+        let (index, target, mtime_ns) = (self.index.clone(), self.target.to_path_buf(), head.mtime_ns);
+        let final_path = blocking(move || {
+            let final_path = publish(&part, &target, record_final)?;
+            let _ = index.partial_delete(&part);
+            if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
+                let _ = f.set_modified(system_time(mtime_ns));
+            }
+            Ok(final_path)
+        })
+        .await?;
         let path_stats = self.conn.stats().path;
         debug!(
             file = %final_path.display(), bytes = head.length, mtu = path_stats.current_mtu,
             rtt_us = path_stats.rtt.as_micros() as u64, lost_packets = path_stats.lost_packets,
             "file complete"
         );
-        let _ = self.index.partial_delete(&part);
-        if let Ok(f) = std::fs::File::options().write(true).open(&final_path) {
-            let _ = f.set_modified(system_time(head.mtime_ns));
-        }
         Ok(Fetched { final_path, size: head.size })
     }
 
-    /// Gives a complete `.part` its final name without replacing anything:
-    /// a hard link to the first free name (`name`, `name (2).ext`, …), then
-    /// the `.part` is removed. The chosen name is recorded first, so a crash
-    /// between link and unlink is finished by [`finish_published`].
-    /// Filesystems without hard links (FAT, exFAT) get a check-then-rename.
-    fn publish(
-        &self,
-        part: &Path,
-        record_final: &mut impl FnMut(&str) -> Result<(), FileError>,
-    ) -> Result<PathBuf, FileError> {
-        let err = |e| local_io("cannot give its final name to", part, e);
-        if let Err(e) = std::fs::symlink_metadata(part)
-            && e.kind() == std::io::ErrorKind::NotFound
-        {
-            // Someone removed it (or the whole download dir) meanwhile.
-            return Err(FileError::Transient(format!("{} was removed; fetching the file again", part.display())));
-        }
-        for candidate in candidate_names(self.target).take(10_000) {
-            if std::fs::symlink_metadata(&candidate).is_ok() {
-                continue;
-            }
-            let name = candidate.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-            record_final(&name)?;
-            match std::fs::hard_link(part, &candidate) {
-                Ok(()) => {
-                    std::fs::remove_file(part).map_err(err)?;
-                    return Ok(candidate);
-                }
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
-                Err(_) => {
-                    if std::fs::symlink_metadata(&candidate).is_ok() {
-                        continue;
-                    }
-                    std::fs::rename(part, &candidate).map_err(err)?;
-                    return Ok(candidate);
-                }
-            }
-        }
-        Err(FileError::Permanent(format!("no free name for {}", self.target.display())))
+    async fn record_partial(&self, part: &Path, meta: PartialMeta) -> Result<(), FileError> {
+        let (index, part) = (self.index.clone(), part.to_path_buf());
+        blocking(move || index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))).await
     }
 
     /// Checks the complete `.part` against the sender: the BLAKE3 of what we
@@ -373,8 +356,12 @@ impl Fetch<'_> {
         }
         if ours != theirs.hash {
             warn!(file = self.remote_path, "BLAKE3 mismatch; the file will be downloaded again from scratch");
-            let _ = std::fs::remove_file(part);
-            let _ = self.index.partial_delete(part);
+            let (index, part) = (self.index.clone(), part.to_path_buf());
+            let _ = tokio::task::spawn_blocking(move || {
+                let _ = std::fs::remove_file(&part);
+                let _ = index.partial_delete(&part);
+            })
+            .await;
             return Err(FileError::Mismatch(
                 "the received bytes do not match the sender's BLAKE3 hash; downloading the file again".into(),
             ));
@@ -393,27 +380,40 @@ impl Fetch<'_> {
         recv: &mut quinn::RecvStream,
         head: remote::ReadOk,
         offset: u64,
-        mut meta: PartialMeta,
+        meta: PartialMeta,
     ) -> (Result<Writer, FileError>, Result<(), FileError>) {
+        // A second handle on the `.part` for the periodic fsync, which runs
+        // beside the writes instead of between them: a sync of tens of MiB
+        // takes tens of ms, and the stream would stand still meanwhile.
+        let sync_handle = match file.file.try_clone() {
+            Ok(h) => std::sync::Arc::new(h),
+            Err(e) => return (Ok(file), Err(local_io("cannot open", part, e))),
+        };
         let mut idle: Option<Writer> = Some(file);
-        // Network reads and disk writes overlap: while one batch of chunks is
-        // written on the blocking pool, the next is received. Chunks are
-        // quinn's own buffers, written without copying them.
-        let mut writing: Option<tokio::task::JoinHandle<std::io::Result<Writer>>> = None;
+        // Network reads and disk writes overlap: while one buffer is written
+        // and hashed on the blocking pool, the next one fills from the
+        // network. Whole buffers, not quinn's packet-sized chunks, go to
+        // disk and to BLAKE3: one write per buffer instead of one per
+        // packet, and BLAKE3 hashes many 1 KiB chunks at once (SIMD) only
+        // when handed many at once.
+        let mut writing: Option<WriteTask> = None;
+        // At most one background sync; see `sync_handle`.
+        let mut syncing: Option<SyncTask> = None;
+        let mut fill: Vec<u8> = vec![0; WRITE_CHUNK];
+        let mut spare: Option<Vec<u8>> = None;
         let mut got = 0u64;
-        let mut unsynced = 0u64;
+        // Where the last sync started (or the resume point): the next one is
+        // due SYNC_EVERY bytes or SYNC_INTERVAL later.
+        let mut sync_mark = offset;
         let mut last_sync = std::time::Instant::now();
-        let mut slots: [bytes::Bytes; 32] = Default::default();
         let result: Result<(), FileError> = async {
             while got < head.length {
                 let want = (head.length - got).min(WRITE_CHUNK as u64) as usize;
-                let mut batch: Vec<bytes::Bytes> = Vec::new();
                 let mut n = 0;
                 while n < want {
-                    // Many chunks per wake-up: one per packet would cost a task
-                    // switch per packet.
+                    // Copies everything quinn has in order, up to `want`.
                     let read = tokio::select! {
-                        r = tokio::time::timeout(STALL_TIMEOUT, recv.read_chunks(&mut slots)) => r,
+                        r = tokio::time::timeout(STALL_TIMEOUT, recv.read(&mut fill[n..want])) => r,
                         _ = self.stop.cancelled() => {
                             let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
                             return Err(FileError::Stopped);
@@ -422,56 +422,50 @@ impl Fetch<'_> {
                     let read =
                         read.map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))?;
                     match read {
-                        Ok(Some(k)) => {
-                            for slot in &mut slots[..k] {
-                                let b = std::mem::take(slot);
-                                n += b.len();
-                                batch.push(b);
-                            }
-                        }
+                        Ok(Some(k)) => n += k,
                         Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
                         Err(e) => return Err(read_error(e)),
                     }
                 }
-                if got + n as u64 > head.length {
-                    return Err(FileError::Transient("the peer sent more bytes than it promised".into()));
-                }
                 let mut f = match writing.take() {
-                    Some(h) => finish_write(h, part).await?,
+                    Some(h) => {
+                        let (f, buf) = finish_write(h, part).await?;
+                        spare = Some(buf);
+                        f
+                    }
                     None => idle.take().ok_or_else(|| FileError::Permanent("internal: no file".into()))?,
                 };
-                // Everything before this batch is written: that is what a
-                // pause keeps.
-                self.progress.store(offset + got, Ordering::Relaxed);
-                got += n as u64;
-                unsynced += n as u64;
-                let sync_now = unsynced >= SYNC_EVERY || (unsynced > n as u64 && last_sync.elapsed() >= SYNC_INTERVAL);
-                if sync_now {
+                // Everything before this buffer is written: that is what a
+                // pause keeps, and what a sync started now makes durable.
+                let written = offset + got;
+                self.progress.store(written, Ordering::Relaxed);
+                if syncing.as_ref().is_some_and(|t| t.is_finished())
+                    && let Some(t) = syncing.take()
+                {
+                    finish_sync(t).await?;
+                }
+                let due =
+                    written - sync_mark >= SYNC_EVERY || (written > sync_mark && last_sync.elapsed() >= SYNC_INTERVAL);
+                if due && syncing.is_none() {
+                    sync_mark = written;
                     last_sync = std::time::Instant::now();
-                    // What was written before this batch is on disk once the
-                    // sync inside the task returns; record it afterwards.
-                    unsynced = n as u64;
+                    let (handle, index, part) = (sync_handle.clone(), self.index.clone(), part.to_path_buf());
+                    let meta = PartialMeta { synced: written, ..meta };
+                    // Only after the sync returns does the record say these
+                    // bytes are safe to resume from.
+                    syncing = Some(tokio::task::spawn_blocking(move || {
+                        handle.sync_data().map_err(|e| local_io("cannot sync", &part, e))?;
+                        drop_cached(&handle, written);
+                        index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))
+                    }));
                 }
-                let written_before = offset + got - n as u64;
-                let task = tokio::task::spawn_blocking(move || {
-                    if sync_now {
-                        f.file.sync_all()?;
-                    }
-                    for b in &batch {
-                        std::io::Write::write_all(&mut f.file, b)?;
-                        f.hasher.update(b);
-                    }
-                    Ok(f)
-                });
-                if sync_now {
-                    // The sync ran before this batch's writes: everything
-                    // before `written_before` is durable once the task ends.
-                    idle = Some(finish_write(task, part).await?);
-                    meta.synced = written_before;
-                    self.index.partial_put(part, meta).map_err(|e| FileError::Permanent(e.to_string()))?;
-                } else {
-                    writing = Some(task);
-                }
+                got += n as u64;
+                let buf = std::mem::replace(&mut fill, spare.take().unwrap_or_else(|| vec![0; WRITE_CHUNK]));
+                writing = Some(tokio::task::spawn_blocking(move || {
+                    std::io::Write::write_all(&mut f.file, &buf[..n])?;
+                    f.hasher.update(&buf[..n]);
+                    Ok((f, buf))
+                }));
             }
             // Every promised byte is here; only a clean end of stream makes
             // them a file (a reset now means the file changed at the source).
@@ -486,14 +480,70 @@ impl Fetch<'_> {
         }
         .await;
         let file = match writing.take() {
-            Some(h) => finish_write(h, part).await,
+            Some(h) => finish_write(h, part).await.map(|(f, _)| f),
             None => idle.ok_or_else(|| FileError::Permanent("internal: no file".into())),
         };
+        // A sync still running is waited for, so its record never lands
+        // after what the caller records next (or after the record is gone).
+        let synced = match syncing.take() {
+            Some(t) => finish_sync(t).await,
+            None => Ok(()),
+        };
+        let result = result.and(synced);
         if file.is_ok() {
             self.progress.store(offset + got, Ordering::Relaxed);
         }
         (file, result)
     }
+}
+
+/// Gives a complete `.part` its final name without replacing anything:
+/// a hard link to the first free name (`name`, `name (2).ext`, …), then
+/// the `.part` is removed. The chosen name is recorded first, so a crash
+/// between link and unlink is finished by [`finish_published`].
+/// Filesystems without hard links (FAT, exFAT) get a check-then-rename.
+fn publish(
+    part: &Path,
+    target: &Path,
+    mut record_final: impl FnMut(&str) -> Result<(), FileError>,
+) -> Result<PathBuf, FileError> {
+    let err = |e| local_io("cannot give its final name to", part, e);
+    if let Err(e) = std::fs::symlink_metadata(part)
+        && e.kind() == std::io::ErrorKind::NotFound
+    {
+        // Someone removed it (or the whole download dir) meanwhile.
+        return Err(FileError::Transient(format!("{} was removed; fetching the file again", part.display())));
+    }
+    for candidate in candidate_names(target).take(10_000) {
+        if std::fs::symlink_metadata(&candidate).is_ok() {
+            continue;
+        }
+        let name = candidate.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        record_final(&name)?;
+        match std::fs::hard_link(part, &candidate) {
+            Ok(()) => {
+                std::fs::remove_file(part).map_err(err)?;
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => {
+                if std::fs::symlink_metadata(&candidate).is_ok() {
+                    continue;
+                }
+                std::fs::rename(part, &candidate).map_err(err)?;
+                return Ok(candidate);
+            }
+        }
+    }
+    Err(FileError::Permanent(format!("no free name for {}", target.display())))
+}
+
+/// Runs disk and LMDB work on the blocking pool: the node's async thread
+/// carries every peer's QUIC traffic and must not wait for an fsync.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
+) -> Result<T, FileError> {
+    tokio::task::spawn_blocking(f).await.unwrap_or(Err(FileError::Stopped))
 }
 
 fn read_error(e: quinn::ReadError) -> FileError {
@@ -505,8 +555,35 @@ fn read_error(e: quinn::ReadError) -> FileError {
     }
 }
 
-/// Waits for a background write and hands the file back.
-async fn finish_write(h: tokio::task::JoinHandle<std::io::Result<Writer>>, part: &Path) -> Result<Writer, FileError> {
+/// Tells the kernel the first `len` bytes of `file`, just synced, will not
+/// be read again soon: a download of many GiB then reuses the same few
+/// pages of cache instead of pushing everything else (the index, other
+/// programs' files) out of a small machine's memory. It also kept loopback
+/// throughput steadier in `scripts/bench-transfer.sh`. Advice only: errors
+/// are ignored.
+fn drop_cached(file: &std::fs::File, len: u64) {
+    use std::os::fd::AsRawFd;
+    let Ok(len) = libc::off_t::try_from(len) else { return };
+    // SAFETY: posix_fadvise only reads its integer arguments; the fd is
+    // open for as long as `file` is borrowed.
+    #[allow(unsafe_code)]
+    unsafe {
+        libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED);
+    }
+}
+
+/// A background fsync of a `.part` and the record of its new synced length.
+type SyncTask = tokio::task::JoinHandle<Result<(), FileError>>;
+
+async fn finish_sync(h: SyncTask) -> Result<(), FileError> {
+    h.await.unwrap_or(Err(FileError::Stopped))
+}
+
+/// A buffer being written to a `.part` and hashed; hands both back.
+type WriteTask = tokio::task::JoinHandle<std::io::Result<(Writer, Vec<u8>)>>;
+
+/// Waits for a background write and hands the file and its buffer back.
+async fn finish_write(h: WriteTask, part: &Path) -> Result<(Writer, Vec<u8>), FileError> {
     match h.await {
         Ok(Ok(f)) => Ok(f),
         Ok(Err(e)) => Err(local_io("cannot write", part, e)),

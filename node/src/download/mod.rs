@@ -527,14 +527,16 @@ impl Downloads {
         // holds until `handle` is stored.
         let handle = self.tasks.spawn(async move {
             let outcome = this.fetch_one(id, seq, &file, peer, &conn, &dir, &progress, &stop).await;
-            this.file_finished(id, seq, file, outcome, stop.is_cancelled());
+            let stopped = stop.is_cancelled();
+            // Booking the outcome commits to LMDB: not on the async thread.
+            let _ = tokio::task::spawn_blocking(move || this.file_finished(id, seq, file, outcome, stopped)).await;
         });
         req.active.insert(seq, Active { handle: Some(handle), ..active });
     }
 
     #[allow(clippy::too_many_arguments)]
     async fn fetch_one(
-        &self,
+        self: &Arc<Self>,
         id: u64,
         seq: u64,
         file: &FileRecord,
@@ -547,11 +549,18 @@ impl Downloads {
         let Some((name, dirs)) = file.rel.split_last() else {
             return Err(FileError::Permanent(file.error.clone().unwrap_or_else(|| "unsafe name from peer".into())));
         };
-        // The download dir may have been removed since: make it again.
-        std::fs::create_dir_all(base).map_err(|e| local_io("cannot create the download dir", base, e))?;
-        let dir = ensure_dirs(base, dirs).map_err(|e| local_io("cannot create a directory in", base, e))?;
-        let target = dir.join(name);
-        if let Some(final_path) = file.final_name.as_deref().and_then(|n| finish_published(&target, n)) {
+        let (base, dirs, name, final_name) = (base.to_path_buf(), dirs.to_vec(), name.clone(), file.final_name.clone());
+        let prepared = tokio::task::spawn_blocking(move || {
+            // The download dir may have been removed since: make it again.
+            std::fs::create_dir_all(&base).map_err(|e| local_io("cannot create the download dir", &base, e))?;
+            let dir = ensure_dirs(&base, &dirs).map_err(|e| local_io("cannot create a directory in", &base, e))?;
+            let target = dir.join(name);
+            let published = final_name.as_deref().and_then(|n| finish_published(&target, n));
+            Ok::<_, FileError>((target, published))
+        })
+        .await;
+        let (target, published) = prepared.unwrap_or(Err(FileError::Stopped))?;
+        if let Some(final_path) = published {
             return Ok(Fetched { final_path, size: file.size });
         }
         let fetch = Fetch {
@@ -564,7 +573,8 @@ impl Downloads {
             stop,
             active_parts: &self.active_parts,
         };
-        fetch.run(|name| self.record_final(id, seq, name)).await
+        let this = self.clone();
+        fetch.run(move |name| this.record_final(id, seq, name)).await
     }
 
     /// Records the final name a complete file is about to get.
@@ -680,8 +690,18 @@ impl Downloads {
                 r = remote::ls(&conn.conn, req) => r,
                 _ = stop.cancelled() => break,
             };
+            // Adding a page makes directories and commits to LMDB: not on the
+            // async thread. (A lost blocking task means the node is stopping.)
+            let res = match res {
+                Ok(page) => {
+                    let this = self.clone();
+                    let Ok(added) = tokio::task::spawn_blocking(move || this.add_page(id, page)).await else { break };
+                    Ok(added)
+                }
+                Err(e) => Err(e),
+            };
             let failure = match res {
-                Ok(page) => match self.add_page(id, page) {
+                Ok(added) => match added {
                     Ok(true) => break,
                     Ok(false) => {
                         delay = Duration::from_secs(1);

@@ -79,5 +79,14 @@ fn failures_exit_non_zero_with_one_line() {
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("cannot reach the node"), "{err}");
-    drop(tmp);
+    // A bad setting stops `start` before anything runs, in one line.
+    let out = std::process::Command::new(hdp_e2e::hdp_bin())
+        .args(["start", "--threads", "0", "--data-dir"])
+        .arg(tmp.path())
+        .args(["--http", "127.0.0.1:0", "--listen", "127.0.0.1:0", "--mqtt", "off", "--no-mdns"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.trim_end(), "error: threads must be at least 1", "{err}");
 }
