@@ -436,7 +436,13 @@ async fn start_download(
     // Makes the download dir and commits to LMDB: not on the async thread.
     let downloads = st.downloads.clone();
     let queued = tokio::task::spawn_blocking(move || downloads.queue(&req.peer, &req.path, req.paused)).await;
-    let info = queued.map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
+    let info = queued.map_err(|e| {
+        if e.is_panic() {
+            Failure::internal("queueing the download failed (a bug: please report it)")
+        } else {
+            Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down")
+        }
+    })??;
     Ok((StatusCode::CREATED, Json(info)))
 }
 

@@ -55,8 +55,9 @@ fn init_logging(verbose: u8) {
 }
 
 async fn start(args: StartArgs, config: Config) -> anyhow::Result<()> {
-    // Listen for signals before anything else: a SIGTERM that arrives while
-    // the node starts must stop it cleanly, not kill it.
+    // Listen for signals before the node starts (only the configuration
+    // was read so far): a SIGTERM that arrives while it starts must stop it
+    // cleanly, not kill it.
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).context("cannot listen for SIGTERM")?;
     let mut int = signal(SignalKind::interrupt()).context("cannot listen for SIGINT")?;

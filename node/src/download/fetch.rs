@@ -274,7 +274,7 @@ impl Fetch<'_> {
         let file = match opened {
             Ok(Ok(f)) => f,
             Ok(Err(e)) => return Err(local_io("cannot open", &part, e)),
-            Err(_) => return Err(FileError::Stopped),
+            Err(e) => return Err(lost_task(e)),
         };
         if !fresh {
             // Bytes of another version may have been cut off just above: only
@@ -314,7 +314,7 @@ impl Fetch<'_> {
                 )));
             }
             Ok(Err(e)) => return Err(local_io("cannot sync", &part, e)),
-            Err(_) => return Err(FileError::Stopped),
+            Err(e) => return Err(lost_task(e)),
         }
         self.verify(&part, &head, ours).await?;
         let (index, target, mtime_ns) = (self.index.clone(), self.target.to_path_buf(), head.mtime_ns);
@@ -387,7 +387,10 @@ impl Fetch<'_> {
         // takes tens of ms, and the stream would stand still meanwhile.
         let sync_handle = match file.file.try_clone() {
             Ok(h) => std::sync::Arc::new(h),
-            Err(e) => return (Ok(file), Err(local_io("cannot open", part, e))),
+            // Usually too many open files: worth another attempt later.
+            Err(e) => {
+                return (Ok(file), Err(FileError::Transient(format!("cannot open {} again: {e}", part.display()))));
+            }
         };
         let mut idle: Option<Writer> = Some(file);
         // Network reads and disk writes overlap: while one buffer is written
@@ -399,12 +402,17 @@ impl Fetch<'_> {
         let mut writing: Option<WriteTask> = None;
         // At most one background sync; see `sync_handle`.
         let mut syncing: Option<SyncTask> = None;
-        let mut fill: Vec<u8> = vec![0; WRITE_CHUNK];
+        // A small file needs no more than its own size.
+        let buf_len = head.length.min(WRITE_CHUNK as u64) as usize;
+        let mut fill: Vec<u8> = vec![0; buf_len];
         let mut spare: Option<Vec<u8>> = None;
         let mut got = 0u64;
         // Where the last sync started (or the resume point): the next one is
         // due SYNC_EVERY bytes or SYNC_INTERVAL later.
         let mut sync_mark = offset;
+        // Pages before this were synced and dropped from the cache (the
+        // resumed prefix, read back for hashing, goes with the first sync).
+        let mut dropped_to = 0;
         let mut last_sync = std::time::Instant::now();
         let result: Result<(), FileError> = async {
             while got < head.length {
@@ -441,12 +449,16 @@ impl Fetch<'_> {
                 self.progress.store(written, Ordering::Relaxed);
                 if syncing.as_ref().is_some_and(|t| t.is_finished())
                     && let Some(t) = syncing.take()
+                    && let Err(e) = finish_sync(t).await
                 {
-                    finish_sync(t).await?;
+                    idle = Some(f);
+                    return Err(e);
                 }
                 let due =
                     written - sync_mark >= SYNC_EVERY || (written > sync_mark && last_sync.elapsed() >= SYNC_INTERVAL);
                 if due && syncing.is_none() {
+                    let from = dropped_to;
+                    dropped_to = written;
                     sync_mark = written;
                     last_sync = std::time::Instant::now();
                     let (handle, index, part) = (sync_handle.clone(), self.index.clone(), part.to_path_buf());
@@ -455,12 +467,12 @@ impl Fetch<'_> {
                     // bytes are safe to resume from.
                     syncing = Some(tokio::task::spawn_blocking(move || {
                         handle.sync_data().map_err(|e| local_io("cannot sync", &part, e))?;
-                        drop_cached(&handle, written);
+                        drop_cached(&handle, from, written);
                         index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))
                     }));
                 }
                 got += n as u64;
-                let buf = std::mem::replace(&mut fill, spare.take().unwrap_or_else(|| vec![0; WRITE_CHUNK]));
+                let buf = std::mem::replace(&mut fill, spare.take().unwrap_or_else(|| vec![0; buf_len]));
                 writing = Some(tokio::task::spawn_blocking(move || {
                     std::io::Write::write_all(&mut f.file, &buf[..n])?;
                     f.hasher.update(&buf[..n]);
@@ -489,7 +501,11 @@ impl Fetch<'_> {
             Some(t) => finish_sync(t).await,
             None => Ok(()),
         };
-        let result = result.and(synced);
+        // A failed sync wins over everything else, a pause included: the
+        // pause's own sync could succeed on the same file after the kernel
+        // reported the failed writeback once, and record bytes that are
+        // not on disk.
+        let result = synced.and(result);
         if file.is_ok() {
             self.progress.store(offset + got, Ordering::Relaxed);
         }
@@ -543,7 +559,18 @@ fn publish(
 async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, FileError> + Send + 'static,
 ) -> Result<T, FileError> {
-    tokio::task::spawn_blocking(f).await.unwrap_or(Err(FileError::Stopped))
+    tokio::task::spawn_blocking(f).await.unwrap_or_else(|e| Err(lost_task(e)))
+}
+
+/// A blocking task that did not return: cancelled means the runtime is
+/// shutting down (stop, keep the `.part`); a panic is a bug that retrying
+/// would only repeat, so the file fails and says so.
+pub fn lost_task(e: tokio::task::JoinError) -> FileError {
+    if e.is_panic() {
+        FileError::Permanent("internal error while handling the file (a bug: please report it)".into())
+    } else {
+        FileError::Stopped
+    }
 }
 
 fn read_error(e: quinn::ReadError) -> FileError {
@@ -555,20 +582,26 @@ fn read_error(e: quinn::ReadError) -> FileError {
     }
 }
 
-/// Tells the kernel the first `len` bytes of `file`, just synced, will not
+/// Tells the kernel the bytes `from..to` of `file`, just synced, will not
 /// be read again soon: a download of many GiB then reuses the same few
 /// pages of cache instead of pushing everything else (the index, other
 /// programs' files) out of a small machine's memory. It also kept loopback
 /// throughput steadier in `scripts/bench-transfer.sh`. Advice only: errors
 /// are ignored.
-fn drop_cached(file: &std::fs::File, len: u64) {
+fn drop_cached(file: &std::fs::File, from: u64, to: u64) {
     use std::os::fd::AsRawFd;
-    let Ok(len) = libc::off_t::try_from(len) else { return };
-    // SAFETY: posix_fadvise only reads its integer arguments; the fd is
+    // The 64-bit call: `off_t` is 32 bits on armv7, and these files are not.
+    let (Ok(start), Ok(len)) = (libc::off64_t::try_from(from), libc::off64_t::try_from(to.saturating_sub(from))) else {
+        return;
+    };
+    if len == 0 {
+        return;
+    }
+    // SAFETY: posix_fadvise64 only reads its integer arguments; the fd is
     // open for as long as `file` is borrowed.
     #[allow(unsafe_code)]
     unsafe {
-        libc::posix_fadvise(file.as_raw_fd(), 0, len, libc::POSIX_FADV_DONTNEED);
+        libc::posix_fadvise64(file.as_raw_fd(), start, len, libc::POSIX_FADV_DONTNEED);
     }
 }
 
@@ -576,7 +609,7 @@ fn drop_cached(file: &std::fs::File, len: u64) {
 type SyncTask = tokio::task::JoinHandle<Result<(), FileError>>;
 
 async fn finish_sync(h: SyncTask) -> Result<(), FileError> {
-    h.await.unwrap_or(Err(FileError::Stopped))
+    h.await.unwrap_or_else(|e| Err(lost_task(e)))
 }
 
 /// A buffer being written to a `.part` and hashed; hands both back.
@@ -587,7 +620,7 @@ async fn finish_write(h: WriteTask, part: &Path) -> Result<(Writer, Vec<u8>), Fi
     match h.await {
         Ok(Ok(f)) => Ok(f),
         Ok(Err(e)) => Err(local_io("cannot write", part, e)),
-        Err(_) => Err(FileError::Stopped),
+        Err(e) => Err(lost_task(e)),
     }
 }
 

@@ -559,7 +559,7 @@ impl Downloads {
             Ok::<_, FileError>((target, published))
         })
         .await;
-        let (target, published) = prepared.unwrap_or(Err(FileError::Stopped))?;
+        let (target, published) = prepared.unwrap_or_else(|e| Err(fetch::lost_task(e)))?;
         if let Some(final_path) = published {
             return Ok(Fetched { final_path, size: file.size });
         }
