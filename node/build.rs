@@ -25,9 +25,9 @@ fn main() {
     if let Some(prebuilt) = env::var_os("HDP_UI_DIST") {
         let prebuilt = PathBuf::from(prebuilt);
         println!("cargo:rerun-if-changed={}", prebuilt.display());
-        if !prebuilt.join("index.html").is_file() {
+        if !prebuilt.join("index.html").is_file() && !prebuilt.join("index.html.gz").is_file() {
             fail(&format!(
-                "HDP_UI_DIST={} has no index.html: point it at a built UI directory, or unset it to build the UI here",
+                "HDP_UI_DIST={} has no index.html(.gz): point it at a built UI directory, or unset it to build the UI here",
                 prebuilt.display()
             ));
         }
@@ -100,8 +100,10 @@ fn main() {
     precompress(&dist);
 }
 
-/// Writes `NAME.gz` next to every compressible file of `dist`, so the node
-/// can send a phone a third of the bytes without compressing at run time.
+/// Replaces every compressible file of `dist` with a gzip copy `NAME.gz`:
+/// a phone gets a third of the bytes without the node compressing at run
+/// time, and the binary carries each file once (the node unpacks it for
+/// the rare client that refuses gzip). Files already packed are left alone.
 fn precompress(dist: &Path) {
     use std::io::Write;
     let entries = fs::read_dir(dist).unwrap_or_else(|e| fail(&format!("reading {}: {e}", dist.display())));
@@ -119,7 +121,7 @@ fn precompress(dist: &Path) {
         let packed = gz.write_all(&data).and_then(|()| gz.finish());
         let mut name = path.clone().into_os_string();
         name.push(".gz");
-        match packed.and_then(|bytes| fs::write(&name, bytes)) {
+        match packed.and_then(|bytes| fs::write(&name, bytes)).and_then(|()| fs::remove_file(&path)) {
             Ok(()) => {}
             Err(e) => fail(&format!("compressing {}: {e}", path.display())),
         }

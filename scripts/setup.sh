@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what building harddrive-party needs (the wasm32 target for the web
 # UI), and with --test what the tests need too (clippy, rustfmt, and Debian's
-# chromium, mosquitto, mosquitto-clients and iproute2), when it is missing. Idempotent: a second run changes nothing.
+# chromium, mosquitto, mosquitto-clients, iproute2, qemu-user and the ARM C
+# libraries it runs the cross builds with), when it is missing. Idempotent: a second run changes nothing.
 # Needs rustup; apt packages need root (or sudo).
 #
 #   scripts/setup.sh          # to build and run
@@ -38,6 +39,10 @@ have chromium || missing+=(chromium)
 have mosquitto || missing+=(mosquitto)
 have mosquitto_sub || missing+=(mosquitto-clients)
 have ip || missing+=(iproute2)
+# qemu-user and the ARM C libraries run the cross-built binaries (tests/tests/e2e/cross.rs).
+have qemu-aarch64 || missing+=(qemu-user)
+[ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing+=(libc6-arm64-cross)
+[ -e /usr/arm-linux-gnueabihf/lib/ld-linux-armhf.so.3 ] || missing+=(libc6-armhf-cross)
 if [ ${#missing[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then sudo=""; elif command -v sudo >/dev/null 2>&1; then sudo="sudo"; else
     echo "setup: please install these Debian packages (as root): ${missing[*]}" >&2
@@ -45,5 +50,6 @@ if [ ${#missing[@]} -gt 0 ]; then
   fi
   echo "setup: apt-get install ${missing[*]}"
   $sudo apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends \
+    -o DPkg::Lock::Timeout=600 "${missing[@]}"
 fi

@@ -23,12 +23,17 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once per process: the size of `start`'s arguments costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the node in the foreground.
     Start(StartArgs),
     /// Show the running node's identity, shares and addresses.
     Info(ClientArgs),
+    /// Print the web UI's login links (they carry the API token): on this
+    /// machine, and on each LAN address when the node listens on all of them.
+    Link(LinkArgs),
     /// List, add, remove or rescan shared directories.
     Shares {
         #[command(subcommand)]
@@ -119,6 +124,11 @@ pub struct StartArgs {
     /// Where the identity, API token, index and config.toml live.
     #[arg(long, env = "HDP_DATA_DIR")]
     pub data_dir: Option<PathBuf>,
+    /// Read the configuration from this file [default: <data-dir>/config.toml].
+    /// It must exist when given; relative paths in it stay relative to the
+    /// data dir. Packages point it at /etc/harddrive-party/config.toml.
+    #[arg(long, value_name = "FILE", env = "HDP_CONFIG")]
+    pub config: Option<PathBuf>,
     /// Share this directory (repeatable; shares persist across restarts).
     #[arg(long = "share", value_name = "DIR", env = "HDP_SHARE", value_delimiter = ':')]
     pub shares: Vec<PathBuf>,
@@ -175,6 +185,18 @@ pub struct StartArgs {
     /// Do not print the web UI link as a QR code.
     #[arg(long, env = "HDP_NO_QR")]
     pub no_qr: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LinkArgs {
+    /// Also print the first LAN link as a QR code (the default on a terminal).
+    #[arg(long, conflicts_with = "no_qr")]
+    pub qr: bool,
+    /// Do not print a QR code.
+    #[arg(long)]
+    pub no_qr: bool,
+    #[command(flatten)]
+    pub client: ClientArgs,
 }
 
 /// How a client command reaches the node.

@@ -196,6 +196,26 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             writeln!(out)?;
             print_shares(&mut out, &info.shares)
         }
+        Command::Link(args) => {
+            let client = Client::new(&args.client)?;
+            let info: Info = client.get("/api/info").await?;
+            let links: Vec<String> = info.web_ui.iter().map(|u| crate::node::login_link(u, &client.token)).collect();
+            if args.client.json {
+                return print_json(&mut out, &serde_json::json!({ "links": links }));
+            }
+            for link in &links {
+                writeln!(out, "{link}")?;
+            }
+            // A LAN link is what a phone scans; the first link is this machine's own.
+            let qr = !args.no_qr && (args.qr || std::io::IsTerminal::is_terminal(&std::io::stdout()));
+            if let Some(lan) = links.get(1).filter(|_| qr)
+                && let Ok(code) = crate::qr::terminal(lan)
+            {
+                writeln!(out, "Scan this with a phone on the same network:")?;
+                write!(out, "{code}")?;
+            }
+            Ok(())
+        }
         Command::Shares { action, client: args } => {
             let client = Client::new(&args)?;
             match action.unwrap_or(SharesAction::List) {

@@ -3,6 +3,10 @@
 //! web UI saved come between the variables and the file; they are applied
 //! once the index is open ([`crate::settings`]), to the settings no flag pinned.
 //!
+//! The file is `<data-dir>/config.toml` unless `--config FILE` (`HDP_CONFIG`)
+//! names another, which must then exist (the packages use
+//! `/etc/harddrive-party/config.toml`).
+//!
 //! ```toml
 //! # <data-dir>/config.toml — every key optional
 //! http = "0.0.0.0:3030"
@@ -166,11 +170,15 @@ impl Config {
     /// Merges flags/env (`args`) over `config.toml` over defaults.
     pub fn resolve(args: &StartArgs) -> Result<Config, ConfigError> {
         let data_dir = data_dir(args.data_dir.as_deref())?;
-        let path = data_dir.join(CONFIG_FILE);
+        // A file named with --config must exist; the one in the data dir is optional.
+        let (path, required) = match &args.config {
+            Some(p) => (p.clone(), true),
+            None => (data_dir.join(CONFIG_FILE), false),
+        };
         let file = match std::fs::read_to_string(&path) {
             Ok(text) => toml::from_str::<FileConfig>(&text)
                 .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => FileConfig::default(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => FileConfig::default(),
             Err(source) => return Err(ConfigError::Read { path, source }),
         };
         let http = args
@@ -270,6 +278,7 @@ impl Config {
 pub(crate) fn test_args(dir: &Path) -> StartArgs {
     StartArgs {
         data_dir: Some(dir.into()),
+        config: None,
         shares: vec![],
         http: None,
         download_dir: None,
@@ -295,6 +304,23 @@ mod tests {
 
     fn args(dir: &Path) -> StartArgs {
         test_args(dir)
+    }
+
+    #[test]
+    fn config_flag_names_the_file_and_it_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        let etc = dir.path().join("etc.toml");
+        std::fs::write(&etc, "download_dir = \"dl\"\nthreads = 2\n").unwrap();
+        // The data dir's own file is ignored when --config names another.
+        std::fs::write(dir.path().join(CONFIG_FILE), "threads = 3\n").unwrap();
+        let mut a = args(dir.path());
+        a.config = Some(etc);
+        let c = Config::resolve(&a).unwrap();
+        assert_eq!(c.threads, 2);
+        assert_eq!(c.download_dir, dir.path().join("dl"), "relative paths stay relative to the data dir");
+        a.config = Some(dir.path().join("missing.toml"));
+        let err = Config::resolve(&a).unwrap_err();
+        assert!(matches!(err, ConfigError::Read { .. }), "{err}");
     }
 
     #[test]

@@ -52,6 +52,8 @@ pub struct AppState {
     /// `GET`/`PUT /api/settings`.
     pub settings: Arc<crate::settings::LiveSettings>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
+    /// The address the HTTP server is bound to (`GET /api/info`'s `web_ui`).
+    pub http_addr: SocketAddr,
     /// Ends long-lived responses (the event stream) at shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
     /// Names `Host` may carry ([`crate::guard`]; `--http-host`).
@@ -225,6 +227,7 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<Info>> {
         topics: st.peers.topic_names(),
         mqtt: st.discovery.mqtt_status(),
         mdns: st.discovery.mdns_on(),
+        web_ui: crate::node::web_ui_urls(st.http_addr),
     }))
 }
 

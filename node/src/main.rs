@@ -9,7 +9,9 @@ use clap::Parser;
 use hdp_node::cli::{Cli, Command, StartArgs};
 use hdp_node::config::Config;
 use hdp_node::node::RunningNode;
-use tracing_subscriber::EnvFilter;
+use tracing_subscriber::filter::Targets;
+use tracing_subscriber::layer::SubscriberExt;
+use tracing_subscriber::util::SubscriberInitExt;
 
 /// Blocking threads at most: LMDB reads, scans and file I/O run there. A few
 /// dozen keep a Pi responsive; thousands of threads would not fit its memory.
@@ -44,14 +46,27 @@ fn main() -> ExitCode {
     }
 }
 
+/// Logs to stderr at `-v`'s level, or as `RUST_LOG` says: a comma-separated
+/// list of `LEVEL` and `TARGET=LEVEL` (e.g. `info,hdp_node::download=debug`).
 fn init_logging(verbose: u8) {
     let default = match verbose {
         0 => "info",
         1 => "debug",
         _ => "trace",
     };
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
+    let (filter, bad) = match from_env.as_deref().map(str::parse::<Targets>) {
+        Some(Ok(f)) => (f, None),
+        Some(Err(e)) => (default.parse().unwrap_or_default(), Some(e)),
+        None => (default.parse().unwrap_or_default(), None),
+    };
+    tracing_subscriber::registry()
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(filter)
+        .init();
+    if let Some(e) = bad {
+        tracing::warn!(error = %e, "RUST_LOG is not a list of LEVEL or TARGET=LEVEL; logging at {default}");
+    }
 }
 
 async fn start(args: StartArgs, config: Config) -> anyhow::Result<()> {

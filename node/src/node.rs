@@ -215,6 +215,7 @@ impl RunningNode {
             server,
             downloads,
             listen_addrs: Arc::new(listen_addrs(quic_addr)),
+            http_addr,
             shutdown: shutdown.clone(),
             hosts: Arc::new(crate::guard::AllowedHosts::new(&config.http_hosts)),
         };
@@ -246,35 +247,15 @@ impl RunningNode {
     /// The link that logs a browser in: the token rides in the fragment,
     /// which browsers never send to the server.
     pub fn login_url(&self) -> String {
-        let host = if self.http_addr.ip().is_unspecified() {
-            SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), self.http_addr.port())
-        } else {
-            self.http_addr
-        };
-        format!("http://{host}/#token={}", self.token)
+        let local = web_ui_urls(self.http_addr).into_iter().next().unwrap_or_default();
+        login_link(&local, &self.token)
     }
 
     /// Login links for the machine's LAN addresses, when the HTTP listener
     /// is on an unspecified address (`0.0.0.0` or `[::]`): what a phone on
-    /// the same network opens. IPv4 first; loopback and link-local left out.
+    /// the same network opens.
     pub fn lan_login_urls(&self) -> Vec<String> {
-        if !self.http_addr.ip().is_unspecified() {
-            return Vec::new();
-        }
-        let port = self.http_addr.port();
-        let mut ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
-            .unwrap_or_default()
-            .into_iter()
-            .map(|i| i.ip())
-            .filter(|ip| !ip.is_loopback() && (self.http_addr.is_ipv6() || ip.is_ipv4()))
-            .filter(|ip| match ip {
-                std::net::IpAddr::V4(v4) => !v4.is_link_local(),
-                std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
-            })
-            .collect();
-        ips.sort_by_key(|ip| ip.is_ipv6());
-        ips.dedup();
-        ips.into_iter().map(|ip| format!("http://{}/#token={}", SocketAddr::new(ip, port), self.token)).collect()
+        web_ui_urls(self.http_addr).iter().skip(1).map(|u| login_link(u, &self.token)).collect()
     }
 
     pub fn shares(&self) -> &Arc<Shares> {
@@ -351,4 +332,37 @@ pub fn listen_addrs(bound: SocketAddr) -> Vec<SocketAddr> {
 fn create_private_dir(dir: &std::path::Path) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir)
+}
+
+/// Where the web UI answers for an HTTP listener bound to `http_addr`: on
+/// this machine first (loopback for an unspecified address), then, when the
+/// listener is on an unspecified address (`0.0.0.0` or `[::]`), on each LAN
+/// address, which is what a phone on the same network opens. IPv4 first;
+/// loopback and link-local addresses are left out of the LAN ones.
+pub fn web_ui_urls(http_addr: SocketAddr) -> Vec<String> {
+    if !http_addr.ip().is_unspecified() {
+        return vec![format!("http://{http_addr}/")];
+    }
+    let port = http_addr.port();
+    let mut urls = vec![format!("http://{}/", SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), port))];
+    let mut ips: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| i.ip())
+        .filter(|ip| !ip.is_loopback() && (http_addr.is_ipv6() || ip.is_ipv4()))
+        .filter(|ip| match ip {
+            std::net::IpAddr::V4(v4) => !v4.is_link_local(),
+            std::net::IpAddr::V6(v6) => !v6.is_unicast_link_local(),
+        })
+        .collect();
+    ips.sort_by_key(|ip| ip.is_ipv6());
+    ips.dedup();
+    urls.extend(ips.into_iter().map(|ip| format!("http://{}/", SocketAddr::new(ip, port))));
+    urls
+}
+
+/// A web UI address with the API token in its fragment: opening it logs a
+/// browser in (browsers never send the fragment to the server).
+pub fn login_link(web_ui: &str, token: &str) -> String {
+    format!("{web_ui}#token={token}")
 }

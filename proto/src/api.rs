@@ -51,6 +51,10 @@ pub struct Info {
     /// Whether we advertise and look for peers with mDNS on the LAN.
     #[serde(default)]
     pub mdns: bool,
+    /// Where the web UI answers, without the login token: on this machine
+    /// first, then on each LAN address when the node listens on all of them.
+    #[serde(default)]
+    pub web_ui: Vec<String>,
 }
 
 /// State of the connection to the MQTT broker.

@@ -33,15 +33,32 @@ pub fn hdp_bin() -> PathBuf {
     bin
 }
 
-/// `hdp`, run inside network namespace `netns` when given.
-fn hdp_command(netns: Option<&str>) -> Command {
-    match netns {
-        Some(ns) => {
-            let mut c = Command::new("ip");
-            c.args(["netns", "exec", ns]).arg(hdp_bin());
-            c
+/// How an `hdp` binary is run: natively, or through an emulator (e.g.
+/// `qemu-aarch64 -L /usr/aarch64-linux-gnu`) for one built for another CPU.
+#[derive(Debug, Clone)]
+pub struct Hdp {
+    pub program: PathBuf,
+    /// Command words put before the program (empty to run it directly).
+    pub wrapper: Vec<String>,
+}
+
+impl Hdp {
+    /// The binary under test ([`hdp_bin`]), run directly.
+    pub fn native() -> Hdp {
+        Hdp { program: hdp_bin(), wrapper: Vec::new() }
+    }
+
+    /// The binary, run inside network namespace `netns` when given.
+    fn command(&self, netns: Option<&str>) -> Command {
+        let mut words: Vec<std::ffi::OsString> = Vec::new();
+        if let Some(ns) = netns {
+            words.extend(["ip", "netns", "exec", ns].map(Into::into));
         }
-        None => Command::new(hdp_bin()),
+        words.extend(self.wrapper.iter().map(Into::into));
+        words.push(self.program.clone().into());
+        let mut c = Command::new(&words[0]);
+        c.args(&words[1..]);
+        c
     }
 }
 
@@ -57,6 +74,8 @@ pub struct Node {
     pub log: PathBuf,
     /// The network namespace it runs in (CLI commands run there too).
     pub netns: Option<String>,
+    /// The binary (CLI commands use it too).
+    pub hdp: Hdp,
     _tmp: Option<tempfile::TempDir>,
 }
 
@@ -78,19 +97,24 @@ impl Node {
     /// data dir that sets `mqtt` replaces `--mqtt off` (so the setting is
     /// not pinned by a flag).
     pub fn start_in(data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
-        Node::spawn(None, data_dir, shares, extra, &[])
+        Node::spawn(&Hdp::native(), None, data_dir, shares, extra, &[])
+    }
+
+    /// Like [`Node::start_in`], with another binary or an emulator.
+    pub fn start_with(hdp: &Hdp, data_dir: &Path, shares: &[&Path], extra: &[&str]) -> Node {
+        Node::spawn(hdp, None, data_dir, shares, extra, &[])
     }
 
     /// Like [`Node::start_in`], with extra environment variables.
     pub fn start_in_env(data_dir: &Path, shares: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Node {
-        Node::spawn(None, data_dir, shares, extra, env)
+        Node::spawn(&Hdp::native(), None, data_dir, shares, extra, env)
     }
 
     /// Like [`Node::start`], with extra environment variables.
     pub fn start_env(shares: &[&Path], env: &[(&str, &str)]) -> Node {
         let tmp = tempfile::tempdir().expect("temp dir");
         let data_dir = tmp.path().join("data");
-        let mut node = Node::spawn(None, &data_dir, shares, &[], env);
+        let mut node = Node::spawn(&Hdp::native(), None, &data_dir, shares, &[], env);
         node._tmp = Some(tmp);
         node
     }
@@ -99,14 +123,21 @@ impl Node {
     /// listening on all its interfaces with mDNS on and MQTT off unless
     /// `extra` says otherwise. Drive it with [`Node::cli`].
     pub fn start_netns(netns: &str, data_dir: &Path, extra: &[&str]) -> Node {
-        Node::spawn(Some(netns), data_dir, &[], extra, &[])
+        Node::spawn(&Hdp::native(), Some(netns), data_dir, &[], extra, &[])
     }
 
-    fn spawn(netns: Option<&str>, data_dir: &Path, shares: &[&Path], extra: &[&str], env: &[(&str, &str)]) -> Node {
+    fn spawn(
+        hdp: &Hdp,
+        netns: Option<&str>,
+        data_dir: &Path,
+        shares: &[&Path],
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Node {
         std::fs::create_dir_all(data_dir).expect("data dir");
         let log = data_dir.with_extension("log");
         let log_file = std::fs::File::create(&log).expect("log file");
-        let mut cmd = hdp_command(netns);
+        let mut cmd = hdp.command(netns);
         cmd.arg("start").arg("--data-dir").arg(data_dir).args(["--http", "127.0.0.1:0"]);
         if !extra.contains(&"--listen") {
             cmd.args(["--listen", if netns.is_some() { "0.0.0.0:0" } else { "127.0.0.1:0" }]);
@@ -181,13 +212,15 @@ impl Node {
             login_url,
             log,
             netns: netns.map(str::to_owned),
+            hdp: hdp.clone(),
             _tmp: None,
         }
     }
 
     /// Runs `hdp ARGS --http ADDR --data-dir DIR`.
     pub fn cli(&self, args: &[&str]) -> Output {
-        hdp_command(self.netns.as_deref())
+        self.hdp
+            .command(self.netns.as_deref())
             .args(args)
             .arg("--http")
             .arg(self.http.to_string())

@@ -31,6 +31,12 @@ fn share_list_and_search_through_the_cli() {
     assert_eq!(hits.as_array().unwrap().len(), 1);
     assert_eq!(hits[0]["path"], "Music/Album Ü/01 Intro.flac");
 
+    // `hdp link` prints the login link the banner printed (the node is on loopback).
+    let links = node.cli_json(&["link"]);
+    assert_eq!(links["links"][0].as_str(), Some(node.login_url.as_str()));
+    assert_eq!(info["web_ui"][0].as_str(), node.login_url.split('#').next());
+    assert_eq!(node.cli_ok(&["link", "--no-qr"]).trim(), node.login_url);
+
     let human = node.cli_ok(&["ls", "Music"]);
     assert!(human.contains("Album Ü/") && human.contains("notes.txt"), "{human}");
 

@@ -11,9 +11,11 @@
 //! - [`media`]: `/media` for the browser's players: ranges, a peer's files, downloads, the cookie, the Host/Origin guard.
 //! - [`settings`]: settings saved, pinned by flags and applied live; uploads; the directory picker; contact links; event snapshots.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
+//! - [`cross`]: cross-built binaries (packaging/build.sh) under qemu-user beside a native node.
 
 mod api;
 mod cli;
+mod cross;
 mod discovery;
 mod hostile;
 mod index;
