@@ -4,14 +4,17 @@
 # Docker: cargo-zigbuild (zig as the cross linker, pinned from PyPI) builds
 # the glibc targets against an old glibc and the musl targets static.
 # Installs what it needs, idempotently (rustup targets, a Python venv with zig
-# and cargo-zigbuild under ~/.cache/hdp-tools, Debian's cross binutils).
+# and cargo-zigbuild under ~/.cache/hdp-tools, Debian's cross binutils, and
+# the nightly toolchain's rust-src for armv7 musl, which has no prebuilt std
+# on rustup's servers and is built with -Zbuild-std).
 #
 #   packaging/build.sh                       # everything
 #   packaging/build.sh --targets aarch64-gnu,armv7-gnu --no-packages
 #   packaging/build.sh --list                # the target names
 #
 # Environment: CARGO_TARGET_DIR (default ~/.cache/hdp-target, shared with the
-# tests), HDP_DIST (default ./dist), HDP_TOOLS (default ~/.cache/hdp-tools).
+# tests), HDP_DIST (default ./dist), HDP_TOOLS (default ~/.cache/hdp-tools),
+# HDP_NIGHTLY (default nightly: the toolchain for -Zbuild-std).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -28,8 +31,13 @@ SIZE_BUDGET=$((8 * 1000 * 1000))
 PROFILE=dist
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/hdp-target}"
-dist="${HDP_DIST:-$root/dist}"
+# Absolute: node/build.rs resolves HDP_UI_DIST from node/.
+dist=$(realpath -m "${HDP_DIST:-$root/dist}")
 tools="${HDP_TOOLS:-$HOME/.cache/hdp-tools}"
+
+NIGHTLY="${HDP_NIGHTLY:-nightly}"
+# Targets whose std rustup does not ship: built from source by nightly cargo.
+BUILD_STD_TARGETS="armv7-unknown-linux-musleabihf"
 
 # name | rust triple | zig target (glibc floor rides on it) | deb arch | opkg archs | spk arch
 TARGETS=(
@@ -45,21 +53,30 @@ want=""
 packages=true
 while [ $# -gt 0 ]; do
   case "$1" in
-    --targets) want="$2"; shift 2 ;;
+    --targets)
+      [ $# -ge 2 ] || { echo "build.sh: --targets needs a list (see --list)" >&2; exit 2; }
+      want="$2"; shift 2 ;;
     --no-packages) packages=false; shift ;;
     --list) for t in "${TARGETS[@]}"; do echo "${t%%|*}"; done; exit 0 ;;
-    -h|--help) sed -n '2,16p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,17p' "$0"; exit 0 ;;
     *) echo "build.sh: unknown argument $1 (see --help)" >&2; exit 2 ;;
   esac
 done
 selected() { [ -z "$want" ] || [[ ",$want," == *",$1,"* ]]; }
+for w in ${want//,/ }; do
+  printf '%s\n' "${TARGETS[@]}" | grep -q "^$w|" || { echo "build.sh: no target $w (see --list)" >&2; exit 2; }
+done
+build_std() { [[ " $BUILD_STD_TARGETS " == *" $1 "* ]]; }
 
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
 [ -n "$version" ] || { echo "build.sh: no version in Cargo.toml" >&2; exit 1; }
 
 # ---- tools ----------------------------------------------------------------
 sudo=""
-[ "$(id -u)" -eq 0 ] || sudo=sudo
+if [ "$(id -u)" -ne 0 ]; then
+  if command -v sudo >/dev/null 2>&1; then sudo=sudo; else sudo=missing_root; fi
+fi
+missing_root() { echo "build: please run as root, or install these Debian packages: ${apt_missing[*]}" >&2; exit 1; }
 apt_missing=()
 need_deb() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed" || apt_missing+=("$1"); }
 need_deb binutils-aarch64-linux-gnu   # objdump -T for the glibc floor
@@ -76,7 +93,15 @@ installed_targets=$(rustup target list --installed)
 for t in "${TARGETS[@]}"; do
   IFS='|' read -r name triple _ <<<"$t"
   selected "$name" || continue
-  grep -qx "$triple" <<<"$installed_targets" || { echo "build: rustup target add $triple"; rustup target add "$triple"; }
+  if build_std "$triple"; then
+    if ! rustup component list --toolchain "$NIGHTLY" --installed 2>/dev/null | grep -q '^rust-src'; then
+      echo "build: rustup toolchain install $NIGHTLY with rust-src (for $triple)"
+      rustup toolchain install "$NIGHTLY" --profile minimal --component rust-src
+    fi
+  elif ! grep -qx "$triple" <<<"$installed_targets"; then
+    echo "build: rustup target add $triple"
+    rustup target add "$triple"
+  fi
 done
 grep -qx wasm32-unknown-unknown <<<"$installed_targets" || rustup target add wasm32-unknown-unknown
 venv="$tools/venv"
@@ -97,9 +122,17 @@ mkdir -p "$dist"
 ui="$dist/.ui"
 if [ -z "${HDP_UI_DIST:-}" ]; then
   echo "== web UI (wasm32, once)"
-  cargo check --locked -p hdp-node --lib
-  built=$(ls -td "$CARGO_TARGET_DIR"/debug/build/hdp-node-*/out/dist 2>/dev/null | head -1)
-  [ -f "$built/index.html.gz" ] || { echo "build: the host build left no UI in $CARGO_TARGET_DIR/debug/build" >&2; exit 1; }
+  # Cargo names the build script's out dir in its JSON messages.
+  cargo check --locked -p hdp-node --lib --message-format=json-render-diagnostics >"$dist/.check.json"
+  built=$(python3 -c '
+import json, sys
+for line in open(sys.argv[1]):
+    m = json.loads(line)
+    if m.get("reason") == "build-script-executed" and "hdp-node" in m["package_id"]:
+        print(m["out_dir"] + "/dist")
+' "$dist/.check.json" | tail -1)
+  rm -f "$dist/.check.json"
+  [ -f "$built/index.html.gz" ] || { echo "build: the host build left no UI (looked in '$built')" >&2; exit 1; }
   # Copied only when it changed: the target builds watch this directory.
   if ! diff -rq "$built" "$ui" >/dev/null 2>&1; then
     rm -rf "$ui" && mkdir -p "$ui"
@@ -125,6 +158,8 @@ glibc_needed() {
 version_le() { [ "$(printf '%s\n%s\n' "$1" "$2" | sort -V | head -1)" = "$1" ]; }
 
 mkdir -p "$dist/bin"
+# Binaries of other versions would end up in SHA256SUMS.
+find "$dist/bin" -type f ! -name "hdp-$version-*" -delete
 sizes="$dist/SIZES.txt"
 : >"$sizes.new"
 for t in "${TARGETS[@]}"; do
@@ -132,7 +167,25 @@ for t in "${TARGETS[@]}"; do
   selected "$name" || continue
   echo "== $name ($zig_target)"
   start=$(date +%s)
-  cargo zigbuild --locked --profile "$PROFILE" -p hdp-node --bin hdp --target "$zig_target"
+  case "$triple" in
+    *-musl*)
+      # LMDB without robust mutexes: musl refuses a robust mutex when the
+      # kernel lacks get_robust_list, as under qemu-user, where the index then
+      # fails to open with ENOSYS. The node is LMDB's only user (it holds the
+      # data dir's lock), and LMDB rebuilds its lock table when it opens the
+      # environment alone, so a mutex left locked by a killed node is reset at
+      # the next start: robustness across processes buys nothing here.
+      export "CFLAGS_${triple//-/_}=-DMDB_USE_ROBUST=0" ;;
+  esac
+  if build_std "$triple"; then
+    # std built here has no self-contained crt objects or libunwind: zig's
+    # linker brings its own musl start files and libunwind instead.
+    export "CARGO_TARGET_$(tr 'a-z-' 'A-Z_' <<<"$triple")_RUSTFLAGS=-C link-self-contained=no"
+    cargo "+$NIGHTLY" zigbuild --locked --profile "$PROFILE" -p hdp-node --bin hdp --target "$zig_target" \
+      -Zbuild-std=std,panic_unwind
+  else
+    cargo zigbuild --locked --profile "$PROFILE" -p hdp-node --bin hdp --target "$zig_target"
+  fi
   secs=$(( $(date +%s) - start ))
   out="$dist/bin/hdp-$version-$name"
   cp "$CARGO_TARGET_DIR/$triple/$PROFILE/hdp" "$out"
@@ -146,7 +199,9 @@ for t in "${TARGETS[@]}"; do
       fi
       floor="glibc $floor" ;;
     *)
-      if "$(objdump_for "$triple")" -p "$out" | grep -q NEEDED; then
+      # Whole output first: grep -q would end the pipe early (pipefail).
+      headers=$("$(objdump_for "$triple")" -p "$out")
+      if grep -q NEEDED <<<"$headers"; then
         echo "build: $out is not static" >&2
         exit 1
       fi ;;
@@ -162,6 +217,8 @@ mv "$sizes.new" "$sizes"
 
 # ---- packages --------------------------------------------------------------
 if $packages; then
+  # Made anew: packages of earlier runs or versions would end up in SHA256SUMS.
+  rm -rf "$dist/pkg"
   mkdir -p "$dist/pkg"
   for t in "${TARGETS[@]}"; do
     IFS='|' read -r name _ _ deb_arch opkg_archs spk_arch <<<"$t"
@@ -182,5 +239,7 @@ if $packages; then
   (cd "$dist/pkg" && for f in *; do printf '%-60s %10d bytes\n' "$f" "$(stat -c %s "$f")"; done) | tee -a "$sizes"
 fi
 
-(cd "$dist" && find bin $($packages && echo pkg) -type f | sort | xargs -r sha256sum >SHA256SUMS)
+sum_dirs=(bin)
+$packages && sum_dirs+=(pkg)
+(cd "$dist" && find "${sum_dirs[@]}" -type f | sort | xargs -r sha256sum >SHA256SUMS)
 echo "== done: $dist (SHA256SUMS, SIZES.txt)"

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # The one test command: installs what is missing, then checks formatting,
 # runs clippy with -D warnings (host crates and the wasm UI), cross-builds the
-# aarch64 and armv7 binaries, and runs every test (unit tests, then
-# end-to-end tests against the real `hdp` binary, the ARM ones under qemu-user).
+# aarch64 and armv7 glibc and the x86_64 and aarch64 musl binaries, and runs every test (unit tests,
+# then end-to-end tests against the real `hdp` binary, the ARM ones under
+# qemu-user).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
 scripts/setup.sh --test
 
@@ -21,12 +23,19 @@ echo "== build hdp for the end-to-end tests"
 cargo build --locked -p hdp-node --bin hdp
 
 # The Pi/NAS binaries, built as packaging/build.sh ships them (zig, glibc
-# floor checked), so the ARM builds cannot rot; the cross e2e test runs them
-# under qemu-user beside a native node.
-echo "== cross builds (aarch64, armv7) for the qemu smoke test"
-packaging/build.sh --targets aarch64-gnu,armv7-gnu --no-packages
+# floor checked), so the ARM and musl builds cannot rot; the cross e2e test
+# runs them beside a native node, the ARM ones under qemu-user (the aarch64
+# musl one proves LMDB opens there: packaging/README.md, musl). Their own
+# dist dir, so a release build in dist/ is left alone.
+echo "== cross builds (aarch64 and armv7 glibc, x86_64 and aarch64 musl) for the cross smoke test"
+cross_dist="$CARGO_TARGET_DIR/hdp-test-dist"
+HDP_DIST="$cross_dist" packaging/build.sh --targets aarch64-gnu,armv7-gnu,x86_64-musl,aarch64-musl --no-packages
 version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-export HDP_CROSS_BINS="$PWD/dist/bin/hdp-$version-aarch64-gnu $PWD/dist/bin/hdp-$version-armv7-gnu"
+HDP_CROSS_BINS=""
+for t in aarch64-gnu armv7-gnu x86_64-musl aarch64-musl; do
+  HDP_CROSS_BINS="$HDP_CROSS_BINS $cross_dist/bin/hdp-$version-$t"
+done
+export HDP_CROSS_BINS
 
 echo "== tests"
 cargo test --locked

@@ -199,7 +199,9 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
         Command::Link(args) => {
             let client = Client::new(&args.client)?;
             let info: Info = client.get("/api/info").await?;
-            let links: Vec<String> = info.web_ui.iter().map(|u| crate::node::login_link(u, &client.token)).collect();
+            // A node from before `web_ui` answers where we reached it.
+            let web_ui = if info.web_ui.is_empty() { vec![format!("http://{}/", client.addr)] } else { info.web_ui };
+            let links: Vec<String> = web_ui.iter().map(|u| crate::node::login_link(u, &client.token)).collect();
             if args.client.json {
                 return print_json(&mut out, &serde_json::json!({ "links": links }));
             }
@@ -208,11 +210,19 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             }
             // A LAN link is what a phone scans; the first link is this machine's own.
             let qr = !args.no_qr && (args.qr || std::io::IsTerminal::is_terminal(&std::io::stdout()));
-            if let Some(lan) = links.get(1).filter(|_| qr)
-                && let Ok(code) = crate::qr::terminal(lan)
-            {
-                writeln!(out, "Scan this with a phone on the same network:")?;
-                write!(out, "{code}")?;
+            match links.get(1).filter(|_| qr) {
+                Some(lan) => {
+                    if let Ok(code) = crate::qr::terminal(lan) {
+                        writeln!(out, "Scan this with a phone on the same network:")?;
+                        write!(out, "{code}")?;
+                    }
+                }
+                None if args.qr => writeln!(
+                    out,
+                    "No QR code: the web UI answers on this machine only. Start the node with \
+                     --http 0.0.0.0:3030 (or set http in config.toml) to reach it from a phone."
+                )?,
+                None => {}
             }
             Ok(())
         }

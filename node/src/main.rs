@@ -55,18 +55,26 @@ fn init_logging(verbose: u8) {
         _ => "trace",
     };
     let from_env = std::env::var("RUST_LOG").ok().filter(|v| !v.trim().is_empty());
-    let (filter, bad) = match from_env.as_deref().map(str::parse::<Targets>) {
+    let (filter, bad) = match from_env.as_deref().map(log_filter) {
         Some(Ok(f)) => (f, None),
-        Some(Err(e)) => (default.parse().unwrap_or_default(), Some(e)),
-        None => (default.parse().unwrap_or_default(), None),
+        Some(Err(e)) => (log_filter(default).unwrap_or_default(), Some(e)),
+        None => (log_filter(default).unwrap_or_default(), None),
     };
+    // Colours only for a person at a terminal, not for journald or a log file.
+    let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr))
+        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
         .with(filter)
         .init();
     if let Some(e) = bad {
         tracing::warn!(error = %e, "RUST_LOG is not a list of LEVEL or TARGET=LEVEL; logging at {default}");
     }
+}
+
+/// Parses a `RUST_LOG` list, forgiving spaces and empty items (`info, a=debug,`):
+/// an empty item would otherwise enable every target at TRACE.
+fn log_filter(spec: &str) -> Result<Targets, tracing_subscriber::filter::ParseError> {
+    spec.split(',').map(str::trim).filter(|d| !d.is_empty()).collect::<Vec<_>>().join(",").parse()
 }
 
 async fn start(args: StartArgs, config: Config) -> anyhow::Result<()> {
@@ -129,4 +137,19 @@ fn print_banner(node: &RunningNode, qr: bool) {
         );
     }
     let _ = out.flush();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tracing::Level;
+
+    #[test]
+    fn rust_log_lists_forgive_spaces_and_empty_items() {
+        let f = log_filter("info, hdp_node::download=debug ,").unwrap();
+        assert!(f.would_enable("hdp_node::download::fetch", &Level::DEBUG));
+        assert!(f.would_enable("quinn", &Level::INFO));
+        assert!(!f.would_enable("quinn", &Level::DEBUG), "a trailing comma must not enable everything");
+        assert!(log_filter("info,hdp_node=loud").is_err());
+    }
 }

@@ -74,13 +74,21 @@ pub async fn serve(headers: HeaderMap, uri: Uri) -> Response<Body> {
     let mime = mime_guess::from_path(name).first_or_octet_stream();
     let encoded = packed && accepts_gzip(&headers);
     let body = if packed && !encoded {
-        match gunzip(&data) {
-            Ok(plain) => plain,
-            Err(e) => {
+        // Unpacking the 1.2 MB wasm module takes milliseconds: not on the async thread.
+        match tokio::task::spawn_blocking(move || gunzip(&data)).await {
+            Ok(Ok(plain)) => plain,
+            Ok(Err(e)) => {
                 tracing::warn!(file = name, error = %e, "cannot unpack an embedded UI file");
                 return Response::builder()
                     .status(StatusCode::INTERNAL_SERVER_ERROR)
                     .body(Body::from("the web UI in this binary is damaged: reinstall it"))
+                    .unwrap_or_default();
+            }
+            Err(e) => {
+                tracing::warn!(file = name, error = %e, "unpacking an embedded UI file failed");
+                return Response::builder()
+                    .status(StatusCode::INTERNAL_SERVER_ERROR)
+                    .body(Body::from("could not unpack the web UI file: try again"))
                     .unwrap_or_default();
             }
         }

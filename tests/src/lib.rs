@@ -159,6 +159,7 @@ impl Node {
             .env_remove("HDP_NO_MDNS")
             .env_remove("HDP_TOPIC")
             .env_remove("HDP_PEER")
+            .env_remove("HDP_CONFIG")
             .env("RUST_LOG", "info,hdp_node=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

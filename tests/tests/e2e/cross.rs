@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 use hdp_e2e::{Hdp, Node, random_file, read_tree};
 
 /// The cross-built binaries to run: `$HDP_CROSS_BINS`, paths separated by
-/// spaces. scripts/test.sh builds the aarch64 binary and sets it.
+/// spaces. scripts/test.sh builds the aarch64 and armv7 glibc and the
+/// x86_64 and aarch64 musl ones and sets it.
 fn cross_bins() -> Vec<PathBuf> {
     std::env::var("HDP_CROSS_BINS").unwrap_or_default().split_whitespace().map(PathBuf::from).collect()
 }
