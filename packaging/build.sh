@@ -119,7 +119,9 @@ export PATH="$venv/bin:$PATH"
 # (build scripts run for it too, without compiling the node); every target
 # build then embeds that same directory through HDP_UI_DIST.
 mkdir -p "$dist"
-ui="$dist/.ui"
+# Beside the build, not in dist/: every HDP_DIST then embeds the same path,
+# so switching between dist dirs (the tests use their own) rebuilds nothing.
+ui="$CARGO_TARGET_DIR/hdp-ui-dist"
 if [ -z "${HDP_UI_DIST:-}" ]; then
   echo "== web UI (wasm32, once)"
   # Cargo names the build script's out dir in its JSON messages.
