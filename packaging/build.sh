@@ -223,12 +223,16 @@ if $packages; then
   rm -rf "$dist/pkg"
   mkdir -p "$dist/pkg"
   for t in "${TARGETS[@]}"; do
-    IFS='|' read -r name _ _ deb_arch opkg_archs spk_arch <<<"$t"
+    IFS='|' read -r name triple _ deb_arch opkg_archs spk_arch <<<"$t"
     selected "$name" || continue
     bin="$dist/bin/hdp-$version-$name"
     if [ -n "$deb_arch" ]; then
+      # The licenses of every crate (and the C code inside them) in the binary.
+      licenses="$dist/pkg/.licenses-$name.txt"
+      python3 packaging/lib/third-party-licenses.py "$triple" "$licenses"
       packaging/debian/build-deb.sh --arch "$deb_arch" --bin "$bin" --version "$version" \
-        --glibc-floor "$GLIBC_FLOOR" --out "$dist/pkg"
+        --glibc-floor "$GLIBC_FLOOR" --licenses "$licenses" --out "$dist/pkg"
+      rm -f "$licenses"
     fi
     for a in $opkg_archs; do
       packaging/openwrt/build-ipk.sh --arch "$a" --bin "$bin" --version "$version" --out "$dist/pkg"
