@@ -226,20 +226,22 @@ if $packages; then
     IFS='|' read -r name triple _ deb_arch opkg_archs spk_arch <<<"$t"
     selected "$name" || continue
     bin="$dist/bin/hdp-$version-$name"
+    # The licenses of every crate (and the C code inside them) in the binary.
+    licenses="$dist/pkg/.licenses-$name.txt"
+    python3 packaging/lib/third-party-licenses.py "$triple" "$licenses"
     if [ -n "$deb_arch" ]; then
-      # The licenses of every crate (and the C code inside them) in the binary.
-      licenses="$dist/pkg/.licenses-$name.txt"
-      python3 packaging/lib/third-party-licenses.py "$triple" "$licenses"
       packaging/debian/build-deb.sh --arch "$deb_arch" --bin "$bin" --version "$version" \
         --glibc-floor "$GLIBC_FLOOR" --licenses "$licenses" --out "$dist/pkg"
-      rm -f "$licenses"
     fi
     for a in $opkg_archs; do
-      packaging/openwrt/build-ipk.sh --arch "$a" --bin "$bin" --version "$version" --out "$dist/pkg"
+      packaging/openwrt/build-ipk.sh --arch "$a" --bin "$bin" --version "$version" --licenses "$licenses" \
+        --out "$dist/pkg"
     done
     if [ -n "$spk_arch" ]; then
-      packaging/synology/build-spk.sh --arch "$spk_arch" --bin "$bin" --version "$version" --out "$dist/pkg"
+      packaging/synology/build-spk.sh --arch "$spk_arch" --bin "$bin" --version "$version" --licenses "$licenses" \
+        --out "$dist/pkg"
     fi
+    rm -f "$licenses"
   done
   echo "== packages"
   (cd "$dist/pkg" && for f in *; do printf '%-60s %10d bytes\n' "$f" "$(stat -c %s "$f")"; done) | tee -a "$sizes"

@@ -2,7 +2,7 @@
 # Builds the OpenWrt package of harddrive-party:
 #
 #   packaging/openwrt/build-ipk.sh --arch OPKG_ARCH [--arch ...] --bin PATH \
-#       --version X.Y.Z [--release N] --out DIR
+#       --version X.Y.Z [--release N] [--licenses FILE] --out DIR
 #
 # writes DIR/harddrive-party_X.Y.Z-N_OPKG_ARCH.ipk (N defaults to 1) for each
 # --arch, prints each path on stdout and its sizes on stderr. The binary must
@@ -45,7 +45,7 @@ name=harddrive-party
 
 usage() { sed -n '2,9p' "$0" >&2; exit 2; }
 
-archs=() bin="" version="" release=1 out=""
+archs=() bin="" version="" release=1 out="" licenses=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) archs+=("${2:?--arch needs a value}"); shift 2 ;;
@@ -53,6 +53,7 @@ while [ $# -gt 0 ]; do
 	--version) version=${2:?}; shift 2 ;;
 	--release) release=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
+	--licenses) licenses=${2:?}; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "build-ipk: unknown argument $1" >&2; usage ;;
 	esac
@@ -112,6 +113,13 @@ install -d "$data/usr/bin" "$data/etc/init.d" "$data/etc/config"
 install -m 0755 "$bin" "$data/usr/bin/hdp"
 install -m 0755 "$here/files/harddrive-party.init" "$data/etc/init.d/$name"
 install -m 0644 "$here/files/harddrive-party.config" "$data/etc/config/$name"
+# The licenses of the crates compiled into the binary (build.sh writes them),
+# gzipped: about 40 KB of flash.
+if [ -n "$licenses" ]; then
+	install -d "$data/usr/share/doc/$name"
+	gzip -9n <"$licenses" >"$data/usr/share/doc/$name/THIRD-PARTY-LICENSES.gz"
+	chmod 0644 "$data/usr/share/doc/$name/THIRD-PARTY-LICENSES.gz"
+fi
 installed_size=$(find "$data" -type f -printf '%s\n' | awk '{ s += $1 } END { print s }')
 targz "$data" "$work/data.tar.gz"
 

@@ -2,7 +2,7 @@
 # Builds the Synology DSM 7 package of harddrive-party:
 #
 #   packaging/synology/build-spk.sh --arch x86_64|aarch64 --bin PATH \
-#       --version X.Y.Z [--build N] --out DIR
+#       --version X.Y.Z [--build N] [--licenses FILE] --out DIR
 #
 # writes DIR/harddrive-party-ARCH-X.Y.Z-NNNN.spk (DSM version X.Y.Z-NNNN, N
 # defaults to 1; raise it to republish the same X.Y.Z) and prints its path.
@@ -31,7 +31,7 @@ name=harddrive-party
 
 usage() { sed -n '2,10p' "$0" >&2; exit 2; }
 
-arch="" bin="" version="" build=1 out=""
+arch="" bin="" version="" build=1 out="" licenses=""
 while [ $# -gt 0 ]; do
 	case "$1" in
 	--arch) arch=${2:?}; shift 2 ;;
@@ -39,6 +39,7 @@ while [ $# -gt 0 ]; do
 	--version) version=${2:?}; shift 2 ;;
 	--build) build=${2:?}; shift 2 ;;
 	--out) out=${2:?}; shift 2 ;;
+	--licenses) licenses=${2:?}; shift 2 ;;
 	-h | --help) usage ;;
 	*) echo "build-spk: unknown argument $1" >&2; usage ;;
 	esac
@@ -83,11 +84,17 @@ install -d "$target/bin"
 install -m 0755 "$bin" "$target/bin/hdp"
 install -m 0644 "$here/$name.sc" "$target/$name.sc"
 install -m 0644 "$root/LICENSE" "$target/LICENSE"
+docs=(LICENSE)
+# The licenses of the crates compiled into the binary (build.sh writes them).
+if [ -n "$licenses" ]; then
+	install -m 0644 "$licenses" "$target/THIRD-PARTY-LICENSES"
+	docs+=(THIRD-PARTY-LICENSES)
+fi
 extract_kib=$(find "$target" -type f -printf '%s\n' | awk '{ s += $1 } END { print int((s + 1023) / 1024) }')
 
 spk="$work/spk"
 install -d "$spk/scripts" "$spk/conf"
-(cd "$target" && tar "${tarflags[@]}" -cf - bin "$name.sc" LICENSE) | gzip -9n >"$spk/package.tgz"
+(cd "$target" && tar "${tarflags[@]}" -cf - bin "$name.sc" "${docs[@]}") | gzip -9n >"$spk/package.tgz"
 install -m 0755 "$here"/scripts/* "$spk/scripts/"
 install -m 0644 "$here/conf/privilege" "$here/conf/resource" "$spk/conf/"
 
