@@ -30,11 +30,8 @@ cargo build --locked -p hdp-node --bin hdp
 echo "== cross builds (aarch64 and armv7 glibc, x86_64 and aarch64 musl) for the cross smoke test"
 cross_dist="$CARGO_TARGET_DIR/hdp-test-dist"
 HDP_DIST="$cross_dist" packaging/build.sh --targets aarch64-gnu,armv7-gnu,x86_64-musl,aarch64-musl --no-packages
-version=$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -1)
-HDP_CROSS_BINS=""
-for t in aarch64-gnu armv7-gnu x86_64-musl aarch64-musl; do
-  HDP_CROSS_BINS="$HDP_CROSS_BINS $cross_dist/bin/hdp-$version-$t"
-done
+# build.sh keeps only this version's binaries there.
+HDP_CROSS_BINS=$(echo "$cross_dist"/bin/hdp-*)
 export HDP_CROSS_BINS
 
 echo "== tests"

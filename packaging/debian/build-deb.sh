@@ -12,7 +12,8 @@
 # /usr/share/doc/harddrive-party/THIRD-PARTY-LICENSES[.gz]).
 # Timestamps come from SOURCE_DATE_EPOCH, else the repo's last commit, so
 # the same inputs give the same .deb. Needs: dpkg-deb, gzip, coreutils;
-# readelf (binutils) is used when present to check the binary's libraries.
+# readelf (binutils) is used when present to check the binary's libraries;
+# python3 reads its ELF header (packaging/lib/elf-kind.py).
 set -euo pipefail
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
@@ -56,36 +57,18 @@ if [ ! -f "$bin" ] || [ ! -r "$bin" ]; then die "no such binary: $bin"; fi
 [ -z "$licenses" ] || [ -r "$licenses" ] || die "cannot read $licenses"
 command -v dpkg-deb >/dev/null || die "dpkg-deb not found"
 
-# ELF class, machine and (armhf) float ABI the architecture needs.
+# The ELF kind (packaging/lib/elf-kind.py) the architecture needs.
 case "$arch" in
-    amd64) want_class=2 want_machine=62 ;;   # ELFCLASS64, EM_X86_64
-    arm64) want_class=2 want_machine=183 ;;  # ELFCLASS64, EM_AARCH64
-    armhf) want_class=1 want_machine=40 ;;   # ELFCLASS32, EM_ARM
+    amd64) want_kind=x86_64 ;;
+    arm64) want_kind=aarch64 ;;
+    armhf) want_kind=armhf ;;
     *) die "unsupported --arch $arch (amd64, arm64 or armhf)" ;;
 esac
 
-# byte_at FILE OFFSET COUNT: unsigned little-endian integer at OFFSET.
-byte_at() {
-    local v=0 i b
-    for ((i = $3 - 1; i >= 0; i--)); do
-        b=$(od -An -tu1 -j $(($2 + i)) -N1 "$1" | tr -d ' ')
-        v=$((v * 256 + ${b:-0}))
-    done
-    echo "$v"
-}
-
 depends="libc6 (>= $floor)"
-if [ "$(head -c4 "$bin" | od -An -c | tr -d ' ')" = '177ELF' ]; then
-    class=$(byte_at "$bin" 4 1)
-    [ "$(byte_at "$bin" 5 1)" = 1 ] || die "$bin is not a little-endian ELF"
-    machine=$(byte_at "$bin" 18 2)
-    if [ "$class" != "$want_class" ] || [ "$machine" != "$want_machine" ]; then
-        die "$bin is ELF class $class machine $machine, not $arch"
-    fi
-    if [ "$arch" = armhf ]; then
-        # e_flags at 36 in a 32-bit header; EF_ARM_ABI_FLOAT_HARD = 0x400.
-        (($(byte_at "$bin" 36 4) & 0x400)) || die "$bin is soft-float ARM, not armhf"
-    fi
+read -r kind _ strip < <(python3 "$here/../lib/elf-kind.py" "$bin")
+if [ "$kind" != not-elf ]; then
+    [ "$kind" = "$want_kind" ] || die "$bin is an $kind binary, not $arch"
     # The newest glibc symbol version the binary needs must be <= the floor,
     # or Depends would promise too much.
     newest=$(grep -aoE 'GLIBC_2\.[0-9]+(\.[0-9]+)?' "$bin" | sed 's/GLIBC_//' | sort -uV | tail -n1 || true)
@@ -114,7 +97,7 @@ if [ "$(head -c4 "$bin" | od -An -c | tr -d ' ')" = '177ELF' ]; then
         depends="$depends, libgcc-s1 | libgcc1"
     fi
     # Binaries arrive stripped (this script has no strip for every arch).
-    if command -v readelf >/dev/null && LC_ALL=C readelf -S "$bin" | grep -q '\.symtab'; then
+    if [ "$strip" != stripped ]; then
         warn "$bin is not stripped (lintian: unstripped-binary-or-object, an error)"
     fi
 else

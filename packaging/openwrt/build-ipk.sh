@@ -68,32 +68,7 @@ homepage=$(sed -n 's/^repository = "\(.*\)"/\1/p' "$root/Cargo.toml" | head -1)
 homepage=${homepage:-$name}
 epoch=${SOURCE_DATE_EPOCH:-$(git -C "$root" log -1 --format=%ct 2>/dev/null || date +%s)}
 
-# "x86_64", "aarch64", "armhf" or "armel", then "static" or "dynamic", then
-# "stripped" or "unstripped", read from the ELF headers.
-elf_kind() {
-	python3 - "$1" <<'PY'
-import struct, sys
-d = open(sys.argv[1], "rb").read()
-if d[:4] != b"\x7fELF" or d[5] != 1:
-    print("not-elf - -"); sys.exit()
-is64 = d[4] == 2
-mach, = struct.unpack_from("<H", d, 18)
-if is64:
-    phoff, shoff, flags, _, phentsize, phnum, shentsize, shnum = struct.unpack_from("<QQIHHHHH", d, 32)
-else:
-    phoff, shoff, flags, _, phentsize, phnum, shentsize, shnum = struct.unpack_from("<IIIHHHHH", d, 28)
-kind = {62: "x86_64", 183: "aarch64"}.get(mach, "other")
-if mach == 40:
-    kind = "armhf" if flags & 0x400 else "armel"
-if (mach in (62, 183)) != is64:
-    kind = "other"
-interp = any(struct.unpack_from("<I", d, phoff + i * phentsize)[0] == 3 for i in range(phnum))
-symtab = any(struct.unpack_from("<I", d, shoff + i * shentsize + 4)[0] == 2 for i in range(shnum))
-print(kind, "dynamic" if interp else "static", "unstripped" if symtab else "stripped")
-PY
-}
-
-read -r kind linkage strip < <(elf_kind "$bin")
+read -r kind linkage strip < <(python3 "$here/../lib/elf-kind.py" "$bin")
 [ "$kind" != not-elf ] || { echo "build-ipk: $bin is not a little-endian ELF binary" >&2; exit 1; }
 [ "$linkage" = static ] || { echo "build-ipk: $bin is not a static binary (OpenWrt needs the musl build)" >&2; exit 1; }
 [ "$strip" = stripped ] || echo "build-ipk: warning: $bin is not stripped (wasted flash)" >&2

@@ -52,23 +52,17 @@ build=$((10#$build))
 
 case "$arch" in
 x86_64)
-	elf_machine=62
 	info_arch="x86_64 apollolake avoton braswell broadwell broadwellnk broadwellnkv2 broadwellntb"
 	info_arch+=" broadwellntbap bromolow cedarview coffeelake denverton epyc7002 geminilake"
 	info_arch+=" geminilakenk grantley kvmx64 purley r1000 r1000nk skylaked v1000 v1000nk" ;;
 aarch64)
-	elf_machine=183
 	info_arch="armv8 rtd1296 rtd1619 rtd1619b armada37xx" ;;
 *) echo "build-spk: --arch must be x86_64 or aarch64" >&2; exit 2 ;;
 esac
 
-# 64-bit little-endian ELF for this machine?
-python3 - "$bin" "$elf_machine" <<'PY' || { echo "build-spk: $bin is not a 64-bit $arch ELF binary" >&2; exit 1; }
-import struct, sys
-d = open(sys.argv[1], "rb").read(64)
-ok = d[:4] == b"\x7fELF" and d[4] == 2 and d[5] == 1 and struct.unpack_from("<H", d, 18)[0] == int(sys.argv[2])
-sys.exit(0 if ok else 1)
-PY
+# A binary for this DSM architecture?
+read -r kind _ _ < <(python3 "$here/../lib/elf-kind.py" "$bin")
+[ "$kind" = "$arch" ] || { echo "build-spk: $bin is not a 64-bit $arch ELF binary ($kind)" >&2; exit 1; }
 
 dsm_version="$version-$(printf '%04d' "$build")"
 maintainer=${HDP_MAINTAINER:-harddrive-party developers}

@@ -16,8 +16,12 @@ fn cross_bins() -> Vec<PathBuf> {
 /// (packages libc6-arm64-cross, libc6-armhf-cross) for ARM. The sysroot only
 /// matters for the glibc builds; the static musl ones ignore it.
 fn runner(bin: &Path) -> Hdp {
-    let head = std::fs::read(bin).unwrap_or_else(|e| panic!("cannot read {}: {e}", bin.display()));
-    assert!(head.len() > 20 && head.starts_with(b"\x7fELF"), "{} is not an ELF binary", bin.display());
+    use std::io::Read;
+    let mut head = [0u8; 20];
+    std::fs::File::open(bin)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .unwrap_or_else(|e| panic!("cannot read the ELF header of {}: {e}", bin.display()));
+    assert!(head.starts_with(b"\x7fELF"), "{} is not an ELF binary", bin.display());
     let machine = u16::from_le_bytes([head[18], head[19]]);
     let wrapper: &[&str] = match machine {
         0x3e => &[],
