@@ -174,6 +174,14 @@ pub struct StartArgs {
     /// Do not advertise or look for peers on the LAN with mDNS.
     #[arg(long, env = "HDP_NO_MDNS")]
     pub no_mdns: bool,
+    /// STUN server to learn our public address from, `HOST:PORT`
+    /// (repeatable), or `off` [default: two public servers of Google and
+    /// one of Cloudflare].
+    #[arg(long = "stun", value_name = "HOST:PORT", env = "HDP_STUN", value_delimiter = ',')]
+    pub stun: Vec<String>,
+    /// Do not ask the home router to map our port (NAT-PMP).
+    #[arg(long, env = "HDP_NO_PORTMAP")]
+    pub no_portmap: bool,
     /// Also answer the web UI and API under this host name (repeatable), e.g.
     /// a reverse proxy's. IP addresses, localhost and *.local names always
     /// work; other names are refused (a guard against DNS rebinding).

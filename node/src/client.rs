@@ -167,6 +167,10 @@ impl ClientError {
 }
 
 /// Runs a client command.
+fn or_dash(s: &str) -> &str {
+    if s.is_empty() { "-" } else { s }
+}
+
 pub async fn run(command: Command) -> Result<(), ClientError> {
     let mut out = std::io::stdout().lock();
     match command {
@@ -193,6 +197,11 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             };
             writeln!(out, "mqtt     {mqtt}")?;
             writeln!(out, "mdns     {}", if info.mdns { "on" } else { "off" })?;
+            let public = if info.nat.public_addrs.is_empty() { "-".into() } else { info.nat.public_addrs.join(", ") };
+            writeln!(out, "public   {public}")?;
+            writeln!(out, "nat      {} ({})", info.nat.nat_type.as_str(), info.nat.describe())?;
+            writeln!(out, "stun     {}", or_dash(&info.nat.stun))?;
+            writeln!(out, "portmap  {}", or_dash(&info.nat.port_mapping))?;
             writeln!(out)?;
             print_shares(&mut out, &info.shares)
         }
@@ -427,8 +436,8 @@ fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientErr
     let width = peers.iter().map(|p| p.name.as_deref().unwrap_or("?").len()).max().unwrap_or(4).max(4);
     writeln!(
         out,
-        "{:<width$}  {:<12}  {:<9}  {:<9}  {:<21}  TOPICS / ERROR",
-        "NAME", "ID", "STATE", "FOUND BY", "ADDRESS"
+        "{:<width$}  {:<12}  {:<9}  {:<9}  {:<8}  {:<21}  TOPICS / ERROR",
+        "NAME", "ID", "STATE", "FOUND BY", "PATH", "ADDRESS"
     )?;
     for p in peers {
         let id = p.id.map(|i| i.to_string()[..12].to_owned()).unwrap_or_else(|| "-".into());
@@ -436,11 +445,12 @@ fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientErr
         let detail = if p.connected { p.topics.join(", ") } else { p.error.clone().unwrap_or_default() };
         writeln!(
             out,
-            "{:<width$}  {:<12}  {:<9}  {:<9}  {:<21}  {detail}",
+            "{:<width$}  {:<12}  {:<9}  {:<9}  {:<8}  {:<21}  {detail}",
             p.name.as_deref().unwrap_or("?"),
             id,
             state,
             p.source,
+            p.path.map(|k| k.as_str()).unwrap_or("-"),
             p.addr.as_deref().unwrap_or("-")
         )?;
     }

@@ -19,6 +19,8 @@
 //! threads = 1                         # async worker threads (QUIC, peers, web UI)
 //! mqtt = "mqtts://broker.hivemq.com:8883"   # or "off"
 //! mdns = true
+//! stun = ["stun.example.org:3478", "198.51.100.7:3478"]   # or ["off"]
+//! portmap = true                      # ask the router for a port mapping (NAT-PMP)
 //! http_hosts = ["nas.example.org"]   # names the web UI may be opened under, besides IPs, localhost, *.local
 //! ```
 
@@ -57,6 +59,10 @@ pub struct Config {
     /// The MQTT broker, `None` when off.
     pub mqtt: Option<Broker>,
     pub mdns: bool,
+    /// STUN servers (`HOST:PORT`); empty when off.
+    pub stun: Vec<String>,
+    /// Ask the home router for a port mapping.
+    pub portmap: bool,
     /// Host names the HTTP server answers to besides IP addresses,
     /// `localhost` and `*.local` (`--http-host`; see [`crate::guard`]).
     pub http_hosts: Vec<String>,
@@ -90,6 +96,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("no data dir: set --data-dir or HDP_DATA_DIR (HOME is not set)")]
     NoHome,
+    #[error("STUN server {0:?} is not HOST:PORT (or `off`)")]
+    Stun(String),
     #[error("invalid topic {name:?}: {reason}")]
     Topic { name: String, reason: hdp_proto::topic::TopicError },
     #[error("{0} must be at least 1")]
@@ -122,6 +130,8 @@ struct FileConfig {
     threads: Option<usize>,
     mqtt: Option<String>,
     mdns: Option<bool>,
+    stun: Option<Vec<String>>,
+    portmap: Option<bool>,
     http_hosts: Option<Vec<String>>,
 }
 
@@ -236,6 +246,8 @@ impl Config {
         }
         let mqtt = parse_broker(args.mqtt.as_deref().or(file.mqtt.as_deref()).unwrap_or(DEFAULT_BROKER))?;
         let mdns = !args.no_mdns && file.mdns.unwrap_or(true);
+        let stun = parse_stun(if args.stun.is_empty() { file.stun.unwrap_or_default() } else { args.stun.clone() })?;
+        let portmap = !args.no_portmap && file.portmap.unwrap_or(true);
         let http_hosts =
             if args.http_hosts.is_empty() { file.http_hosts.unwrap_or_default() } else { args.http_hosts.clone() };
         if let Some(bad) = http_hosts.iter().find(|h| !crate::guard::valid_host_name(h)) {
@@ -267,10 +279,31 @@ impl Config {
             threads,
             mqtt,
             mdns,
+            stun,
+            portmap,
             http_hosts,
             pinned,
         })
     }
+}
+
+/// The STUN servers: the defaults when none are given, none for `off`.
+fn parse_stun(given: Vec<String>) -> Result<Vec<String>, ConfigError> {
+    if given.is_empty() {
+        return Ok(crate::net::stun::DEFAULT_STUN.iter().map(|s| (*s).to_owned()).collect());
+    }
+    if given.iter().any(|s| s.eq_ignore_ascii_case("off")) {
+        return Ok(Vec::new());
+    }
+    for s in &given {
+        let ok = s
+            .rsplit_once(':')
+            .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p != 0));
+        if !ok {
+            return Err(ConfigError::Stun(s.clone()));
+        }
+    }
+    Ok(given)
 }
 
 /// `hdp start --data-dir DIR` and nothing else, for tests.
@@ -292,6 +325,8 @@ pub(crate) fn test_args(dir: &Path) -> StartArgs {
         threads: None,
         mqtt: None,
         no_mdns: false,
+        stun: vec![],
+        no_portmap: false,
         http_hosts: vec![],
         qr: false,
         no_qr: false,

@@ -52,6 +52,8 @@ pub struct AppState {
     /// `GET`/`PUT /api/settings`.
     pub settings: Arc<crate::settings::LiveSettings>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
+    /// The NAT layer, for `GET /api/info`'s `nat`.
+    pub net: Arc<crate::net::Net>,
     /// The address the HTTP server is bound to (`GET /api/info`'s `web_ui`).
     pub http_addr: SocketAddr,
     /// Ends long-lived responses (the event stream) at shutdown.
@@ -228,6 +230,7 @@ async fn info(State(st): State<AppState>) -> ApiResult<Json<Info>> {
         mqtt: st.discovery.mqtt_status(),
         mdns: st.discovery.mdns_on(),
         web_ui: crate::node::web_ui_urls(st.http_addr),
+        nat: st.net.info(),
     }))
 }
 
@@ -385,6 +388,7 @@ fn connected_info(st: &AppState, pc: &crate::peers::PeerConn) -> PeerInfo {
         since: Some(pc.since),
         topics: pc.topics.clone(),
         rtt_ms: None,
+        path: None,
         source: "manual".into(),
         error: None,
         rx_rate: 0,

@@ -12,8 +12,11 @@
 //!   players with range requests; [`guard`] checks `Host` and `Origin` in
 //!   front of all of it.
 //! - [`peers`]: dialing, accepting, the topic handshake, the connection
-//!   registry; [`transport`] is the QUIC endpoint and TLS with ed25519
-//!   identities; [`frames`] reads and writes bounded frames on streams.
+//!   registry; [`frames`] reads and writes bounded frames on streams.
+//! - [`net`]: the network layer: [`net::transport`] is the QUIC endpoint and
+//!   TLS with ed25519 identities, on one UDP socket whose wrapper
+//!   ([`net::socket`]) takes STUN answers and punch probes out for the NAT
+//!   traversal ([`net::stun`], [`net::portmap`], [`net::punch`]).
 //! - [`discovery`]: finding peers on our topics through an MQTT broker
 //!   ([`discovery::mqtt`]) and mDNS ([`discovery::mdns`]), and deciding whom
 //!   to dial.
@@ -43,15 +46,18 @@
 //! Channels: the download progress broadcast (capacity
 //! [`download::EVENT_CAPACITY`]; lagging listeners lose updates, senders never
 //! wait); discovery reports ([`discovery::FOUND_CAPACITY`], `try_send`,
-//! dropped when full because announcements repeat); rumqttc's request queue
+//! dropped when full because announcements repeat); the QUIC socket's side
+//! channel ([`net::socket::SIDE_CAPACITY`], `try_send`, dropped when full);
+//! punch probe notifications (capacity 1, only the first probe matters);
+//! at most [`net::punch::MAX_SESSIONS`] punch sessions; rumqttc's request queue
 //! ([`discovery::mqtt::REQUEST_CAPACITY`], only `try_publish`); the topics
 //! watch channel (latest value only). Dials of discovered peers are bounded
 //! by [`discovery::MAX_CONCURRENT_DIALS`]. Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
 //! (`--upload-slots`), downloads (`--download-slots`, `--peer-download-slots`: a count checked by the
 //! scheduler, not a semaphore) and incoming
 //! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
-//! streams per peer ([`transport::MAX_STREAMS`]) and buffers
-//! ([`transport::CONNECTION_WINDOW`], [`transport::SEND_WINDOW`]). Request
+//! streams per peer ([`net::transport::MAX_STREAMS`]) and buffers
+//! ([`net::transport::CONNECTION_WINDOW`], [`net::transport::SEND_WINDOW`]). Request
 //! bodies are bounded by [`http::MAX_BODY_BYTES`], frames by the limits in
 //! `hdp_proto::wire`, listing pages by `hdp_proto::api::LS_MAX_LIMIT` and
 //! [`index::LS_SCAN_BUDGET`]. Graceful shutdown is described in [`node`].
@@ -69,6 +75,7 @@ pub mod http;
 pub mod identity;
 pub mod index;
 pub mod media;
+pub mod net;
 pub mod node;
 pub mod peers;
 pub mod qr;
@@ -76,7 +83,6 @@ pub mod remote;
 pub mod serve;
 pub mod settings;
 pub mod shares;
-pub mod transport;
 pub mod ui;
 pub mod uploads;
 

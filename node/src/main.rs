@@ -89,12 +89,34 @@ async fn start(args: StartArgs, config: Config) -> anyhow::Result<()> {
     let qr = !args.no_qr && (args.qr || std::io::stdout().is_terminal());
     print_banner(&node, qr);
     let stop = node.shutdown_token();
+    tokio::spawn(print_public(node.net.clone(), stop.clone()));
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
         _ = stop.cancelled() => {}
     }
     if node.shutdown().await { Ok(()) } else { anyhow::bail!("shutdown was not clean (see the log above)") }
+}
+
+/// Prints our public address and what the router allows once STUN or the
+/// router told us (the banner cannot wait for them), and again when it changes.
+async fn print_public(net: std::sync::Arc<hdp_node::net::Net>, stop: tokio_util::sync::CancellationToken) {
+    use std::io::Write;
+    let mut changed = net.subscribe();
+    let mut last = Vec::new();
+    loop {
+        tokio::select! {
+            r = changed.changed() => if r.is_err() { return },
+            _ = stop.cancelled() => return,
+        }
+        let info = net.info();
+        if info.public_addrs.is_empty() || info.public_addrs == last {
+            continue;
+        }
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "  public    {} — {}", info.public_addrs.join(", "), info.describe());
+        last = info.public_addrs;
+    }
 }
 
 fn print_banner(node: &RunningNode, qr: bool) {
@@ -104,7 +126,20 @@ fn print_banner(node: &RunningNode, qr: bool) {
     let _ = writeln!(out, "  name      {}", node.id.friendly_name());
     let _ = writeln!(out, "  id        {}", node.id);
     let _ = writeln!(out, "  data dir  {}", node.config.data_dir.display());
-    let _ = writeln!(out, "  peers at  {} (QUIC)", node.quic_addr);
+    // What a friend can dial: the LAN addresses (not 0.0.0.0), then the
+    // public address once STUN or the router tell us (printed below).
+    let lan: Vec<std::net::SocketAddr> = hdp_node::node::listen_addrs(node.quic_addr)
+        .into_iter()
+        .filter(|a| !a.ip().is_loopback() || node.quic_addr.ip().is_loopback())
+        .collect();
+    let mut quic = lan.iter().map(ToString::to_string);
+    let _ = writeln!(out, "  peers at  {} (QUIC)", quic.next().unwrap_or_else(|| node.quic_addr.to_string()));
+    for more in quic {
+        let _ = writeln!(out, "            {more}");
+    }
+    if node.config.stun.is_empty() && !node.config.portmap {
+        let _ = writeln!(out, "  public    unknown (--stun off, --no-portmap)");
+    }
     let _ = writeln!(out, "  web UI    {}", node.login_url());
     let lan = node.lan_login_urls();
     for url in &lan {

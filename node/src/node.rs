@@ -38,11 +38,12 @@ use crate::download::Downloads;
 use crate::http::{AppState, router};
 use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, OpenError, RecordError};
+use crate::net::transport::{Transport, TransportError};
+use crate::net::{Net, NetConfig};
 use crate::peers::{Peers, Topics};
 use crate::serve::Server;
 use crate::settings::LiveSettings;
 use crate::shares::Shares;
-use crate::transport::{Transport, TransportError};
 
 /// Key in the index's `meta` database of the QUIC port to reuse.
 const QUIC_PORT_KEY: &str = "quic_port";
@@ -86,6 +87,8 @@ pub struct RunningNode {
     pub quic_addr: SocketAddr,
     /// Topics at start (flags, config and those joined earlier).
     pub topics: Vec<String>,
+    /// The NAT layer: public addresses once STUN or the router answer.
+    pub net: Arc<Net>,
     shares: Arc<Shares>,
     peers: Arc<Peers>,
     index: Index,
@@ -120,7 +123,7 @@ impl RunningNode {
             }
         }
 
-        let transport = bind_quic(&identity, &index, config.listen)?;
+        let (transport, side) = bind_quic(&identity, &index, config.listen)?;
         let quic_addr = transport
             .local_addr()
             .map_err(|source| StartError::Transport(TransportError::Bind { addr: config.listen, source }))?;
@@ -138,9 +141,18 @@ impl RunningNode {
             }
         }
         index.save_topics(&topics)?;
+        let net = Net::start(
+            transport.socket.clone(),
+            side,
+            quic_addr,
+            NetConfig { stun: config.stun.clone(), portmap: config.portmap },
+            shutdown.clone(),
+            &tasks,
+        );
         let peers = Peers::new(
             identity.peer_id(),
             transport,
+            net.clone(),
             Topics::new(&topics),
             server.clone(),
             shutdown.clone(),
@@ -161,15 +173,24 @@ impl RunningNode {
                 }
             });
         }
-        let discovery = Discovery::start(peers.clone(), identity.peer_id(), shutdown.clone(), tasks.clone());
         let allow_loopback = quic_addr.ip().is_loopback();
+        let local: Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync> =
+            Arc::new(move || listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect());
+        let discovery = Discovery::start(
+            peers.clone(),
+            net.clone(),
+            identity.signing_key().clone(),
+            local,
+            shutdown.clone(),
+            tasks.clone(),
+        );
+        let announced = discovery.clone();
         let cx = MqttContext {
             discovery: discovery.clone(),
             identity: identity.signing_key().clone(),
             topics: peers.topics(),
-            addrs: Arc::new(move || {
-                listen_addrs(quic_addr).into_iter().filter(|a| dialable(a, allow_loopback)).collect()
-            }),
+            addrs: Arc::new(move || announced.candidates()),
+            addrs_changed: net.subscribe(),
             allow_loopback,
             shutdown: shutdown.clone(),
         };
@@ -215,6 +236,7 @@ impl RunningNode {
             server,
             downloads,
             listen_addrs: Arc::new(listen_addrs(quic_addr)),
+            net: net.clone(),
             http_addr,
             shutdown: shutdown.clone(),
             hosts: Arc::new(crate::guard::AllowedHosts::new(&config.http_hosts)),
@@ -235,6 +257,7 @@ impl RunningNode {
             config,
             quic_addr,
             topics: peers.topic_names(),
+            net,
             shares,
             peers,
             index,
@@ -292,7 +315,11 @@ impl RunningNode {
 
 /// Binds the QUIC socket. With port 0, the port of the last run is tried
 /// first, so peers that remember our address find us again.
-fn bind_quic(identity: &Identity, index: &Index, listen: SocketAddr) -> Result<Transport, TransportError> {
+fn bind_quic(
+    identity: &Identity,
+    index: &Index,
+    listen: SocketAddr,
+) -> Result<(Transport, tokio::sync::mpsc::Receiver<crate::net::socket::Datagram>), TransportError> {
     if listen.port() == 0 {
         let saved =
             index.meta_get(QUIC_PORT_KEY).ok().flatten().and_then(|v| v.try_into().ok()).map(u16::from_be_bytes);

@@ -21,7 +21,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hdp_proto::api::{Direction, PeerInfo};
+use hdp_proto::api::{Direction, PathKind, PeerInfo};
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{EXPORTER_LABEL, MAX_TOPICS, Role, TopicKeys, proofs_equal, topic_proof};
 use hdp_proto::wire::{CloseCode, Hello, MAX_HELLO_FRAME};
@@ -34,8 +34,9 @@ use tracing::{debug, info};
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::index::scan::unix_now;
 use crate::lock;
+use crate::net::Net;
+use crate::net::transport::{Transport, remote_peer_id};
 use crate::serve::Server;
-use crate::transport::{Transport, remote_peer_id};
 
 /// Longest a TLS handshake plus topic handshake may take.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -131,6 +132,11 @@ pub struct PeerConn {
     pub topics: Vec<String>,
     /// Bytes per second each way, sampled by the connection's task.
     pub rates: Arc<ConnRates>,
+    /// How the connection reached the peer.
+    pub path: PathKind,
+    /// The client-only endpoint a birthday punch dialed from, kept as long
+    /// as the connection (its socket holds the NAT mapping).
+    pub endpoint: Option<quinn::Endpoint>,
 }
 
 /// How often a connection's byte counters are sampled into rates.
@@ -239,6 +245,8 @@ pub struct Peers {
     /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
     handshakes: Arc<Semaphore>,
     server: Arc<Server>,
+    /// The NAT layer: names the path of incoming connections.
+    net: Arc<Net>,
     shutdown: CancellationToken,
     tasks: TaskTracker,
 }
@@ -247,6 +255,7 @@ impl Peers {
     pub fn new(
         me: PeerId,
         transport: Transport,
+        net: Arc<Net>,
         topics: Topics,
         server: Arc<Server>,
         shutdown: CancellationToken,
@@ -255,6 +264,7 @@ impl Peers {
         Arc::new(Peers {
             me,
             transport,
+            net,
             topics: watch::Sender::new(topics),
             conns: Mutex::new(HashMap::new()),
             connected_gen: watch::Sender::new(0),
@@ -271,6 +281,11 @@ impl Peers {
     }
 
     /// Changes whenever a peer connects.
+    /// Cancelled when the node shuts down.
+    pub fn stopping(&self) -> &CancellationToken {
+        &self.shutdown
+    }
+
     pub fn connections(&self) -> watch::Receiver<u64> {
         self.connected_gen.subscribe()
     }
@@ -372,6 +387,7 @@ impl Peers {
                     since: None,
                     topics: Vec::new(),
                     rtt_ms: None,
+                    path: None,
                     source: "manual".into(),
                     error: st.error.clone(),
                     rx_rate: 0,
@@ -517,15 +533,25 @@ impl Peers {
     /// [`DIAL_STAGGER`] apart and the first to finish the handshake wins; the
     /// rest are dropped (which closes them).
     pub async fn dial_any(self: &Arc<Self>, addrs: &[SocketAddr], peer: PeerId) -> Result<PeerConn, DialError> {
+        let paths: Vec<(SocketAddr, PathKind)> = addrs.iter().map(|a| (*a, self.path_to(a))).collect();
+        self.dial_paths(&paths, peer).await
+    }
+
+    /// [`Peers::dial_any`] with each address's path named by the caller.
+    pub async fn dial_paths(
+        self: &Arc<Self>,
+        addrs: &[(SocketAddr, PathKind)],
+        peer: PeerId,
+    ) -> Result<PeerConn, DialError> {
         if let Some(c) = self.connection(&peer) {
             return Ok(c);
         }
         let mut attempts = tokio::task::JoinSet::new();
-        for (i, addr) in addrs.iter().copied().take(MAX_DIAL_ADDRS).enumerate() {
+        for (i, (addr, path)) in addrs.iter().copied().take(MAX_DIAL_ADDRS).enumerate() {
             let this = self.clone();
             attempts.spawn(async move {
                 tokio::time::sleep(DIAL_STAGGER * i as u32).await;
-                this.dial_expecting(addr, Some(peer)).await
+                this.dial_via(None, addr, Some(peer), path).await
             });
         }
         let mut last = DialError::NoAddress;
@@ -541,10 +567,45 @@ impl Peers {
 
     /// Dials `addr` and runs both handshakes.
     pub async fn dial(self: &Arc<Self>, addr: SocketAddr) -> Result<PeerConn, DialError> {
-        self.dial_expecting(addr, None).await
+        self.dial_via(None, addr, None, self.path_to(&addr)).await
     }
 
-    async fn dial_expecting(self: &Arc<Self>, addr: SocketAddr, expect: Option<PeerId>) -> Result<PeerConn, DialError> {
+    /// Dials `peer` at `addr`, naming the connection's path.
+    pub async fn dial_path(
+        self: &Arc<Self>,
+        addr: SocketAddr,
+        peer: PeerId,
+        path: PathKind,
+    ) -> Result<PeerConn, DialError> {
+        self.dial_via(None, addr, Some(peer), path).await
+    }
+
+    /// Dials `peer` at `addr` from `socket` (a birthday punch's winner),
+    /// through a client-only endpoint that lives as long as the connection.
+    pub async fn dial_from(
+        self: &Arc<Self>,
+        socket: std::net::UdpSocket,
+        addr: SocketAddr,
+        peer: PeerId,
+        path: PathKind,
+    ) -> Result<PeerConn, DialError> {
+        let endpoint = self.transport.client_on(socket).map_err(|e| DialError::Connect(e.to_string()))?;
+        self.dial_via(Some(endpoint), addr, Some(peer), path).await
+    }
+
+    /// What a direct dial to `addr` is: `lan` for an address on one of our
+    /// own networks or a private one, `direct` otherwise.
+    pub fn path_to(&self, addr: &SocketAddr) -> PathKind {
+        if crate::net::is_lan(addr) { PathKind::Lan } else { PathKind::Direct }
+    }
+
+    async fn dial_via(
+        self: &Arc<Self>,
+        endpoint: Option<quinn::Endpoint>,
+        addr: SocketAddr,
+        expect: Option<PeerId>,
+        path: PathKind,
+    ) -> Result<PeerConn, DialError> {
         if self.shutdown.is_cancelled() {
             return Err(DialError::ShuttingDown);
         }
@@ -552,7 +613,11 @@ impl Peers {
         if topics.0.is_empty() {
             return Err(DialError::NoTopics);
         }
-        let connecting = self.transport.connect(addr).map_err(|e| DialError::Connect(e.to_string()))?;
+        let connecting = match &endpoint {
+            Some(e) => self.transport.connect_from(e, addr),
+            None => self.transport.connect(addr),
+        }
+        .map_err(|e| DialError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| DialError::Timeout)??;
         if let Some(want) = expect {
             match remote_peer_id(&conn) {
@@ -590,6 +655,8 @@ impl Peers {
             since: unix_now(),
             topics: shared,
             rates: Arc::default(),
+            path,
+            endpoint,
         };
         Ok(self.register(pc))
     }
@@ -637,6 +704,8 @@ impl Peers {
             return Err(DialError::TooManyPeers);
         }
         let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
+        let remote = conn.remote_address();
+        let path = self.net.punches.path_for(&peer).unwrap_or_else(|| self.path_to(&remote));
         let pc = PeerConn {
             id: peer,
             conn,
@@ -644,6 +713,8 @@ impl Peers {
             since: unix_now(),
             topics: shared,
             rates: Arc::default(),
+            path,
+            endpoint: None,
         };
         Ok(self.register(pc))
     }
@@ -662,7 +733,7 @@ impl Peers {
         drop(conns);
         self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
-              direction = ?pc.direction, topics = ?pc.topics, "peer connected");
+              direction = ?pc.direction, path = ?pc.path, topics = ?pc.topics, "peer connected");
         let this = self.clone();
         let run = pc.clone();
         self.tasks.spawn(async move { this.run_connection(run).await });
@@ -716,6 +787,10 @@ impl Peers {
         if conns.get(&pc.id).is_some_and(|c| c.conn.stable_id() == pc.conn.stable_id()) {
             conns.remove(&pc.id);
             info!(peer = %pc.id, "peer disconnected");
+            // A path that died may mean our router changed our public port.
+            if !self.shutdown.is_cancelled() && pc.path != PathKind::Lan {
+                self.net.recheck();
+            }
         }
     }
 
@@ -821,6 +896,7 @@ fn info_of(c: &PeerConn, source: &str, addr: Option<SocketAddr>) -> PeerInfo {
         since: Some(c.since),
         topics: c.topics.clone(),
         rtt_ms: Some(c.conn.rtt().as_millis() as u64),
+        path: Some(c.path),
         source: source.into(),
         error: None,
         rx_rate,

@@ -55,6 +55,100 @@ pub struct Info {
     /// first, then on each LAN address when the node listens on all of them.
     #[serde(default)]
     pub web_ui: Vec<String>,
+    /// What we know of our router: public addresses, NAT type, port mapping.
+    #[serde(default)]
+    pub nat: NatInfo,
+}
+
+/// How the node is reachable from outside its home network.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NatInfo {
+    /// Our addresses as the internet sees them: the router's port mapping
+    /// first, then what STUN servers reported.
+    #[serde(default)]
+    pub public_addrs: Vec<String>,
+    /// `unknown`, `none` (no NAT), `endpoint_independent` or `symmetric`.
+    pub nat_type: crate::nat::NatKind,
+    /// The router port mapping (NAT-PMP): `off`, `asking`, `mapped ADDR by
+    /// GATEWAY (NAT-PMP)` or `none: REASON`.
+    #[serde(default)]
+    pub port_mapping: String,
+    /// STUN: `off`, `asking`, `N of M servers answered` or `no answer`.
+    #[serde(default)]
+    pub stun: String,
+}
+
+impl Default for NatInfo {
+    fn default() -> Self {
+        NatInfo {
+            public_addrs: Vec::new(),
+            nat_type: crate::nat::NatKind::Unknown,
+            port_mapping: String::new(),
+            stun: String::new(),
+        }
+    }
+}
+
+impl NatInfo {
+    /// One sentence for people: what the router allows.
+    pub fn describe(&self) -> &'static str {
+        use crate::nat::NatKind;
+        if self.port_mapping.starts_with("mapped") && !self.port_mapping.contains("not a public") {
+            return "Your router opened a port for us: friends anywhere can connect to you directly.";
+        }
+        match self.nat_type {
+            NatKind::None => "This node is directly on the internet: friends anywhere can connect to you.",
+            NatKind::EndpointIndependent => {
+                "Your router allows direct connections: friends behind other routers can reach you."
+            }
+            NatKind::Symmetric => {
+                "Your router is strict: friends behind an ordinary router can still reach you, \
+                 but friends behind a strict router too cannot reach you directly."
+            }
+            NatKind::Unknown if self.stun == "off" => "Public address checks are off (--stun off).",
+            NatKind::Unknown => "Still finding out how your router treats connections from outside.",
+        }
+    }
+}
+
+/// How a connection reached its peer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PathKind {
+    /// Over the local network.
+    Lan,
+    /// Straight to the peer's address over the internet (no punching).
+    Direct,
+    /// Through a port the peer's router mapped for it.
+    Mapped,
+    /// Through holes both sides punched in their routers.
+    Punched,
+    /// Through a birthday punch past a strict (symmetric) router.
+    Birthday,
+}
+
+impl PathKind {
+    /// The name in the API and the CLI.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PathKind::Lan => "lan",
+            PathKind::Direct => "direct",
+            PathKind::Mapped => "mapped",
+            PathKind::Punched => "punched",
+            PathKind::Birthday => "birthday",
+        }
+    }
+
+    /// Words for people.
+    pub fn describe(self) -> &'static str {
+        match self {
+            PathKind::Lan => "on your local network",
+            PathKind::Direct => "directly over the internet",
+            PathKind::Mapped => "through a port their router opened",
+            PathKind::Punched => "directly, through both routers (hole punching)",
+            PathKind::Birthday => "directly, past a strict router (birthday punching)",
+        }
+    }
 }
 
 /// State of the connection to the MQTT broker.
@@ -204,6 +298,9 @@ pub struct PeerInfo {
     pub topics: Vec<String>,
     /// Round-trip time, milliseconds.
     pub rtt_ms: Option<u64>,
+    /// How the connection reached the peer (connected peers).
+    #[serde(default)]
+    pub path: Option<PathKind>,
     /// How we know it: `manual` (`--peer`, `hdp connect`), `mqtt`, `mdns`
     /// (found on a topic; `mqtt+mdns` when both), or `incoming`.
     pub source: String,

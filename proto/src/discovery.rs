@@ -59,16 +59,37 @@ const AAD_DOMAIN: &[u8] = b"hdp/1 announce";
 pub enum AddrKind {
     /// An address of one of the node's own interfaces.
     Local = 0,
-    /// The node's address as seen from outside its NAT (learnt later, by STUN).
-    Public = 1,
+    /// The node's address as STUN servers see it, behind a NAT whose
+    /// mapping is endpoint-independent (or not yet classified): the port is
+    /// the one every peer will see.
+    Reflexive = 1,
+    /// A port mapping the node's router made on request (NAT-PMP or PCP):
+    /// reachable from anywhere.
+    Mapped = 2,
+    /// The node's address as one STUN server saw it, behind a symmetric NAT:
+    /// only the IP is meaningful (each destination gets another port), the
+    /// target of birthday punching.
+    ReflexiveSymmetric = 3,
 }
 
 impl AddrKind {
     pub fn from_u8(v: u8) -> Option<Self> {
         match v {
             0 => Some(AddrKind::Local),
-            1 => Some(AddrKind::Public),
+            1 => Some(AddrKind::Reflexive),
+            2 => Some(AddrKind::Mapped),
+            3 => Some(AddrKind::ReflexiveSymmetric),
             _ => None,
+        }
+    }
+
+    /// The name used in logs and the API.
+    pub fn name(self) -> &'static str {
+        match self {
+            AddrKind::Local => "local",
+            AddrKind::Reflexive => "reflexive",
+            AddrKind::Mapped => "mapped",
+            AddrKind::ReflexiveSymmetric => "reflexive-symmetric",
         }
     }
 }
@@ -127,16 +148,102 @@ pub enum AnnounceError {
     Signature,
 }
 
+#[cfg(test)]
 fn signed_bytes(mqtt_path: &[u8; 32], body: &[u8]) -> Vec<u8> {
-    let mut m = Vec::with_capacity(SIG_DOMAIN.len() + 32 + body.len());
-    m.extend_from_slice(SIG_DOMAIN);
+    signed_bytes_in(SIG_DOMAIN, mqtt_path, body)
+}
+
+fn signed_bytes_in(domain: &[u8], mqtt_path: &[u8; 32], body: &[u8]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(domain.len() + 32 + body.len());
+    m.extend_from_slice(domain);
     m.extend_from_slice(mqtt_path);
     m.extend_from_slice(body);
     m
 }
 
+#[cfg(test)]
 fn aad(mqtt_path: &[u8; 32]) -> Vec<u8> {
     [AAD_DOMAIN, mqtt_path.as_slice()].concat()
+}
+
+/// One kind of sealed message on a topic's MQTT path: its version byte and
+/// the domains that keep its signatures and ciphertexts apart from the
+/// other kinds'.
+struct Envelope {
+    version: u8,
+    sig_domain: &'static [u8],
+    aad_domain: &'static [u8],
+}
+
+const ANNOUNCE: Envelope = Envelope { version: ANNOUNCE_VERSION, sig_domain: SIG_DOMAIN, aad_domain: AAD_DOMAIN };
+const SIGNAL: Envelope =
+    Envelope { version: SIGNAL_VERSION, sig_domain: SIGNAL_SIG_DOMAIN, aad_domain: SIGNAL_AAD_DOMAIN };
+
+impl Envelope {
+    fn seal(
+        &self,
+        keys: &TopicKeys,
+        identity: &SigningKey,
+        body: &[u8],
+        nonce: [u8; NONCE_LEN],
+    ) -> Result<Vec<u8>, AnnounceError> {
+        let sig = identity.sign(&signed_bytes_in(self.sig_domain, &keys.mqtt_path, body));
+        let mut plain = Vec::with_capacity(SIG_LEN + body.len() + ANNOUNCE_PAD);
+        plain.extend_from_slice(&sig.to_bytes());
+        plain.extend_from_slice(body);
+        plain.resize(plain.len().div_ceil(ANNOUNCE_PAD) * ANNOUNCE_PAD, 0);
+        let cipher = XChaCha20Poly1305::new((&keys.announce).into());
+        let aad = [self.aad_domain, keys.mqtt_path.as_slice()].concat();
+        let sealed = cipher
+            .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad })
+            .map_err(|_| AnnounceError::Malformed)?;
+        let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
+        out.push(self.version);
+        out.extend_from_slice(&nonce);
+        out.extend_from_slice(&sealed);
+        if out.len() > MAX_ANNOUNCE_LEN {
+            return Err(AnnounceError::TooLong(out.len()));
+        }
+        Ok(out)
+    }
+
+    /// Decrypts, decodes the body with `decode` (which returns the signer's
+    /// key and the unused rest), checks the zero padding and the signature.
+    fn open<T>(
+        &self,
+        keys: &TopicKeys,
+        payload: &[u8],
+        decode: impl FnOnce(&[u8]) -> Result<(T, [u8; 32], usize), AnnounceError>,
+    ) -> Result<T, AnnounceError> {
+        if payload.len() > MAX_ANNOUNCE_LEN {
+            return Err(AnnounceError::TooLong(payload.len()));
+        }
+        let (&version, rest) = payload.split_first().ok_or(AnnounceError::TooShort)?;
+        if version != self.version {
+            return Err(AnnounceError::Version(version));
+        }
+        if rest.len() < NONCE_LEN + TAG_LEN + SIG_LEN {
+            return Err(AnnounceError::TooShort);
+        }
+        let (nonce, sealed) = rest.split_at(NONCE_LEN);
+        let cipher = XChaCha20Poly1305::new((&keys.announce).into());
+        let aad = [self.aad_domain, keys.mqtt_path.as_slice()].concat();
+        let plain = cipher
+            .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad })
+            .map_err(|_| AnnounceError::Decrypt)?;
+        let (sig, rest) = plain.split_at_checked(SIG_LEN).ok_or(AnnounceError::TooShort)?;
+        let (value, signer, used) = decode(rest)?;
+        let (body_bytes, padding) = rest.split_at_checked(used).ok_or(AnnounceError::Malformed)?;
+        if padding.iter().any(|&b| b != 0) {
+            return Err(AnnounceError::Malformed);
+        }
+        let key = VerifyingKey::from_bytes(&signer).map_err(|_| AnnounceError::Signature)?;
+        let sig = Signature::from_slice(sig).map_err(|_| AnnounceError::Signature)?;
+        // verify_strict: refuses weak keys and non-canonical signatures.
+        key.verify_strict(&signed_bytes_in(self.sig_domain, &keys.mqtt_path, body_bytes), &sig)
+            .map_err(|_| AnnounceError::Signature)?;
+        Ok(value)
+    }
 }
 
 /// Encrypts and signs an announcement for one topic.
@@ -156,58 +263,93 @@ pub fn seal_announcement(
     let addrs = &addrs[..addrs.len().min(MAX_ANNOUNCED_ADDRS)];
     let body = Body { peer: identity.verifying_key().to_bytes(), timestamp_ms, addrs: addrs.to_vec() };
     let body = postcard::to_allocvec(&body).map_err(|_| AnnounceError::Malformed)?;
-    let sig = identity.sign(&signed_bytes(&keys.mqtt_path, &body));
-    let mut plain = Vec::with_capacity(SIG_LEN + body.len() + ANNOUNCE_PAD);
-    plain.extend_from_slice(&sig.to_bytes());
-    plain.extend_from_slice(&body);
-    plain.resize(plain.len().div_ceil(ANNOUNCE_PAD) * ANNOUNCE_PAD, 0);
-    let cipher = XChaCha20Poly1305::new((&keys.announce).into());
-    let sealed = cipher
-        .encrypt(XNonce::from_slice(&nonce), Payload { msg: &plain, aad: &aad(&keys.mqtt_path) })
-        .map_err(|_| AnnounceError::Malformed)?;
-    let mut out = Vec::with_capacity(1 + NONCE_LEN + sealed.len());
-    out.push(ANNOUNCE_VERSION);
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    if out.len() > MAX_ANNOUNCE_LEN {
-        return Err(AnnounceError::TooLong(out.len()));
-    }
-    Ok(out)
+    ANNOUNCE.seal(keys, identity, &body, nonce)
 }
 
 /// Decrypts an announcement received on `keys`' topic and checks its
 /// signature. Freshness and replays are the caller's to check
 /// ([`check_fresh`] and the last timestamp it holds for the peer).
 pub fn open_announcement(keys: &TopicKeys, payload: &[u8]) -> Result<Announcement, AnnounceError> {
-    if payload.len() > MAX_ANNOUNCE_LEN {
-        return Err(AnnounceError::TooLong(payload.len()));
-    }
-    let (&version, rest) = payload.split_first().ok_or(AnnounceError::TooShort)?;
-    if version != ANNOUNCE_VERSION {
-        return Err(AnnounceError::Version(version));
-    }
-    if rest.len() < NONCE_LEN + TAG_LEN + SIG_LEN {
-        return Err(AnnounceError::TooShort);
-    }
-    let (nonce, sealed) = rest.split_at(NONCE_LEN);
-    let cipher = XChaCha20Poly1305::new((&keys.announce).into());
-    let plain = cipher
-        .decrypt(XNonce::from_slice(nonce), Payload { msg: sealed, aad: &aad(&keys.mqtt_path) })
-        .map_err(|_| AnnounceError::Decrypt)?;
-    let (sig, rest) = plain.split_at_checked(SIG_LEN).ok_or(AnnounceError::TooShort)?;
-    let (body, padding) = postcard::take_from_bytes::<Body>(rest).map_err(|_| AnnounceError::Malformed)?;
-    if padding.iter().any(|&b| b != 0) {
-        return Err(AnnounceError::Malformed);
-    }
-    if body.addrs.len() > MAX_ANNOUNCED_ADDRS {
-        return Err(AnnounceError::TooManyAddrs);
-    }
-    let body_bytes = &rest[..rest.len() - padding.len()];
-    let key = VerifyingKey::from_bytes(&body.peer).map_err(|_| AnnounceError::Signature)?;
-    let sig = Signature::from_slice(sig).map_err(|_| AnnounceError::Signature)?;
-    // verify_strict: refuses weak keys and non-canonical signatures.
-    key.verify_strict(&signed_bytes(&keys.mqtt_path, body_bytes), &sig).map_err(|_| AnnounceError::Signature)?;
-    Ok(Announcement { peer: PeerId(body.peer), timestamp_ms: body.timestamp_ms, addrs: body.addrs })
+    ANNOUNCE.open(keys, payload, |rest| {
+        let (body, unused) = postcard::take_from_bytes::<Body>(rest).map_err(|_| AnnounceError::Malformed)?;
+        if body.addrs.len() > MAX_ANNOUNCED_ADDRS {
+            return Err(AnnounceError::TooManyAddrs);
+        }
+        let used = rest.len() - unused.len();
+        Ok((
+            Announcement { peer: PeerId(body.peer), timestamp_ms: body.timestamp_ms, addrs: body.addrs },
+            body.peer,
+            used,
+        ))
+    })
+}
+
+/// Version byte of a punch signal on a topic's MQTT path.
+pub const SIGNAL_VERSION: u8 = 2;
+/// Oldest punch signal acted on: punching only helps at once.
+pub const MAX_SIGNAL_AGE_MS: u64 = 30 * 1000;
+const SIGNAL_SIG_DOMAIN: &[u8] = b"hdp/1 signal signature";
+const SIGNAL_AAD_DOMAIN: &[u8] = b"hdp/1 signal";
+
+/// A request to open a direct path: `from` asks `to` to take part in a
+/// punch session identified by `token`, and lists where `from` can be
+/// reached (typed, as in announcements). Sealed like an announcement under
+/// the topic's key (version byte 2, its own signature and AEAD domains), so
+/// only topic members read it and only `from` can have written it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Signal {
+    pub from: PeerId,
+    pub to: PeerId,
+    /// Unix time in milliseconds, by the sender's clock.
+    pub timestamp_ms: u64,
+    pub token: [u8; 16],
+    pub addrs: Vec<WireAddr>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct SignalBody {
+    from: [u8; 32],
+    to: [u8; 32],
+    timestamp_ms: u64,
+    token: [u8; 16],
+    addrs: Vec<WireAddr>,
+}
+
+/// Seals a punch signal (signed by `identity`, which is `from`).
+pub fn seal_signal(
+    keys: &TopicKeys,
+    identity: &SigningKey,
+    to: &PeerId,
+    timestamp_ms: u64,
+    token: [u8; 16],
+    addrs: &[WireAddr],
+    nonce: [u8; NONCE_LEN],
+) -> Result<Vec<u8>, AnnounceError> {
+    let addrs = &addrs[..addrs.len().min(MAX_ANNOUNCED_ADDRS)];
+    let body =
+        SignalBody { from: identity.verifying_key().to_bytes(), to: to.0, timestamp_ms, token, addrs: addrs.to_vec() };
+    let body = postcard::to_allocvec(&body).map_err(|_| AnnounceError::Malformed)?;
+    SIGNAL.seal(keys, identity, &body, nonce)
+}
+
+/// Opens a punch signal and checks its signature; freshness and replays
+/// are the caller's to check, as for announcements.
+pub fn open_signal(keys: &TopicKeys, payload: &[u8]) -> Result<Signal, AnnounceError> {
+    SIGNAL.open(keys, payload, |rest| {
+        let (b, unused) = postcard::take_from_bytes::<SignalBody>(rest).map_err(|_| AnnounceError::Malformed)?;
+        if b.addrs.len() > MAX_ANNOUNCED_ADDRS {
+            return Err(AnnounceError::TooManyAddrs);
+        }
+        let used = rest.len() - unused.len();
+        let s = Signal {
+            from: PeerId(b.from),
+            to: PeerId(b.to),
+            timestamp_ms: b.timestamp_ms,
+            token: b.token,
+            addrs: b.addrs,
+        };
+        Ok((s, b.from, used))
+    })
 }
 
 /// Why an announcement's time was refused.
@@ -468,6 +610,56 @@ mod tests {
         println!("mdns txt: {txt:?}");
         assert_eq!(hex(&payload), VECTOR_ANNOUNCE);
         assert_eq!(txt[2].1, VECTOR_MDNS_T0);
+        let typed = [
+            WireAddr::new(AddrKind::Local, SocketAddr::new(Ipv4Addr::new(198, 18, 1, 2).into(), 4433)),
+            WireAddr::new(AddrKind::Reflexive, SocketAddr::new(Ipv4Addr::new(203, 0, 113, 11).into(), 4433)),
+            WireAddr::new(AddrKind::Mapped, SocketAddr::new(Ipv4Addr::new(203, 0, 113, 11).into(), 5000)),
+        ];
+        let payload = seal_announcement(&k, &id, 1_700_000_000_000, &typed, [0x42; 24]).unwrap();
+        println!("typed announce payload: {}", hex(&payload));
+        let to = PeerId(identity(2).verifying_key().to_bytes());
+        let signal = seal_signal(&k, &id, &to, 1_700_000_000_000, [0x11; 16], &typed, [0x42; 24]).unwrap();
+        println!("signal payload: {}", hex(&signal));
+        assert_eq!(hex(&payload), VECTOR_TYPED_ANNOUNCE);
+        assert_eq!(hex(&signal), VECTOR_SIGNAL);
+    }
+
+    const VECTOR_TYPED_ANNOUNCE: &str = "01424242424242424242424242424242424242424242424242a2aad6d546ab50d743be76a2b40ab255d0bc5d5ee2ee7834f8d9b320a3e07bc70af53008f679ec1043b0ca4f03c96f44f12ea5c6f3d728131bae219756347c3f0fafd6d87092d98fb89da21f5d2918a49c72ffaaf5d80f8297417cba97a3b99b9560aab1975ca76f1ad28fb98a1a512ecc3e74b171469384c74a2006909e5a70b7f4b355220d59d0db48f8a888ad2115";
+    const VECTOR_SIGNAL: &str = "02424242424242424242424242424242424242424242424242cd3c4ef7f01e7ad0c3d2cb8dbec2ec1b91cc4e47933f9d32d9c47e12d2e7e2ce628ea16a021a57e441e78663c4e645183e9af12e12eed763b7c2e5a2c84b193a0fafd6d87092d98fb89da21f5d2918a49c72ffaaf5d80f8297417cba97a3b99b948948408310b3304cb7c9de4b870de30778fe51ce7986249a772f2c14dfcee47f1e0b945efc5aa32e160750b4933c4a38b06931a84a7ce6d8d5c0fa30d7cb1dfa60866a47aa57dee0a5af75a59cd6c0799c940cb864d3633bd80b41d5a174ef9a23d61894cffee29b4b990602393e14f4d4edfe336d46d9bd550e7bc7c679cd615b76f5c60ffabad2d007e9b5bf557ced36777ede1df4886596b9828b97370ef472f5170994eac092d2afd9253d1a99";
+
+    #[test]
+    fn signals_round_trip_and_are_not_announcements() {
+        let k = keys("our film club");
+        let to = PeerId(identity(8).verifying_key().to_bytes());
+        let s = seal_signal(&k, &identity(7), &to, 42, [5; 16], &addrs(), [1; 24]).unwrap();
+        assert_eq!(s[0], SIGNAL_VERSION);
+        let got = open_signal(&k, &s).unwrap();
+        assert_eq!(got.from, PeerId(identity(7).verifying_key().to_bytes()));
+        assert_eq!((got.to, got.timestamp_ms, got.token, got.addrs), (to, 42, [5; 16], addrs()));
+        // An old node reading a signal as an announcement refuses its version.
+        assert_eq!(open_announcement(&k, &s), Err(AnnounceError::Version(SIGNAL_VERSION)));
+        let a = seal_announcement(&k, &identity(7), 42, &addrs(), [1; 24]).unwrap();
+        assert_eq!(open_signal(&k, &a), Err(AnnounceError::Version(ANNOUNCE_VERSION)));
+        // The version byte is not what keeps them apart: the domains are.
+        let mut relabelled = a.clone();
+        relabelled[0] = SIGNAL_VERSION;
+        assert!(open_signal(&k, &relabelled).is_err());
+        for i in 0..s.len() {
+            let mut bad = s.clone();
+            bad[i] ^= 1;
+            assert!(open_signal(&k, &bad).is_err(), "flipped byte {i}");
+        }
+    }
+
+    #[test]
+    fn new_address_kinds_decode_and_unknown_ones_survive() {
+        let k = keys("t");
+        let a = |kind: u8| WireAddr { kind, ip: Ipv4Addr::new(203, 0, 113, 11).into(), port: 40000 };
+        let list = [a(0), a(1), a(2), a(3), a(200)];
+        let got = open_announcement(&k, &seal_announcement(&k, &identity(1), 1, &list, [0; 24]).unwrap()).unwrap();
+        let kinds: Vec<Option<AddrKind>> = got.addrs.iter().map(|w| AddrKind::from_u8(w.kind)).collect();
+        use AddrKind::*;
+        assert_eq!(kinds, [Some(Local), Some(Reflexive), Some(Mapped), Some(ReflexiveSymmetric), None]);
     }
 
     const VECTOR_ANNOUNCE: &str = "014242424242424242424242424242424242424242424242426e357db95ab6f2979c3d44bfd6bcbe38f6c193fa2d2c9d16df13b96e6cd9e05b2f9c06219dd75de5320a54f04ad4d97e45768ab3b81960f2c446b582070ce03e0fafd6d87092d98fb89da21f5d2918a49c72ffaaf5d80f8297417cba97a3b99b9560aab1975ca56f1ad49dba891a512fccf574c07a97b186c78120779b167d70dc8708b4f439104f4a0454248f14a73e";

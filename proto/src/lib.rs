@@ -16,6 +16,8 @@
 //!   connection-bound membership proof of the handshake.
 //! - [`discovery`] (feature `discovery`): MQTT announcements (encrypted,
 //!   signed, time-bound) and mDNS recognition tokens.
+//! - [`nat`]: NAT traversal without IO: STUN binding messages, punch probes,
+//!   NAT classification and the plan two nodes follow to meet.
 //! - [`cert`]: the bounded DER walk that finds a peer's ed25519 key in its
 //!   certificate.
 //! - [`contact`]: `hdp:` contact URIs (peer id and addresses), the text of
@@ -30,6 +32,7 @@ pub mod contact;
 pub mod discovery;
 pub mod fmt;
 pub mod id;
+pub mod nat;
 pub mod path;
 pub mod topic;
 pub mod wire;

@@ -148,6 +148,13 @@ impl Node {
         if netns.is_none() && !extra.contains(&"--no-mdns") {
             cmd.arg("--no-mdns");
         }
+        // Never a public STUN server, never the machine's real router.
+        if !extra.contains(&"--stun") && !config_sets(data_dir, "stun") {
+            cmd.args(["--stun", "off"]);
+        }
+        if !extra.contains(&"--no-portmap") && netns.is_none() {
+            cmd.arg("--no-portmap");
+        }
         for s in shares {
             cmd.arg("--share").arg(s);
         }
@@ -160,6 +167,8 @@ impl Node {
             .env_remove("HDP_TOPIC")
             .env_remove("HDP_PEER")
             .env_remove("HDP_CONFIG")
+            .env_remove("HDP_STUN")
+            .env_remove("HDP_NO_PORTMAP")
             .env("RUST_LOG", "info,hdp_node=debug")
             .envs(env.iter().copied())
             .stdin(Stdio::null())

@@ -197,3 +197,71 @@ impl Drop for Lan {
         }
     }
 }
+
+/// A NAT lab (`tests/natlab/natlab.sh`): an "internet" namespace with a
+/// mosquitto broker (203.0.113.1:1883) and a STUN server on two addresses
+/// (203.0.113.2 and .3, port 3478), and one home per NAT kind, each a
+/// router namespace doing NAT in front of a host namespace. Torn down
+/// (every namespace and process) when dropped.
+pub struct NatLab {
+    name: String,
+}
+
+/// Where the lab script lives.
+pub fn natlab_script() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("natlab/natlab.sh")
+}
+
+impl NatLab {
+    /// Builds lab `name` (≤ 4 characters) with one home per kind (`cone`,
+    /// `restricted`, `symmetric`, `upnp`). `Err` says why it cannot run
+    /// here (not root, a tool missing); a broken lab panics.
+    pub fn up(name: &str, kinds: &[&str]) -> Result<NatLab, String> {
+        let out = Command::new("bash")
+            .arg(natlab_script())
+            .args(["up", name])
+            .args(kinds)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("cannot run the NAT lab script: {e}"))?;
+        let lab = NatLab { name: name.to_owned() };
+        match out.status.code() {
+            Some(0) => Ok(lab),
+            Some(2) => Err(String::from_utf8_lossy(&out.stderr).trim().to_owned()),
+            _ => panic!(
+                "natlab up {name} {kinds:?} failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            ),
+        }
+    }
+
+    /// The namespace of home `i`'s host (1-based).
+    pub fn host(&self, i: usize) -> String {
+        format!("hdp-{}-h{i}", self.name)
+    }
+
+    /// Runs a lab subcommand (`flush`, `renat`, `stun`, `pkts`, …) for this lab.
+    pub fn run(&self, cmd: &str, args: &[&str]) -> String {
+        let out = Command::new("bash")
+            .arg(natlab_script())
+            .args([cmd, &self.name])
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .expect("run the NAT lab script");
+        assert!(out.status.success(), "natlab {cmd} {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Packets host `i` has sent so far.
+    pub fn packets(&self, i: usize) -> u64 {
+        self.run("pkts", &[&i.to_string()]).trim().parse().expect("a packet count")
+    }
+}
+
+impl Drop for NatLab {
+    fn drop(&mut self) {
+        let _ = Command::new("bash").arg(natlab_script()).args(["down", &self.name]).stdin(Stdio::null()).output();
+    }
+}

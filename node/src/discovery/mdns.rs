@@ -33,7 +33,9 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{Discovery, Report, Source, dialable};
+use crate::net::Candidate;
 use crate::peers::Topics;
+use hdp_proto::discovery::AddrKind;
 
 /// Other nodes' records remembered (to re-check them when our topics change).
 pub const MAX_SEEN: usize = 256;
@@ -205,7 +207,7 @@ fn recognise(discovery: &Discovery, topics: &Topics, s: &mut Seen) {
             discovery.report(Report::Found {
                 peer,
                 source: Source::Mdns,
-                addrs: s.addrs.clone(),
+                addrs: s.addrs.iter().map(|a| Candidate::new(AddrKind::Local, *a)).collect(),
                 topics: matched.iter().filter_map(|&i| names.get(i).map(|n| (*n).to_owned())).collect(),
                 ttl: SIGHTING_TTL,
             });

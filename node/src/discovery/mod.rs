@@ -13,10 +13,14 @@
 //!   [`MAX_KNOWN_PER_TOPIC`] known peers per topic.
 //! - Reconnect peers that drop while they are still announced.
 //!
-//! Non-goals: NAT traversal (a roadmap item: announcements already carry
-//! typed addresses so public and punched addresses can be added), and
-//! disconnecting peers whose announcements stop (an established connection
-//! lives until it closes; discovery only decides whom to dial).
+//! - Reach peers behind other routers: a peer with public addresses is
+//!   dialed directly (local, mapped, then reflexive addresses) and, when the
+//!   two NAT kinds call for it, hole punching ([`crate::net::punch`]) runs
+//!   alongside; the first connection wins. Punch signals travel on the
+//!   topic's MQTT path ([`Discovery`] is the punch [`Signaller`]).
+//!
+//! Non-goals: disconnecting peers whose announcements stop (an established
+//! connection lives until it closes; discovery only decides whom to dial).
 //!
 //! # Channels
 //! - `found` ([`FOUND_CAPACITY`]): MQTT and mDNS tasks report peers to the
@@ -36,8 +40,11 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use hdp_proto::api::{MqttState, MqttStatus, PeerInfo};
+use ed25519_dalek::SigningKey;
+use hdp_proto::api::{MqttState, MqttStatus, PathKind, PeerInfo};
+use hdp_proto::discovery::{AddrKind, MAX_SIGNAL_AGE_MS, Signal, seal_signal};
 use hdp_proto::id::PeerId;
+use hdp_proto::nat::{Plan, TOKEN_LEN};
 use hdp_proto::wire::CloseCode;
 use tokio::sync::{Notify, Semaphore, mpsc};
 use tokio::time::Instant;
@@ -46,6 +53,8 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info};
 
 use crate::lock;
+use crate::net::punch::{self, PunchError, Signaller};
+use crate::net::{Candidate, Net};
 use crate::peers::{DialError, Peers};
 
 /// Reports waiting for the manager; see the module docs.
@@ -82,14 +91,14 @@ impl Source {
 #[derive(Debug, Clone)]
 pub enum Report {
     /// `peer` is on `topics` (ours) and can be dialed at `addrs`.
-    Found { peer: PeerId, source: Source, addrs: Vec<SocketAddr>, topics: Vec<String>, ttl: Duration },
+    Found { peer: PeerId, source: Source, addrs: Vec<Candidate>, topics: Vec<String>, ttl: Duration },
     /// The source says `peer` is gone.
     Lost { peer: PeerId, source: Source },
 }
 
 #[derive(Debug)]
 struct Sighting {
-    addrs: Vec<SocketAddr>,
+    addrs: Vec<Candidate>,
     topics: Vec<String>,
     expires: Instant,
 }
@@ -105,8 +114,8 @@ struct Known {
 }
 
 impl Known {
-    fn addrs(&self) -> Vec<SocketAddr> {
-        let mut out: Vec<SocketAddr> = Vec::new();
+    fn addrs(&self) -> Vec<Candidate> {
+        let mut out: Vec<Candidate> = Vec::new();
         // mDNS addresses first: on the same LAN they are the quickest path.
         for src in [Source::Mdns, Source::Mqtt] {
             for a in self.seen.get(&src).map(|s| s.addrs.as_slice()).unwrap_or_default() {
@@ -138,10 +147,16 @@ impl Known {
 }
 
 /// The discovery manager; see the module docs.
-#[derive(Debug)]
 pub struct Discovery {
     me: PeerId,
     peers: Arc<Peers>,
+    net: Arc<Net>,
+    /// Signs punch signals.
+    signer: SigningKey,
+    /// Our local addresses now (they change when interfaces do).
+    local: Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>,
+    /// The running MQTT client and the token it runs under, for punch signals.
+    mqtt_client: Mutex<Option<(CancellationToken, rumqttc::v5::AsyncClient)>>,
     known: Mutex<HashMap<PeerId, Known>>,
     found: mpsc::Sender<Report>,
     /// Bounds dials in flight; see [`MAX_CONCURRENT_DIALS`].
@@ -153,13 +168,31 @@ pub struct Discovery {
     tasks: TaskTracker,
 }
 
+impl std::fmt::Debug for Discovery {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Discovery").field("me", &self.me).finish_non_exhaustive()
+    }
+}
+
 impl Discovery {
     /// Creates the manager and starts its task.
-    pub fn start(peers: Arc<Peers>, me: PeerId, shutdown: CancellationToken, tasks: TaskTracker) -> Arc<Self> {
+    pub fn start(
+        peers: Arc<Peers>,
+        net: Arc<Net>,
+        signer: SigningKey,
+        local: Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>,
+        shutdown: CancellationToken,
+        tasks: TaskTracker,
+    ) -> Arc<Self> {
         let (found, rx) = mpsc::channel(FOUND_CAPACITY);
+        let me = PeerId(signer.verifying_key().to_bytes());
         let this = Arc::new(Discovery {
             me,
             peers,
+            net,
+            signer,
+            local,
+            mqtt_client: Mutex::new(None),
             known: Mutex::new(HashMap::new()),
             found,
             dials: Arc::new(Semaphore::new(MAX_CONCURRENT_DIALS)),
@@ -179,6 +212,45 @@ impl Discovery {
         if self.found.try_send(r).is_err() {
             debug!("discovery is behind; dropped a report");
         }
+    }
+
+    /// Everything we announce: local addresses, then public ones.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        self.net.candidates(&(self.local)())
+    }
+
+    /// The MQTT client now running under `run` (punch signals go through it).
+    pub(crate) fn set_mqtt_client(&self, run: CancellationToken, client: rumqttc::v5::AsyncClient) {
+        *lock(&self.mqtt_client) = Some((run, client));
+    }
+
+    /// A punch signal for us arrived (authenticated, fresh, not replayed).
+    pub(crate) fn on_signal(self: &Arc<Self>, s: Signal) {
+        if s.to != self.me || s.from == self.me {
+            return;
+        }
+        if let Some(age) = crate::unix_ms().checked_sub(s.timestamp_ms)
+            && age > MAX_SIGNAL_AGE_MS
+        {
+            return;
+        }
+        let theirs: Vec<Candidate> = s
+            .addrs
+            .iter()
+            .filter_map(|w| AddrKind::from_u8(w.kind).map(|k| Candidate::new(k, w.socket_addr())))
+            .filter(|c| dialable(&c.addr, false))
+            .collect();
+        if self.peers.connection(&s.from).is_some() {
+            return;
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            match punch::answer(&this.net, &this.peers, s.from, s.token, &theirs).await {
+                Ok(()) => {}
+                Err(PunchError::Busy) => debug!(peer = %s.from, "already punching with this peer"),
+                Err(e) => debug!(peer = %s.from, error = %e, "answering a punch request failed"),
+            }
+        });
     }
 
     pub(crate) fn set_mqtt(&self, status: MqttStatus) {
@@ -231,12 +303,13 @@ impl Discovery {
             list.push(PeerInfo {
                 id: Some(*id),
                 name: Some(id.friendly_name()),
-                addr: k.addrs().first().map(ToString::to_string),
+                addr: k.addrs().first().map(|c| c.addr.to_string()),
                 connected: false,
                 direction: None,
                 since: None,
                 topics: k.topics(),
                 rtt_ms: None,
+                path: None,
                 source,
                 error: k.error.clone(),
                 rx_rate: 0,
@@ -348,14 +421,63 @@ impl Discovery {
             let this = self.clone();
             self.tasks.spawn(async move {
                 debug!(%peer, ?addrs, "dialing a discovered peer");
-                let result = this.peers.dial_any(&addrs, peer).await;
+                let result = this.connect(peer, &addrs).await;
                 drop(permit);
-                this.dialed(peer, result.map(|_| ()));
+                this.dialed(peer, result);
             });
         }
     }
 
-    fn dialed(&self, peer: PeerId, result: Result<(), DialError>) {
+    /// Dials `peer` directly and, when the NAT kinds call for it, punches a
+    /// path at the same time; the first connection wins.
+    async fn connect(self: &Arc<Self>, peer: PeerId, cands: &[Candidate]) -> Result<(), ConnectError> {
+        let mut direct: Vec<(SocketAddr, PathKind)> = Vec::new();
+        for kind in [AddrKind::Local, AddrKind::Mapped, AddrKind::Reflexive] {
+            for c in cands.iter().filter(|c| c.kind == kind) {
+                let path = match kind {
+                    AddrKind::Local => self.peers.path_to(&c.addr),
+                    AddrKind::Mapped => PathKind::Mapped,
+                    _ => PathKind::Direct,
+                };
+                if !direct.iter().any(|(a, _)| *a == c.addr) {
+                    direct.push((c.addr, path));
+                }
+            }
+        }
+        let plan = punch::plan_for(&self.net, cands, true).map(|(p, _, _)| p);
+        let dial = self.peers.dial_paths(&direct, peer);
+        match plan {
+            None | Some(Plan::Dial) => return dial.await.map(|_| ()).map_err(ConnectError::Dial),
+            Some(Plan::NoPath) => {
+                return match dial.await {
+                    Ok(_) => Ok(()),
+                    Err(_) => Err(ConnectError::Punch(PunchError::NoDirectPath)),
+                };
+            }
+            Some(_) => {}
+        }
+        let local = (self.local)();
+        let punched = punch::ask(&self.net, &self.peers, self.as_ref(), &local, peer, cands);
+        tokio::pin!(dial, punched);
+        let (mut dial_err, mut punch_err) = (None, None);
+        while dial_err.is_none() || punch_err.is_none() {
+            tokio::select! {
+                r = &mut dial, if dial_err.is_none() => match r {
+                    Ok(_) => return Ok(()),
+                    Err(e) => dial_err = Some(e),
+                },
+                r = &mut punched, if punch_err.is_none() => match r {
+                    Ok(()) if self.peers.connection(&peer).is_some() => return Ok(()),
+                    Ok(()) => punch_err = Some(PunchError::Timeout),
+                    Err(e) => punch_err = Some(e),
+                },
+            }
+        }
+        // The punch's reason says more than a dial that timed out.
+        Err(ConnectError::Punch(punch_err.unwrap_or(PunchError::Timeout)))
+    }
+
+    fn dialed(&self, peer: PeerId, result: Result<(), ConnectError>) {
         let mut known = lock(&self.known);
         let Some(k) = known.get_mut(&peer) else { return };
         k.dialing = false;
@@ -368,8 +490,12 @@ impl Discovery {
             Err(e) => {
                 debug!(%peer, error = %e, "could not reach a discovered peer; will retry");
                 // A peer that refused us for want of a shared topic (it left
-                // ours) will not change its mind soon.
-                if matches!(e, DialError::Closed(CloseCode::NoSharedTopic)) {
+                // ours) will not change its mind soon, nor will two strict routers.
+                if matches!(
+                    e,
+                    ConnectError::Dial(DialError::Closed(CloseCode::NoSharedTopic))
+                        | ConnectError::Punch(PunchError::NoDirectPath)
+                ) {
                     k.backoff = REDIAL_MAX;
                 }
                 k.error = Some(e.to_string());
@@ -377,6 +503,39 @@ impl Discovery {
                 k.backoff = (k.backoff * 2).min(REDIAL_MAX);
             }
         }
+    }
+}
+
+/// Why a discovered peer could not be reached.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    #[error(transparent)]
+    Dial(#[from] DialError),
+    #[error(transparent)]
+    Punch(#[from] PunchError),
+}
+
+impl Signaller for Discovery {
+    /// Seals the signal for a topic we share with `to` and publishes it on
+    /// that topic's MQTT path.
+    fn signal(&self, to: PeerId, token: [u8; TOKEN_LEN], ours: &[Candidate]) -> Result<(), &'static str> {
+        let client = match lock(&self.mqtt_client).as_ref() {
+            Some((run, c)) if !run.is_cancelled() => c.clone(),
+            _ => return Err("MQTT is off or not connected"),
+        };
+        let shared = lock(&self.known).get(&to).map(Known::topics).unwrap_or_default();
+        let topics = self.peers.topics().borrow().clone();
+        let Some((_, keys)) = topics.iter().find(|(n, _)| shared.iter().any(|s| s == n)) else {
+            return Err("no topic shared with the peer");
+        };
+        let wire: Vec<_> = ours.iter().map(Candidate::wire).collect();
+        let mut nonce = [0u8; 24];
+        getrandom::fill(&mut nonce).map_err(|_| "no randomness")?;
+        let payload =
+            seal_signal(keys, &self.signer, &to, crate::unix_ms(), token, &wire, nonce).map_err(|_| "too large")?;
+        client
+            .try_publish(mqtt::topic_path(keys), rumqttc::v5::mqttbytes::QoS::AtMostOnce, false, payload)
+            .map_err(|_| "the MQTT request queue is full")
     }
 }
 

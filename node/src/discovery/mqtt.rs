@@ -25,14 +25,13 @@
 //! instead of blocking anything.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use ed25519_dalek::SigningKey;
 use hdp_proto::api::{MqttState, MqttStatus};
 use hdp_proto::discovery::{
-    AddrKind, MAX_ANNOUNCE_AGE_MS, WireAddr, check_fresh, open_announcement, seal_announcement,
+    AddrKind, MAX_ANNOUNCE_AGE_MS, SIGNAL_VERSION, check_fresh, open_announcement, open_signal, seal_announcement,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{TopicKeys, hex};
@@ -49,6 +48,7 @@ use tokio_util::task::TaskTracker;
 use tracing::{debug, info, warn};
 
 use super::{Discovery, Report, Source, dialable};
+use crate::net::Candidate;
 use crate::peers::{Topics, jitter};
 
 /// The broker used unless `--mqtt` says otherwise: public, TLS, no account.
@@ -157,8 +157,11 @@ pub struct MqttContext {
     pub discovery: Arc<Discovery>,
     pub identity: SigningKey,
     pub topics: watch::Receiver<Topics>,
-    /// Our dialable addresses now (they change when interfaces do).
-    pub addrs: Arc<dyn Fn() -> Vec<SocketAddr> + Send + Sync>,
+    /// Our typed addresses now (they change when interfaces do, and when
+    /// STUN or the router tell us a public one).
+    pub addrs: Arc<dyn Fn() -> Vec<Candidate> + Send + Sync>,
+    /// Bumped when our public addresses change: announce at once.
+    pub addrs_changed: watch::Receiver<u64>,
     /// Whether loopback addresses are dialable (we listen on loopback).
     pub allow_loopback: bool,
     pub shutdown: CancellationToken,
@@ -232,6 +235,7 @@ pub fn start(cx: MqttContext, broker: Broker, tasks: &TaskTracker) -> Result<(),
         .set_request_channel_capacity(REQUEST_CAPACITY);
     opts.set_transport(if broker.tls { Transport::tls_with_config(tls_config()?) } else { Transport::tcp() });
     let (client, eventloop) = AsyncClient::new(opts, REQUEST_CAPACITY);
+    cx.discovery.set_mqtt_client(cx.shutdown.clone(), client.clone());
     cx.discovery.set_mqtt(MqttStatus { broker: Some(broker.to_string()), state: MqttState::Connecting, error: None });
     info!(broker = %broker, "meeting peers through MQTT");
     // Signals the announcer that a (re)connection needs an announcement.
@@ -344,6 +348,10 @@ impl Inbox {
         else {
             return;
         };
+        if payload.first() == Some(&SIGNAL_VERSION) {
+            self.receive_signal(cx, &keys, payload);
+            return;
+        }
         let a = match open_announcement(&keys, payload) {
             Ok(a) => a,
             Err(e) => {
@@ -374,12 +382,11 @@ impl Inbox {
             }
         }
         self.last.insert(key, a.timestamp_ms);
-        let addrs: Vec<SocketAddr> = a
+        let addrs: Vec<Candidate> = a
             .addrs
             .iter()
-            .filter(|w| AddrKind::from_u8(w.kind).is_some())
-            .map(WireAddr::socket_addr)
-            .filter(|s| dialable(s, cx.allow_loopback))
+            .filter_map(|w| AddrKind::from_u8(w.kind).map(|k| Candidate::new(k, w.socket_addr())))
+            .filter(|c| dialable(&c.addr, cx.allow_loopback))
             .collect();
         cx.discovery.report(Report::Found {
             peer: a.peer,
@@ -388,6 +395,42 @@ impl Inbox {
             topics: vec![name],
             ttl: ANNOUNCE_TTL,
         });
+    }
+}
+
+impl Inbox {
+    /// A punch signal: acted on only when addressed to us, fresh
+    /// ([`hdp_proto::discovery::MAX_SIGNAL_AGE_MS`]) and newer than the
+    /// last one from its sender (replays are refused like announcements').
+    fn receive_signal(&mut self, cx: &MqttContext, keys: &TopicKeys, payload: &[u8]) {
+        let s = match open_signal(keys, payload) {
+            Ok(s) => s,
+            Err(e) => {
+                debug!(error = %e, "ignored an MQTT punch signal");
+                return;
+            }
+        };
+        if s.to.0 != cx.identity.verifying_key().to_bytes() {
+            return;
+        }
+        if let Err(e) = check_fresh(s.timestamp_ms, unix_ms()) {
+            debug!(peer = %s.from, error = %e, "ignored a punch signal");
+            return;
+        }
+        // Signals share the replay memory with announcements, keyed apart
+        // by a path with its first byte flipped.
+        let mut path = keys.mqtt_path;
+        path[0] ^= 0xff;
+        let key = (s.from, path);
+        if self.last.get(&key).is_some_and(|&t| t >= s.timestamp_ms) {
+            debug!(peer = %s.from, "ignored a replayed punch signal");
+            return;
+        }
+        if self.last.len() >= MAX_REPLAY_ENTRIES && !self.last.contains_key(&key) {
+            return;
+        }
+        self.last.insert(key, s.timestamp_ms);
+        cx.discovery.on_signal(s);
     }
 }
 
@@ -427,6 +470,12 @@ async fn announcer(mut cx: MqttContext, client: AsyncClient, connected: Arc<Noti
                 info!(addrs = ?fresh, "our addresses changed; announcing them");
                 addrs = fresh;
             }
+            changed = cx.addrs_changed.changed() => {
+                if changed.is_err() {
+                    break;
+                }
+                addrs = (cx.addrs)();
+            }
             _ = cx.shutdown.cancelled() => break,
         }
         if let Some(t) = last {
@@ -442,8 +491,8 @@ async fn announcer(mut cx: MqttContext, client: AsyncClient, connected: Arc<Noti
     let _ = client.try_disconnect();
 }
 
-fn announce(cx: &MqttContext, client: &AsyncClient, addrs: &[SocketAddr]) {
-    let wire: Vec<WireAddr> = addrs.iter().map(|a| WireAddr::new(AddrKind::Local, *a)).collect();
+fn announce(cx: &MqttContext, client: &AsyncClient, addrs: &[Candidate]) {
+    let wire: Vec<_> = addrs.iter().map(Candidate::wire).collect();
     let topics = cx.topics.borrow().clone();
     let ts = unix_ms();
     for (_, keys) in topics.iter() {

@@ -5,11 +5,11 @@ use std::path::Path;
 
 use hdp_e2e::Node;
 use hdp_node::identity::Identity;
-use hdp_node::peers::{DialError, Topics, dialer_handshake, listener_handshake};
-use hdp_node::remote::{self, RemoteError};
-use hdp_node::transport::{
+use hdp_node::net::transport::{
     TlsIdentity, certified_key, client_config, client_config_with_alpn, remote_peer_id, server_config,
 };
+use hdp_node::peers::{DialError, Topics, dialer_handshake, listener_handshake};
+use hdp_node::remote::{self, RemoteError};
 use hdp_proto::api::EntryKind;
 use hdp_proto::wire::{
     HashReply, LsFrame, LsRequest, MAX_HASH_REPLY_FRAME, MAX_LS_FRAME, MAX_READ_HEADER_FRAME, ReadHeader, ReadRequest,

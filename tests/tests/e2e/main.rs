@@ -11,6 +11,7 @@
 //! - [`media`]: `/media` for the browser's players: ranges, a peer's files, downloads, the cookie, the Host/Origin guard.
 //! - [`settings`]: settings saved, pinned by flags and applied live; uploads; the directory picker; contact links; event snapshots.
 //! - [`ui`]: the embedded WASM UI rendered by real headless Chromium.
+//! - [`nat`]: friends behind real NATs (namespaces, nftables, coturn, miniupnpd) connect directly; symmetric pairs give up quietly.
 //! - [`cross`]: cross-built binaries (packaging/build.sh) under qemu-user beside a native node.
 
 mod api;
@@ -21,6 +22,7 @@ mod hostile;
 mod index;
 mod lifecycle;
 mod media;
+mod nat;
 mod peers;
 mod queue;
 mod settings;

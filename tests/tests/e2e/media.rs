@@ -349,8 +349,8 @@ fn a_finished_download_is_served_and_an_unfinished_one_is_not() {
 /// `liar` promises fewer bytes than were asked for, anything else is honest.
 fn fake_peer(rt: &tokio::runtime::Runtime, dir: &Path) -> std::net::SocketAddr {
     use hdp_node::identity::Identity;
+    use hdp_node::net::transport::{TlsIdentity, remote_peer_id, server_config};
     use hdp_node::peers::{Topics, listener_handshake};
-    use hdp_node::transport::{TlsIdentity, remote_peer_id, server_config};
     use hdp_proto::wire::{MAX_READ_HEADER_FRAME, ReadHeader, Request, decode_body, encode_frame};
 
     std::fs::create_dir_all(dir).unwrap();

@@ -10,8 +10,11 @@
 //! - Transport parameters are chosen for slow, flaky links on small machines
 //!   (see the constants and docs/ARCHITECTURE.md).
 //!
-//! Non-goals (yet): NAT traversal. The socket is created here and handed to
-//! quinn, so a later demultiplexer for STUN datagrams can wrap it.
+//! - The socket is quinn's, wrapped by [`super::socket::Demux`], which takes
+//!   STUN answers and punch probes out before quinn sees them.
+//!
+//! Non-goals: connection migration initiated by us (a NAT rebinding on the
+//! dialing side is followed by quinn's path validation on the listener).
 
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
@@ -30,7 +33,9 @@ use rustls::{CertificateError, DigitallySignedStruct, DistinguishedName, Signatu
 
 use tracing::info;
 
+use super::socket::{Datagram, Demux};
 use crate::identity::Identity;
+use tokio::sync::mpsc;
 
 /// Per-stream receive window: one download fills 100 Mbit/s at 100 ms RTT
 /// (bandwidth-delay product 1.25 MB) with room to spare.
@@ -201,6 +206,10 @@ fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
     let secret = identity.signing_key().to_bytes();
     let reset = blake3::derive_key(RESET_KEY_CONTEXT, &secret);
     let mut config = quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &reset)));
+    // Peers must keep QUIC's fixed bit set (we do not advertise
+    // grease_quic_bit): the socket wrapper tells STUN and probes from QUIC
+    // by that bit (see net::socket).
+    config.grease_quic_bit(false);
     let cid = blake3::derive_key(CID_KEY_CONTEXT, &secret);
     let cid_key = u64::from_le_bytes([cid[0], cid[1], cid[2], cid[3], cid[4], cid[5], cid[6], cid[7]]);
     config.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
@@ -214,6 +223,8 @@ const CID_KEY_CONTEXT: &str = "harddrive-party 2026-11 connection id key v1";
 #[derive(Debug, Clone)]
 pub struct Transport {
     pub endpoint: quinn::Endpoint,
+    /// The endpoint's socket, for STUN and probes.
+    pub socket: Arc<Demux>,
     pub client: quinn::ClientConfig,
     /// The socket's receive and send buffers as the kernel reports them
     /// (Linux reports twice what it grants the data).
@@ -242,18 +253,43 @@ fn size_buffers(socket: &UdpSocket) -> std::io::Result<(usize, usize)> {
     Ok((recv, send))
 }
 
+/// Set to `off`, quinn gets its socket without the wrapper (STUN and
+/// punching then cannot work): only for the same-run A/B of
+/// `scripts/bench-transfer.sh`, which checks the wrapper costs nothing.
+pub const DEMUX_ENV: &str = "HDP_SOCKET_DEMUX";
+
 impl Transport {
-    /// Binds `addr` and sets up both sides of TLS.
-    pub fn bind(identity: &Identity, addr: SocketAddr) -> Result<Self, TransportError> {
+    /// Binds `addr` and sets up both sides of TLS. The receiver gets the
+    /// STUN answers and probes that arrive on the socket.
+    pub fn bind(identity: &Identity, addr: SocketAddr) -> Result<(Self, mpsc::Receiver<Datagram>), TransportError> {
         let tls = TlsIdentity::new(identity)?;
         let socket = UdpSocket::bind(addr).map_err(|source| TransportError::Bind { addr, source })?;
         let (recv_buffer, send_buffer) =
             size_buffers(&socket).map_err(|source| TransportError::Bind { addr, source })?;
         let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Tls("no async runtime".into()))?;
-        let endpoint = quinn::Endpoint::new(endpoint_config(identity), Some(server_config(&tls)?), socket, runtime)
-            .map_err(|source| TransportError::Bind { addr, source })?;
+        let (demux, side) = Demux::new(socket).map_err(|source| TransportError::Bind { addr, source })?;
+        let quinn_socket: Arc<dyn quinn::AsyncUdpSocket> =
+            if std::env::var(DEMUX_ENV).is_ok_and(|v| v == "off") { demux.inner() } else { demux.clone() };
+        let endpoint = quinn::Endpoint::new_with_abstract_socket(
+            endpoint_config(identity),
+            Some(server_config(&tls)?),
+            quinn_socket,
+            runtime,
+        )
+        .map_err(|source| TransportError::Bind { addr, source })?;
         let client = client_config(certified_key(tls.cert.clone(), &tls.key)?)?;
-        Ok(Transport { endpoint, client, recv_buffer, send_buffer })
+        Ok((Transport { endpoint, socket: demux, client, recv_buffer, send_buffer }, side))
+    }
+
+    /// A client-only endpoint on `socket` (a birthday-punch socket that won):
+    /// connections dialed from it run over that socket's NAT mapping.
+    /// Its stateless-reset key is random: nothing dials this endpoint, so
+    /// there is nothing to recognise after a restart.
+    pub fn client_on(&self, socket: UdpSocket) -> Result<quinn::Endpoint, TransportError> {
+        let addr = socket.local_addr().unwrap_or_else(|_| SocketAddr::from(([0, 0, 0, 0], 0)));
+        let runtime = quinn::default_runtime().ok_or_else(|| TransportError::Tls("no async runtime".into()))?;
+        quinn::Endpoint::new(quinn::EndpointConfig::default(), None, socket, runtime)
+            .map_err(|source| TransportError::Bind { addr, source })
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -263,6 +299,15 @@ impl Transport {
     /// Starts a connection to `addr` (the TLS handshake runs when awaited).
     pub fn connect(&self, addr: SocketAddr) -> Result<quinn::Connecting, quinn::ConnectError> {
         self.endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)
+    }
+
+    /// Starts a connection to `addr` from another endpoint (see [`Transport::client_on`]).
+    pub fn connect_from(
+        &self,
+        endpoint: &quinn::Endpoint,
+        addr: SocketAddr,
+    ) -> Result<quinn::Connecting, quinn::ConnectError> {
+        endpoint.connect_with(self.client.clone(), addr, SERVER_NAME)
     }
 }
 
@@ -396,7 +441,7 @@ mod tests {
     async fn socket_buffers_are_raised_as_far_as_the_kernel_allows() {
         let dir = tempfile::tempdir().unwrap();
         let identity = Identity::load_or_create(dir.path()).unwrap();
-        let t = Transport::bind(&identity, "127.0.0.1:0".parse().unwrap()).unwrap();
+        let (t, _) = Transport::bind(&identity, "127.0.0.1:0".parse().unwrap()).unwrap();
         let max = |name: &str| -> usize {
             std::fs::read_to_string(format!("/proc/sys/net/core/{name}")).unwrap().trim().parse().unwrap()
         };
