@@ -6,6 +6,11 @@
 #        aes128-gcm@openssh.com when the client offers it), the yardstick;
 #   hdp  harddrive-party: two release `hdp` nodes on 127.0.0.1, the second
 #        one downloads the file from the first one's share.
+# and, when asked for (BENCH_METHODS), a fourth:
+#   hdp-raw  the same nodes with HDP_SOCKET_DEMUX=off: quinn gets its UDP
+#        socket without the wrapper that takes STUN answers and punch probes
+#        out (node/src/net/socket.rs). `hdp` against `hdp-raw` in one run is
+#        the A/B that shows what the wrapper costs.
 # Prints a table (seconds, MiB/s, ratio vs scp, ratio vs TCP) and each hdp
 # node's peak RSS (VmHWM) and CPU time (user + system, over the node's whole
 # life: start, indexing, the transfer), both read just before it is stopped
@@ -18,7 +23,8 @@
 #
 # Environment:
 #   BENCH_SIZE=256M           the same as the SIZE argument (the argument wins)
-#   BENCH_METHODS="tcp scp"   run only some methods (default "tcp scp hdp")
+#   BENCH_METHODS="tcp scp"   run only some methods (default "tcp scp hdp";
+#                             "hdp hdp-raw" is the socket-wrapper A/B)
 #   BENCH_TIMEOUT=600         seconds allowed for each transfer
 #   BENCH_RUNS=3              repeat the methods (interleaved) and keep each one's
 #                             best time; default 1. Loopback figures on a busy
@@ -45,7 +51,7 @@ if ! [[ $size =~ ^[0-9]+[KMG]?$ ]]; then
 fi
 [[ $runs =~ ^[1-9][0-9]*$ ]] || { echo "BENCH_RUNS must be a positive integer" >&2; exit 2; }
 for m in $methods; do
-  case $m in tcp | scp | hdp) ;; *) echo "unknown method '$m' in BENCH_METHODS" >&2; exit 2 ;; esac
+  case $m in tcp | scp | hdp | hdp-raw) ;; *) echo "unknown method '$m' in BENCH_METHODS" >&2; exit 2 ;; esac
 done
 want() { [[ " $methods " == *" $1 "* ]]; }
 
@@ -265,8 +271,8 @@ max_kib() { # A B: the larger of two KiB counts, either of which may be "" or "?
   if ! [[ $1 =~ ^[0-9]+$ ]]; then echo "$2"; elif ! [[ $2 =~ ^[0-9]+$ ]] || (($1 >= $2)); then echo "$1"; else echo "$2"; fi
 }
 
-start_node() { # NAME SHAREDIR
-  local n=$1 dir="$work/node-$1" pid url help extra=()
+start_node() { # NAME SHAREDIR [DEMUX]
+  local n=$1 dir="$work/node-$1" pid url help extra=() demux=${3:-on}
   rm -rf "$dir" # fresh identity, index and download dir on every run
   mkdir -p "$dir/dl"
   help=$("$hdp" start --help 2>&1 || true)
@@ -275,8 +281,8 @@ start_node() { # NAME SHAREDIR
   local flag_end='([^-[:alnum:]]|$)'
   if [[ $help =~ --no-mdns$flag_end ]]; then extra+=(--no-mdns); fi
   if [[ $help =~ --mqtt$flag_end ]]; then extra+=(--mqtt off); fi
-  "$hdp" start --data-dir "$dir/data" --http 127.0.0.1:0 --listen 127.0.0.1:0 --topic bench \
-    --share "$2" --download-dir "$dir/dl" "${extra[@]}" > "$dir/out" 2> "$dir/log" &
+  HDP_SOCKET_DEMUX=$demux "$hdp" start --data-dir "$dir/data" --http 127.0.0.1:0 --listen 127.0.0.1:0 \
+    --topic bench --share "$2" --download-dir "$dir/dl" "${extra[@]}" > "$dir/out" 2> "$dir/log" &
   pid=$!
   bg_pids+=("$pid")
   url=""
@@ -323,12 +329,13 @@ stop_node() {
   forget_pid "$pid"
 }
 
-run_hdp() {
-  local info a_id a_addr share_name json dl t0 t1 ok
+run_hdp() { # [METHOD: hdp (default) or hdp-raw]
+  local method=${1:-hdp} demux=on info a_id a_addr share_name json dl t0 t1 ok
+  if [ "$method" = hdp-raw ]; then demux=off; fi
   share_name=$(basename "$share")
   mkdir -p "$work/b-share"
-  start_node a "$share"        # the sender: shares the test file
-  start_node b "$work/b-share" # the receiver: shares an empty directory
+  start_node a "$share" "$demux"        # the sender: shares the test file
+  start_node b "$work/b-share" "$demux" # the receiver: shares an empty directory
   log "hdp: node a on http://${node_http[a]}, node b on http://${node_http[b]}"
 
   info=$(hdp_cli a info --json) || die "hdp info (node a) failed"
@@ -371,7 +378,7 @@ run_hdp() {
     --http "${node_http[b]}" --data-dir "${node_data[b]}" > "$work/download.out" \
     || { cat "$work/download.out" "$work/node-b/log" >&2; die "hdp download failed"; }
   t1=$(now)
-  record hdp "$t0" "$t1"
+  record "$method" "$t0" "$t1"
 
   stop_node a
   hwm_a=$(max_kib "$hwm_a" "$stopped_hwm")
@@ -381,7 +388,7 @@ run_hdp() {
   cpu_b=$stopped_cpu
   dl=$(find "${node_dl[b]}" -type f -name "$fname" | head -n 1)
   [ -n "$dl" ] || die "hdp: no $fname below ${node_dl[b]}"
-  verify_and_drop "$dl" hdp
+  verify_and_drop "$dl" "$method"
 }
 
 scp_cipher=""
@@ -391,7 +398,8 @@ for ((run = 1; run <= runs; run++)); do
   [ "$runs" -eq 1 ] || log "run $run of $runs"
   if want tcp; then run_tcp; fi
   if want scp; then run_scp; fi
-  if want hdp; then run_hdp; fi
+  if want hdp; then run_hdp hdp; fi
+  if want hdp-raw; then run_hdp hdp-raw; fi
 done
 
 # --- report ------------------------------------------------------------------
@@ -406,13 +414,16 @@ ratio() { # METHOD BASE: throughput of METHOD / throughput of BASE
 echo
 printf 'file: %s bytes (%.0f MiB) of random data, loopback 127.0.0.1' "$bytes" "$mib"
 if [ "$runs" -gt 1 ]; then printf ', best of %d runs\n' "$runs"; else printf '\n'; fi
-printf '%-6s %9s %9s %9s %9s\n' method seconds 'MiB/s' 'vs scp' 'vs TCP'
-for m in tcp scp hdp; do
+printf '%-7s %9s %9s %9s %9s\n' method seconds 'MiB/s' 'vs scp' 'vs TCP'
+for m in tcp scp hdp hdp-raw; do
   [ -n "${secs[$m]:-}" ] || continue
-  printf '%-6s %9.3f %9.1f %9s %9s\n' "$m" "${secs[$m]}" "$(rate "$m")" "$(ratio "$m" scp)" "$(ratio "$m" tcp)"
+  printf '%-7s %9.3f %9.1f %9s %9s\n' "$m" "${secs[$m]}" "$(rate "$m")" "$(ratio "$m" scp)" "$(ratio "$m" tcp)"
 done
+if [ -n "${secs[hdp]:-}" ] && [ -n "${secs[hdp-raw]:-}" ]; then
+  printf 'socket wrapper A/B: hdp / hdp-raw throughput = %s\n' "$(ratio hdp hdp-raw)"
+fi
 if [ -n "$scp_cipher" ]; then printf 'scp cipher: %s\n' "$scp_cipher"; fi
-if want hdp; then
+if want hdp || want hdp-raw; then
   for pair in "a (sender):$hwm_a:$cpu_a" "b (receiver):$hwm_b:$cpu_b"; do
     IFS=: read -r who kib cpu <<< "$pair"
     if [[ $kib =~ ^[0-9]+$ ]]; then

@@ -3,7 +3,8 @@
 //! # Start-up
 //! data dir (created 0700) → exclusive lock on `<data-dir>/lock` → identity →
 //! API token → index → shares (recorded ones rescanned, configured ones
-//! added) → QUIC endpoint (port reused from the last run) and peer registry
+//! added) → QUIC endpoint (port reused from the last run) → the NAT layer
+//! (STUN and port mapping start in the background) and peer registry
 //! → configured peers dialed → discovery (manager, MQTT client, mDNS) →
 //! downloads → HTTP listener.
 //!
@@ -12,8 +13,9 @@
 //! spawned on one [`TaskTracker`]; every long-running piece watches the token
 //! (scans check it between directories, connections close with
 //! `CloseCode::Normal`, downloads stop between reads and keep their `.part`
-//! files, the MQTT client disconnects, mDNS withdraws our record, the HTTP
-//! server drains its connections). [`RunningNode::shutdown`]
+//! files, the MQTT client disconnects, mDNS withdraws our record, punch
+//! attempts stop, the router's port mapping is deleted, the HTTP server
+//! drains its connections). [`RunningNode::shutdown`]
 //! cancels the token, closes the QUIC endpoint (waiting briefly so peers hear
 //! the close), waits for the tracker to empty (bounded by [`SHUTDOWN_GRACE`]),
 //! then syncs and closes LMDB. The binary calls it on SIGINT or SIGTERM.

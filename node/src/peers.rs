@@ -705,7 +705,13 @@ impl Peers {
         }
         let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
         let remote = conn.remote_address();
-        let path = self.net.punches.path_for(&peer).unwrap_or_else(|| self.path_to(&remote));
+        // A punch session names its path; else the address tells LAN from
+        // internet, and from the internet, past a router that mapped our
+        // port, the mapping is what let the peer in.
+        let path = self.net.punches.path_for(&peer).unwrap_or_else(|| match self.path_to(&remote) {
+            PathKind::Direct if self.net.has_mapping() => PathKind::Mapped,
+            p => p,
+        });
         let pc = PeerConn {
             id: peer,
             conn,

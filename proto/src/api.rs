@@ -112,7 +112,7 @@ impl NatInfo {
 }
 
 /// How a connection reached its peer.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum PathKind {
     /// Over the local network.
@@ -144,7 +144,7 @@ impl PathKind {
         match self {
             PathKind::Lan => "on your local network",
             PathKind::Direct => "directly over the internet",
-            PathKind::Mapped => "through a port their router opened",
+            PathKind::Mapped => "through a port a router opened for us",
             PathKind::Punched => "directly, through both routers (hole punching)",
             PathKind::Birthday => "directly, past a strict router (birthday punching)",
         }

@@ -303,7 +303,7 @@ mod tests {
     #[test]
     fn binding_request_layout() {
         let r = stun_binding_request(&[7; 12]);
-        assert_eq!(&r[..8], &[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42]);
+        assert_eq!(r.to_vec(), unhex("0001 0000 2112a442 070707070707070707070707"));
         assert!(is_stun(&r));
         assert_eq!(parse_binding_response(&r), Err(StunError::NotSuccess));
     }
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn probes() {
         let p = probe(&[9; TOKEN_LEN]);
-        assert_eq!(p[..5], [0x00, 0x68, 0x64, 0x70, 0x01]);
+        assert_eq!(p.to_vec(), unhex("00686470 01 09090909090909090909090909090909"));
         assert_eq!(parse_probe(&p), Some([9; TOKEN_LEN]));
         assert!(is_nat_datagram(&p));
         assert!(!is_stun(&p));

@@ -3,7 +3,8 @@
 # nftables, for testing NAT traversal (see docs/NATLAB.md for the picture).
 #
 #   natlab.sh up LAB KIND1 [KIND2...]   build lab LAB (<= 4 chars, [a-z0-9]); one
-#                                       home per KIND: cone|restricted|symmetric|upnp.
+#                                       home per KIND: cone|restricted|symmetric|upnp|igd
+#                                       (igd: upnp with NAT-PMP off, UPnP IGD only).
 #                                       Rebuilds the lab if it exists.
 #   natlab.sh down LAB|all              kill the lab's processes, delete its
 #                                       namespaces and state dir (always exits 0
@@ -43,7 +44,7 @@ BROKER_IP=203.0.113.1
 STUN_IP1=203.0.113.2
 STUN_IP2=203.0.113.3
 STUN_PORT=3478
-KINDS="cone restricted symmetric upnp"
+KINDS="cone restricted symmetric upnp igd"
 MAX_HOMES=40
 WAIT="${NATLAB_WAIT:-5}"     # seconds to wait for each daemon to answer
 
@@ -241,7 +242,7 @@ nat_chains() {
 
   echo "  chain prerouting {"
   echo "    type nat hook prerouting priority dstnat; policy accept;"
-  if [ "$kind" = upnp ]; then echo "    jump prerouting_miniupnpd"; fi
+  if is_upnp "$kind"; then echo "    jump prerouting_miniupnpd"; fi
   if [ "$kind" = cone ]; then
     # endpoint-independent filtering: any inbound UDP to the WAN address goes
     # to the host, on the port the outbound mapping uses.
@@ -255,7 +256,7 @@ nat_chains() {
 
   echo "  chain postrouting {"
   echo "    type nat hook postrouting priority srcnat; policy accept;"
-  if [ "$kind" = upnp ]; then echo "    jump postrouting_miniupnpd"; fi
+  if is_upnp "$kind"; then echo "    jump postrouting_miniupnpd"; fi
   if [ "$kind" = symmetric ]; then
     if ((gen == 0)); then
       echo "    oifname \"wan\" ip saddr $lan masquerade fully-random"
@@ -287,7 +288,7 @@ router_ruleset() {
     iifname "lan" accept
     ct status dnat accept
 EOF
-  if [ "$kind" = upnp ]; then echo "    jump miniupnpd"; fi
+  if is_upnp "$kind"; then echo "    jump miniupnpd"; fi
   cat <<EOF
     iifname "wan" drop
   }
@@ -305,7 +306,7 @@ EOF
     iifname "wan" drop
   }
 EOF
-  if [ "$kind" = upnp ]; then
+  if is_upnp "$kind"; then
     cat <<EOF
   chain miniupnpd {
   }
@@ -325,8 +326,17 @@ natpmp_answers() {
   grep -qx "natpmp public $(wan_ip "$1")" <<<"$out"
 }
 
+# Kinds with a miniupnpd on the router.
+is_upnp() { [ "$1" = upnp ] || [ "$1" = igd ]; }
+
+# The router's UPnP IGD answers HTTP on its LAN address.
+igd_answers() {
+  in_ns "$(ns_h "$1")" timeout 1 bash -c "exec 3<>/dev/tcp/$(lan_gw "$1")/5000" 2>/dev/null
+}
+
 start_miniupnpd() {
-  local i=$1 d="$DIR/r$1"
+  local i=$1 kind=${2:-upnp} d="$DIR/r$1" natpmp=yes ready=natpmp_answers
+  if [ "$kind" = igd ]; then natpmp=no ready=igd_answers; fi
   mkdir -p "$d"
   cat >"$d/miniupnpd.conf" <<EOF
 # natlab $LAB router r$i: miniupnpd (NAT-PMP/PCP on UDP 5351, UPnP IGD on
@@ -334,7 +344,7 @@ start_miniupnpd() {
 ext_ifname=wan
 listening_ip=lan
 http_port=5000
-enable_natpmp=yes
+enable_natpmp=$natpmp
 enable_upnp=yes
 secure_mode=yes
 ipv6_disable=yes
@@ -360,7 +370,7 @@ deny 0-65535 0.0.0.0/0 0-65535
 EOF
   start_daemon "miniupnpd-r$i" "$(ns_r "$i")" "$d/miniupnpd.log" \
     miniupnpd -d -f "$d/miniupnpd.conf" -P "$d/miniupnpd.daemon.pid"
-  wait_for "$WAIT" "miniupnpd in r$i (NAT-PMP on $(lan_gw "$i"):5351)" "$DIR/miniupnpd-r$i.pid" natpmp_answers "$i" ||
+  wait_for "$WAIT" "miniupnpd in r$i ($kind on $(lan_gw "$i"))" "$DIR/miniupnpd-r$i.pid" "$ready" "$i" ||
     { show_log "$d/miniupnpd.log"; return 1; }
 }
 
@@ -400,7 +410,7 @@ cmd_up() {
   local k i n=0 tools=(ip nft conntrack sysctl setsid mosquitto turnserver "$PY")
   for k in "$@"; do
     [[ " $KINDS " == *" $k "* ]] || die "unknown NAT kind '$k' (kinds: $KINDS)"
-    if [ "$k" = upnp ]; then tools+=(miniupnpd); fi
+    if is_upnp "$k"; then tools+=(miniupnpd); fi
   done
   need_tools "${tools[@]}"
   if [[ " ${tools[*]} " == *" miniupnpd "* ]] && ! miniupnpd --version 2>&1 | grep -q nftables; then
@@ -429,7 +439,7 @@ cmd_up() {
   start_broker
   start_stun
   while read -r i k; do
-    if [ "$k" = upnp ]; then start_miniupnpd "$i"; fi
+    if is_upnp "$k"; then start_miniupnpd "$i" "$k"; fi
   done < <(homes)
   trap - EXIT
   echo "natlab: lab $LAB is up:"
@@ -619,7 +629,7 @@ cmd_status() {
       in_ns "$(ns_r "$i")" nft list chain inet "$TABLE" "$chain" 2>/dev/null |
         grep -vE '^(table|})|chain |type |^[[:space:]]*}' | sed "s/^[[:space:]]*/    $chain: /" || true
     done
-    if [ "$k" = upnp ]; then
+    if is_upnp "$k"; then
       in_ns "$(ns_r "$i")" nft list chain inet "$TABLE" prerouting_miniupnpd 2>/dev/null |
         grep -E 'dnat' | sed 's/^[[:space:]]*/    upnp mapping: /' || true
     fi

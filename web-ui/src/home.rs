@@ -61,6 +61,19 @@ fn NodeCard(info: LocalResource<Result<Info, ApiFailure>>) -> impl IntoView {
                                         i.listen_addrs.join(", ")
                                     }}
                                 </dd>
+                                <dt>"From the internet"</dt>
+                                <dd id="nat-status">
+                                    <span class=nat_class(&i) aria-hidden="true"></span>
+                                    {i.nat.describe()}
+                                    {(!i.nat.public_addrs.is_empty())
+                                        .then(|| {
+                                            view! {
+                                                <span class="mono nat-public">
+                                                    {format!(" Public address: {}", i.nat.public_addrs.join(", "))}
+                                                </span>
+                                            }
+                                        })}
+                                </dd>
                                 <dt>"Internet discovery"</dt>
                                 <dd id="mqtt-status">
                                     <span class=format!("dot {mqtt_class}") aria-hidden="true"></span>
@@ -81,6 +94,19 @@ fn NodeCard(info: LocalResource<Result<Info, ApiFailure>>) -> impl IntoView {
                     })
             }}
         </section>
+    }
+}
+
+/// The status colour of what the router allows.
+fn nat_class(info: &Info) -> &'static str {
+    use hdp_proto::nat::NatKind;
+    if info.nat.port_mapping.starts_with("mapped") {
+        return "dot ok";
+    }
+    match info.nat.nat_type {
+        NatKind::None | NatKind::EndpointIndependent => "dot ok",
+        NatKind::Symmetric => "dot warn",
+        NatKind::Unknown => "dot off",
     }
 }
 
@@ -209,7 +235,7 @@ fn PeerList() -> impl IntoView {
                 <ul class="peer-list" id="peer-list">
                     <For
                         each=connected
-                        key=|p| (p.id, p.addr.clone(), p.rx_rate, p.tx_rate, p.rtt_ms, p.topics.clone())
+                        key=|p| (p.id, p.addr.clone(), p.rx_rate, p.tx_rate, p.rtt_ms, p.topics.clone(), p.path)
                         let:peer
                     >
                         <PeerRow peer=peer />
@@ -237,6 +263,9 @@ fn PeerRow(peer: PeerInfo) -> impl IntoView {
     let name = peer.name.clone().unwrap_or_else(|| peer.addr.clone().unwrap_or_default());
     let key = peer.id.map(|i| i.to_string()).or_else(|| peer.addr.clone()).unwrap_or_default();
     let mut facts = vec![source_words(&peer.source)];
+    if let Some(path) = peer.path.filter(|_| peer.connected) {
+        facts.push(format!("connected {}", path.describe()));
+    }
     if let Some(a) = &peer.addr {
         facts.push(a.clone());
     }

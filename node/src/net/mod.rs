@@ -6,7 +6,8 @@
 //! - [`socket`]: the wrapper around quinn's UDP socket that takes STUN
 //!   answers and punch probes out of the QUIC stream.
 //! - [`stun`]: our public address and NAT kind, from STUN servers.
-//! - [`portmap`]: a port mapping from the home router (NAT-PMP).
+//! - [`portmap`] and [`upnp`]: a port mapping from the home router, by
+//!   NAT-PMP or else UPnP IGD.
 //! - [`punch`]: coordinated hole punching and birthday punching, signalled
 //!   through the topic's MQTT channel.
 //! - this module: [`Net`], which owns the NAT state: what STUN and the
@@ -31,6 +32,7 @@ pub mod punch;
 pub mod socket;
 pub mod stun;
 pub mod transport;
+pub mod upnp;
 
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
@@ -103,13 +105,82 @@ pub fn public_ip(cands: &[Candidate]) -> Option<IpAddr> {
     cands.iter().find(|c| c.kind != AddrKind::Local).map(|c| c.addr.ip())
 }
 
+/// How long to wait before asking the router again after it gave no mapping.
+pub const PORTMAP_RETRY: Duration = Duration::from_secs(300);
+/// Lease asked of a UPnP router (renewed at half).
+pub const UPNP_LEASE: Duration = Duration::from_secs(3600);
+
+/// A mapping held from the router, by either protocol.
+#[derive(Debug)]
+enum Held {
+    Pmp(portmap::Mapping),
+    Upnp(upnp::Mapping),
+}
+
+impl Held {
+    fn external(&self) -> std::net::SocketAddrV4 {
+        match self {
+            Held::Pmp(m) => m.external,
+            Held::Upnp(m) => m.external,
+        }
+    }
+
+    fn protocol(&self) -> &'static str {
+        match self {
+            Held::Pmp(_) => "NAT-PMP",
+            Held::Upnp(_) => "UPnP",
+        }
+    }
+
+    /// Renew at half the lifetime, at least a minute apart; a permanent
+    /// UPnP mapping is checked hourly (the router may have rebooted).
+    fn renew_after(&self) -> Duration {
+        let life = match self {
+            Held::Pmp(m) => m.lifetime,
+            Held::Upnp(m) if m.lease.is_zero() => 2 * UPNP_LEASE,
+            Held::Upnp(m) => m.lease,
+        };
+        (life / 2).max(Duration::from_secs(60))
+    }
+
+    async fn remove(&self) {
+        match self {
+            Held::Pmp(m) => portmap::unmap(m).await,
+            Held::Upnp(m) => upnp::unmap(m).await,
+        }
+    }
+}
+
+/// NAT-PMP first (one round trip to the gateway), then UPnP IGD (the
+/// gateway found once is remembered).
+async fn obtain(port: u16, gateway: &mut Option<upnp::Gateway>) -> Result<Held, String> {
+    let pmp = match portmap::map(port).await {
+        Ok(m) => return Ok(Held::Pmp(m)),
+        Err(e) => e,
+    };
+    let gw = match gateway.clone() {
+        Some(g) => g,
+        None => upnp::discover().await.map_err(|e| format!("{pmp}; {e}"))?,
+    };
+    match upnp::map(&gw, port, UPNP_LEASE).await {
+        Ok(m) => {
+            *gateway = Some(gw);
+            Ok(Held::Upnp(m))
+        }
+        Err(e) => {
+            *gateway = None;
+            Err(format!("{pmp}; UPnP: {e}"))
+        }
+    }
+}
+
 /// What the NAT layer knows now.
 #[derive(Debug, Clone, Default)]
 struct State {
     kind: Option<NatKind>,
     /// What each STUN server saw, from the last round with answers.
     reflexive: Vec<SocketAddr>,
-    mapped: Option<portmap::Mapping>,
+    mapped: Option<std::net::SocketAddrV4>,
     stun: String,
     portmap: String,
 }
@@ -251,47 +322,48 @@ impl Net {
 
     async fn portmap_loop(self: Arc<Self>, stop: CancellationToken) {
         let port = self.bound.port();
-        let mut current: Option<portmap::Mapping> = None;
+        let mut current: Option<Held> = None;
+        let mut gateway: Option<upnp::Gateway> = None;
         loop {
             let result = tokio::select! {
-                r = portmap::map(port) => r,
+                r = obtain(port, &mut gateway) => r,
                 _ = stop.cancelled() => break,
             };
             let wait = match result {
                 Ok(m) => {
-                    let usable = portmap::announceable(&SocketAddr::V4(m.external));
-                    let new = current.map(|c| c.external) != Some(m.external);
+                    let external = m.external();
+                    let usable = portmap::announceable(&SocketAddr::V4(external));
+                    let new = current.as_ref().map(Held::external) != Some(external);
                     if new {
-                        info!(external = %m.external, gateway = %m.gateway, lifetime = ?m.lifetime, usable,
-                              "the router mapped our port (NAT-PMP)");
+                        info!(%external, via = m.protocol(), usable, "the router mapped our port");
                     }
                     {
                         let mut s = lock(&self.state);
                         s.portmap = if usable {
-                            format!("mapped {} by {} (NAT-PMP)", m.external, m.gateway)
+                            format!("mapped {external} ({})", m.protocol())
                         } else {
-                            format!("mapped {} by {}, but that is not a public address", m.external, m.gateway)
+                            format!("mapped {external} ({}), but that is not a public address", m.protocol())
                         };
-                        s.mapped = usable.then_some(m);
+                        s.mapped = usable.then_some(external);
                     }
                     if new {
                         self.changed.send_modify(|g| *g += 1);
                     }
+                    let renew = m.renew_after();
                     current = Some(m);
-                    // Renew at half the lifetime (at least a minute apart).
-                    (m.lifetime / 2).max(Duration::from_secs(60))
+                    renew
                 }
-                Err(e) => {
-                    debug!(error = %e, "no port mapping");
+                Err(why) => {
+                    debug!(error = %why, "no port mapping");
                     let mut s = lock(&self.state);
                     let had = s.mapped.take().is_some();
-                    s.portmap = format!("none: {e}");
+                    s.portmap = format!("none: {why}");
                     drop(s);
                     if had {
                         self.changed.send_modify(|g| *g += 1);
                     }
                     current = None;
-                    Duration::from_secs(300)
+                    PORTMAP_RETRY
                 }
             };
             tokio::select! {
@@ -300,8 +372,8 @@ impl Net {
             }
         }
         if let Some(m) = current {
-            portmap::unmap(&m).await;
-            info!(external = %m.external, "removed our port mapping");
+            m.remove().await;
+            info!(external = %m.external(), "removed our port mapping");
         }
     }
 
@@ -332,7 +404,7 @@ impl Net {
         let s = lock(&self.state);
         let mut out = Vec::new();
         if let Some(m) = s.mapped {
-            out.push(Candidate::new(AddrKind::Mapped, SocketAddr::V4(m.external)));
+            out.push(Candidate::new(AddrKind::Mapped, SocketAddr::V4(m)));
         }
         let kind = if s.kind == Some(NatKind::Symmetric) { AddrKind::ReflexiveSymmetric } else { AddrKind::Reflexive };
         if let Some(r) = s.reflexive.first() {
@@ -361,7 +433,7 @@ impl Net {
     /// For `GET /api/info`.
     pub fn info(&self) -> NatInfo {
         let s = lock(&self.state);
-        let mut public: Vec<String> = s.mapped.map(|m| m.external.to_string()).into_iter().collect();
+        let mut public: Vec<String> = s.mapped.map(|m| m.to_string()).into_iter().collect();
         for r in &s.reflexive {
             let r = r.to_string();
             if !public.contains(&r) {

@@ -7,9 +7,8 @@
 //! announced as [`hdp_proto::discovery::AddrKind::Mapped`]: reachable from
 //! anywhere, so peers dial it directly.
 //!
-//! Non-goals: UPnP IGD (SSDP and SOAP over HTTP: a larger client for the
-//! same result; routers that speak only UPnP fall back to hole punching),
-//! PCP's own message format, IPv6 pinholes.
+//! Non-goals: PCP's own message format, IPv6 pinholes. Routers that speak
+//! only UPnP IGD are asked by [`super::upnp`].
 //!
 //! The codec is written here (a dozen fixed-size fields) rather than taken
 //! from a crate: every byte a router sends is checked by the functions
@@ -132,7 +131,10 @@ async fn exchange(gateway: Ipv4Addr, request: &[u8], answer_len: usize) -> Resul
                 Ok(Ok(n)) if n == answer_len => return Ok(buf[..n].to_vec()),
                 // Another size: a stray datagram; keep waiting.
                 Ok(Ok(_)) => continue,
-                // ICMP port unreachable: nothing listens on the gateway.
+                // ICMP port unreachable: nothing listens there; no use retrying.
+                Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                    return Err(PortmapError::NoAnswer(gateway));
+                }
                 Ok(Err(_)) | Err(_) => break,
             }
         }
