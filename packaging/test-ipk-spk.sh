@@ -26,7 +26,7 @@ import subprocess, sys, tarfile, tempfile, time, tomllib, zlib
 NAME = "harddrive-party"
 NODE_KEYS = {"http", "shares", "download_dir", "listen", "topics", "peers", "upload_slots",
              "max_upload_rate", "download_slots", "peer_download_slots", "threads", "mqtt",
-             "mdns", "http_hosts"}
+             "mdns", "stun", "portmap", "http_hosts"}
 
 
 class Report:
@@ -523,7 +523,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$d" ] && [ -r "$c" ] || { echo "error: cannot read $c" >&2; exit 1; }
 if grep -v '^[[:space:]]*#' "$c" | grep '=' | sed 's/[[:space:]]*=.*//' |
-	grep -qvxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|download_slots|peer_download_slots|threads|mqtt|mdns|http_hosts'; then
+	grep -qvxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|download_slots|peer_download_slots|threads|mqtt|mdns|stun|portmap|http_hosts'; then
 	echo "error: $c is not valid: unknown field" >&2
 	exit 1
 fi

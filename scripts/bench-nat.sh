@@ -46,6 +46,10 @@
 #   BENCH_KEEP=1         keep the data dirs and logs of successful attempts
 #                        too (failed attempts' are always kept)
 #
+# The nodes run a copy of the binary taken at the start; the report names the
+# original's path, build time and sha256 (the git HEAD it prints is the
+# checkout's, which need not be what the binary was built from).
+#
 # Needs root and what `scripts/setup.sh --test` installs (the NAT lab's
 # tools), plus jq (installed with apt-get when missing). Works in a temporary
 # directory /tmp/hdp-bench-nat.XXXXXX that it leaves behind with the results
@@ -102,11 +106,16 @@ if [ -z "$hdp" ]; then
 fi
 [ -x "$hdp" ] || die "no hdp binary at $hdp"
 hdp=$(realpath "$hdp")
+bin_desc="$hdp (built $(date -r "$hdp" '+%F %T'), sha256 $(sha256sum "$hdp" | cut -c1-12))"
 commit=$(git rev-parse --short HEAD 2> /dev/null || echo unknown)
 if [ -n "$(git status --porcelain --untracked-files=no 2> /dev/null || true)" ]; then commit="$commit (+ uncommitted changes)"; fi
 
 # --- temp dir, nodes, labs, cleanup -------------------------------------------------
 work=$(mktemp -d /tmp/hdp-bench-nat.XXXXXX)
+# The nodes run a copy, so a rebuild during the benchmark (the binary is
+# replaced in place) cannot mix two builds in one table.
+cp "$hdp" "$work/hdp"
+hdp="$work/hdp"
 results="$work/bench-nat-results.txt"
 runs_tsv="$work/runs.tsv"
 node_pids=() # nodes still running
@@ -135,6 +144,7 @@ cleanup() {
   for lab in "${labs_up[@]}"; do
     "$NATLAB" down "$lab" > /dev/null 2>&1 || log "warning: could not take lab $lab down (try: $NATLAB down $lab)"
   done
+  rm -f "$work/hdp"
   log "work dir: $work"
 }
 trap cleanup EXIT
@@ -304,7 +314,7 @@ attempt() {
 }
 
 # --- the pairings -----------------------------------------------------------------
-log "hdp $hdp (commit $commit), $runs run(s) per pairing, work dir $work"
+log "binary $bin_desc; git HEAD $commit; $runs run(s) per pairing; work dir $work"
 started=$(now)
 load0=$(cut -d' ' -f1-3 /proc/loadavg)
 for pairing in $pairings; do
@@ -326,7 +336,8 @@ took=$(elapsed "$started" "$(now)")
 
 # --- report -----------------------------------------------------------------------
 {
-  echo "NAT traversal benchmark: commit $commit, binary $hdp"
+  echo "NAT traversal benchmark: git HEAD $commit"
+  echo "binary: $bin_desc"
   echo "$runs attempt(s) per pairing, ${TIMEOUT_S} s each at most, $(nproc) CPUs, load average $load0 at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end; took $(awk -v s="$took" 'BEGIN { printf "%dm%02ds", s / 60, s % 60 }')"
   echo
   python3 - "$runs_tsv" "$pairings" << 'PY'

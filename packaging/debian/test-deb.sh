@@ -185,7 +185,7 @@ for d in $(sed -n 's|^Documentation=||p' "$t/usr/lib/systemd/system/$UNIT" | tr 
 done
 # Uncommented keys of the shipped config: only ones the node knows.
 keys=$(sed -n 's/^\([A-Za-z_]*\)[[:space:]]*=.*/\1/p' "$t$CONF")
-unknown=$(grep -vxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|download_slots|peer_download_slots|threads|mqtt|mdns|http_hosts' <<<"$keys" || true)
+unknown=$(grep -vxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|download_slots|peer_download_slots|threads|mqtt|mdns|stun|portmap|http_hosts' <<<"$keys" || true)
 check "config: only known keys (unknown: ${unknown:-none})" test -z "$unknown"
 for kv in 'http = "0.0.0.0:3030"' 'listen = "0.0.0.0:3031"' \
     "download_dir = \"$DATA_DIR/downloads\"" 'shares = []' 'topics = []'; do

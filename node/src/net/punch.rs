@@ -19,7 +19,13 @@
 //!   quinn endpoint made for it ([`crate::peers::Peers::dial_from`]); the
 //!   connection keeps that endpoint (and its NAT mapping) alive.
 //! - Everything is bounded: [`PUNCH_TIMEOUT`] per attempt, at most
-//!   [`MAX_SESSIONS`] sessions, one answering session per peer at a time.
+//!   [`MAX_SESSIONS`] sessions ([`MAX_BIRTHDAY_SESSIONS`] of them birthday
+//!   ones), one answering session per peer at a time.
+//!
+//! A signal comes from a topic member, trusted no further than being one:
+//! it can name any address as its own. What it can make us send is
+//! therefore capped: 100 probes to each of at most 4 addresses per session,
+//! and random-port probes (3,000 per session) in at most two sessions at once.
 //!
 //! Non-goals: relaying (both sides symmetric ends in
 //! [`PunchError::NoDirectPath`]); port prediction for sequential NATs.
@@ -54,6 +60,10 @@ pub const PUNCH_TIMEOUT: Duration = Duration::from_secs(20);
 pub const PROBE_INTERVAL: Duration = Duration::from_millis(200);
 /// Punch sessions at once (each asked or answered); more are refused.
 pub const MAX_SESSIONS: usize = 16;
+/// Birthday sessions at once. Each sends up to [`BIRTHDAY_PROBES`] probes
+/// (easy side) or holds 256 sockets (hard side); a topic member could
+/// otherwise have us spray a third party's ports from many sessions.
+pub const MAX_BIRTHDAY_SESSIONS: usize = 2;
 /// Public addresses of a peer probed at once.
 pub const MAX_PUNCH_ADDRS: usize = 4;
 /// Random-port probes per second the easy side sends in a birthday punch.
@@ -115,7 +125,11 @@ impl Sessions {
     ) -> Result<Option<mpsc::Receiver<SocketAddr>>, PunchError> {
         let mut s = lock(&self.0);
         // One answering session per peer: repeated signals do not multiply work.
-        if s.len() >= MAX_SESSIONS || (!asker && s.values().any(|x| x.peer == peer && !x.asker)) {
+        let birthdays = s.values().filter(|x| x.path == PathKind::Birthday).count();
+        if s.len() >= MAX_SESSIONS
+            || (path == PathKind::Birthday && birthdays >= MAX_BIRTHDAY_SESSIONS)
+            || (!asker && s.values().any(|x| x.peer == peer && !x.asker))
+        {
             return Err(PunchError::Busy);
         }
         let (tx, rx) = if want_probes {
