@@ -648,6 +648,12 @@ impl Peers {
                 return Err(DialError::Timeout);
             }
         };
+        // A plain dial that a punch session's probes came from went through
+        // the hole the punch opened.
+        let path = match path {
+            PathKind::Direct => self.net.punches.path_for(&peer, &addr).unwrap_or(path),
+            p => p,
+        };
         let pc = PeerConn {
             id: peer,
             conn,
@@ -705,10 +711,11 @@ impl Peers {
         }
         let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
         let remote = conn.remote_address();
-        // A punch session names its path; else the address tells LAN from
-        // internet, and from the internet, past a router that mapped our
-        // port, the mapping is what let the peer in.
-        let path = self.net.punches.path_for(&peer).unwrap_or_else(|| match self.path_to(&remote) {
+        // A punch session that saw a probe from this address names its
+        // path; else the address tells LAN from internet, and from the
+        // internet, past a router that mapped our port, the mapping is what
+        // let the peer in.
+        let path = self.net.punches.path_for(&peer, &remote).unwrap_or_else(|| match self.path_to(&remote) {
             PathKind::Direct if self.net.has_mapping() => PathKind::Mapped,
             p => p,
         });

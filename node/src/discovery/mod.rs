@@ -214,6 +214,11 @@ impl Discovery {
         }
     }
 
+    /// The network layer.
+    pub fn net(&self) -> &Arc<Net> {
+        &self.net
+    }
+
     /// Everything we announce: local addresses, then public ones.
     pub fn candidates(&self) -> Vec<Candidate> {
         self.net.candidates(&(self.local)())
@@ -448,12 +453,9 @@ impl Discovery {
         let dial = self.peers.dial_paths(&direct, peer);
         match plan {
             None | Some(Plan::Dial) => return dial.await.map(|_| ()).map_err(ConnectError::Dial),
-            Some(Plan::NoPath) => {
-                return match dial.await {
-                    Ok(_) => Ok(()),
-                    Err(_) => Err(ConnectError::Punch(PunchError::NoDirectPath)),
-                };
-            }
+            // Both symmetric, behind different public IPs (the same IP would
+            // have given no plan): no dial can get through; say so at once.
+            Some(Plan::NoPath) => return Err(ConnectError::Punch(PunchError::NoDirectPath)),
             Some(_) => {}
         }
         let local = (self.local)();

@@ -63,8 +63,14 @@ pub const REQUEST_CAPACITY: usize = 32;
 /// Announcements are repeated every period, scaled by a random factor in
 /// [0.5, 1) so nodes do not publish in lockstep.
 pub const ANNOUNCE_PERIOD: Duration = Duration::from_secs(40);
-/// Least time between two announcements (answers to newcomers included).
+/// Least time between two announcements on average (answers to newcomers
+/// included); [`ANNOUNCE_BURST`] may go back to back, so the answer to a
+/// newcomer right after our own start-up announcement is not held back.
 pub const MIN_ANNOUNCE_GAP: Duration = Duration::from_secs(2);
+/// Longest the first announcement waits for the first STUN round.
+pub const FIRST_STUN_WAIT: Duration = Duration::from_secs(1);
+/// Announcements that may go without waiting for [`MIN_ANNOUNCE_GAP`].
+pub const ANNOUNCE_BURST: f64 = 2.0;
 /// A peer not heard from for this long is forgotten (three missed periods).
 pub const ANNOUNCE_TTL: Duration = Duration::from_secs(3 * ANNOUNCE_PERIOD.as_secs() + 10);
 /// How often our own addresses are checked for changes.
@@ -437,9 +443,17 @@ impl Inbox {
 /// Publishes announcements: periodically, on (re)connection, when a newcomer
 /// appears, and when our topics or addresses change.
 async fn announcer(mut cx: MqttContext, client: AsyncClient, connected: Arc<Notify>) {
+    // The first announcement should carry our public address: wait (a
+    // little) for the first STUN round, or peers would first dial without
+    // it and learn it only after that dial timed out.
+    tokio::select! {
+        _ = tokio::time::timeout(FIRST_STUN_WAIT, cx.discovery.net().first_round()) => {}
+        _ = cx.shutdown.cancelled() => return,
+    }
     let mut subscribed: Vec<String> = cx.topics.borrow().iter().map(|(_, k)| topic_path(k)).collect();
     let mut addrs = (cx.addrs)();
-    let mut last: Option<Instant> = None;
+    // A token bucket: ANNOUNCE_BURST at once, then one per MIN_ANNOUNCE_GAP.
+    let (mut credit, mut refilled) = (ANNOUNCE_BURST, Instant::now());
     let mut check = tokio::time::interval(ADDR_CHECK);
     check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -478,14 +492,18 @@ async fn announcer(mut cx: MqttContext, client: AsyncClient, connected: Arc<Noti
             }
             _ = cx.shutdown.cancelled() => break,
         }
-        if let Some(t) = last {
-            let wait = (t + MIN_ANNOUNCE_GAP).saturating_duration_since(Instant::now());
+        let now = Instant::now();
+        let gained = now.duration_since(refilled).as_secs_f64() / MIN_ANNOUNCE_GAP.as_secs_f64();
+        credit = (credit + gained).min(ANNOUNCE_BURST);
+        refilled = now;
+        if credit < 1.0 {
             tokio::select! {
-                _ = tokio::time::sleep(wait) => {}
+                _ = tokio::time::sleep(MIN_ANNOUNCE_GAP.mul_f64(1.0 - credit)) => {}
                 _ = cx.shutdown.cancelled() => break,
             }
+            (credit, refilled) = (1.0, Instant::now());
         }
-        last = Some(Instant::now());
+        credit -= 1.0;
         announce(&cx, &client, &addrs);
     }
     let _ = client.try_disconnect();

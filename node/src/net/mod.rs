@@ -207,6 +207,9 @@ pub struct Net {
     pub(crate) punches: punch::Sessions,
     /// Asks for a STUN round now (a `Notify` holds one permit at most).
     recheck: tokio::sync::Notify,
+    /// Becomes true once the first STUN round ended, answered or not
+    /// (watch: latest value only).
+    first_round: watch::Sender<bool>,
 }
 
 impl Net {
@@ -230,6 +233,7 @@ impl Net {
             pending: Arc::default(),
             punches: punch::Sessions::default(),
             recheck: tokio::sync::Notify::new(),
+            first_round: watch::Sender::new(false),
         });
         let (n, stop) = (net.clone(), shutdown.clone());
         tasks.spawn(async move { n.receive(side, stop).await });
@@ -275,6 +279,7 @@ impl Net {
             };
             let ok = !answers.is_empty();
             self.apply_stun(&answers);
+            self.first_round.send_replace(true);
             let wait = if ok { stun::STUN_PERIOD } else { stun::STUN_RETRY };
             tokio::select! {
                 _ = tokio::time::sleep(wait) => {}
@@ -375,6 +380,16 @@ impl Net {
             m.remove().await;
             info!(external = %m.external(), "removed our port mapping");
         }
+    }
+
+    /// Resolves once the first STUN round has ended (at once when STUN is
+    /// off), so the first announcement can carry our public address.
+    pub async fn first_round(&self) {
+        if self.config.stun.is_empty() || self.bound.ip().is_loopback() {
+            return;
+        }
+        let mut rx = self.first_round.subscribe();
+        let _ = rx.wait_for(|done| *done).await;
     }
 
     /// Asks for a STUN round soon (a connection died: perhaps our public port changed).

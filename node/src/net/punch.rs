@@ -108,7 +108,19 @@ struct Session {
     /// only the first matters; later ones are dropped).
     probes: Option<mpsc::Sender<SocketAddr>>,
     asker: bool,
+    /// Where the last [`SEEN_SOURCES`] probes came from: a connection from
+    /// one of them is the punched path; from elsewhere, another one.
+    seen: std::collections::VecDeque<SocketAddr>,
+    /// The addresses this side probes (at most [`MAX_PUNCH_ADDRS`]): our
+    /// probes opened our router for them, so a connection from one of them
+    /// came through the punched hole too.
+    targets: Vec<SocketAddr>,
 }
+
+/// Probe sources remembered per session: the winning birthday socket's
+/// probe comes just before its dial, though a burst of the other sockets'
+/// probes may arrive around it.
+pub const SEEN_SOURCES: usize = 16;
 
 /// The punch sessions in progress, by token.
 #[derive(Debug, Default)]
@@ -138,7 +150,7 @@ impl Sessions {
         } else {
             (None, None)
         };
-        s.insert(token, Session { peer, path, probes: tx, asker });
+        s.insert(token, Session { peer, path, probes: tx, asker, seen: Default::default(), targets: Vec::new() });
         Ok(rx)
     }
 
@@ -148,15 +160,32 @@ impl Sessions {
 
     /// A probe arrived on the QUIC socket.
     pub fn probe_arrived(&self, token: [u8; TOKEN_LEN], from: SocketAddr) {
-        if let Some(tx) = lock(&self.0).get(&token).and_then(|s| s.probes.as_ref()) {
+        let mut sessions = lock(&self.0);
+        let Some(s) = sessions.get_mut(&token) else { return };
+        if let Some(tx) = &s.probes {
             let _ = tx.try_send(from);
+        }
+        if !s.seen.contains(&from) {
+            if s.seen.len() == SEEN_SOURCES {
+                s.seen.pop_front();
+            }
+            s.seen.push_back(from);
         }
     }
 
-    /// The kind of path being punched to `peer`, if a session is running
-    /// (names an incoming connection that a punch brought).
-    pub fn path_for(&self, peer: &PeerId) -> Option<PathKind> {
-        lock(&self.0).values().find(|s| s.peer == *peer).map(|s| s.path)
+    fn set_targets(&self, token: &[u8; TOKEN_LEN], targets: &[SocketAddr]) {
+        if let Some(s) = lock(&self.0).get_mut(token) {
+            s.targets = targets.iter().copied().take(MAX_PUNCH_ADDRS).collect();
+        }
+    }
+
+    /// The path of a connection with `peer` at `remote` that a punch
+    /// brought: one of its sessions probed that address or saw a probe from it.
+    pub fn path_for(&self, peer: &PeerId, remote: &SocketAddr) -> Option<PathKind> {
+        lock(&self.0)
+            .values()
+            .find(|s| s.peer == *peer && (s.seen.contains(remote) || s.targets.contains(remote)))
+            .map(|s| s.path)
     }
 }
 
@@ -339,6 +368,7 @@ async fn punch(
     if targets.is_empty() {
         return Err(PunchError::NoPublicAddress);
     }
+    net.punches.set_targets(&token, &targets);
     let datagram = probe(&token);
     let send = async {
         let mut tick = tokio::time::interval(PROBE_INTERVAL);
