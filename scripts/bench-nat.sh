@@ -3,7 +3,8 @@
 # nodes behind real NATs (tests/natlab/natlab.sh, see docs/NATLAB.md) get a
 # direct connection, for each pairing of NAT kinds:
 #   cone-cone cone-restricted restricted-restricted upnp-symmetric
-#   cone-symmetric restricted-symmetric symmetric-symmetric
+#   igd-symmetric cone-symmetric restricted-symmetric symmetric-symmetric
+# (upnp: miniupnpd with NAT-PMP and UPnP IGD; igd: UPnP IGD only)
 # Each pairing gets one lab (`natlab.sh up`); in it, RUNS attempts, each with
 # conntrack flushed (`natlab.sh flush`), two nodes with fresh data dirs (new
 # identities) on a fresh topic, started at the same moment, meeting through
@@ -57,13 +58,13 @@
 # PAIRING/run-N with both nodes' data dirs, logs (a/log, b/log, debug level),
 # last peer lists and `hdp info`, and poll.log (every poll's answer). At exit,
 # Ctrl-C included, it stops every node it started (by pid) and takes down
-# every lab it built. Labs are named bcc, bcr, brr, bus, bcs, brs, bss, so
+# every lab it built. Labs are named bcc, bcr, brr, bus, bis, bcs, brs, bss, so
 # they do not clash with the e2e tests' labs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export LC_ALL=C # awk/printf decimal points
 
-ALL_PAIRINGS="cone-cone cone-restricted restricted-restricted upnp-symmetric cone-symmetric restricted-symmetric symmetric-symmetric"
+ALL_PAIRINGS="cone-cone cone-restricted restricted-restricted upnp-symmetric igd-symmetric cone-symmetric restricted-symmetric symmetric-symmetric"
 TIMEOUT_S=30  # per attempt
 POLL_S=0.1    # between polls
 STOP_WAIT=150 # tenths of a second a node may take to exit after SIGTERM

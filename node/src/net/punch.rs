@@ -268,7 +268,7 @@ pub async fn ask(
     let _guard = Guard { net, token };
     signaller.signal(peer, token, &net.candidates(local)).map_err(PunchError::Signal)?;
     info!(%peer, plan = ?p, "punching a path to a peer behind another router");
-    run(net, peers, p, true, peer, token, theirs, probes).await
+    Attempt { net, peers, peer, token, asker: true }.run(p, theirs, probes).await
 }
 
 /// Answers a punch signal from `peer` (already authenticated, fresh and
@@ -284,7 +284,7 @@ pub async fn answer(
     let probes = net.punches.open(token, peer, session_path(net, p), false, false)?;
     let _guard = Guard { net, token };
     debug!(%peer, plan = ?p, "answering a punch request");
-    run(net, peers, p, false, peer, token, theirs, probes).await
+    Attempt { net, peers, peer, token, asker: false }.run(p, theirs, probes).await
 }
 
 /// What an incoming connection during a session of plan `p` is.
@@ -297,195 +297,183 @@ fn session_path(net: &Net, p: Plan) -> PathKind {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn run(
-    net: &Arc<Net>,
-    peers: &Arc<Peers>,
-    p: Plan,
-    asker: bool,
+/// One side of one punch attempt.
+struct Attempt<'a> {
+    net: &'a Arc<Net>,
+    peers: &'a Arc<Peers>,
     peer: PeerId,
     token: [u8; TOKEN_LEN],
-    theirs: &[Candidate],
-    probes: Option<mpsc::Receiver<SocketAddr>>,
-) -> Result<(), PunchError> {
-    let work = async {
-        match p {
-            Plan::NoPath => Err(PunchError::NoDirectPath),
-            Plan::Dial => Ok(()),
-            // The open side (the asker) waits; the other dials it.
-            Plan::Reverse if asker => wait_connected(peers, peer).await,
-            Plan::Reverse => {
-                let addrs: Vec<(SocketAddr, PathKind)> = theirs
-                    .iter()
-                    .filter_map(|c| match c.kind {
-                        AddrKind::Mapped => Some((c.addr, PathKind::Mapped)),
-                        AddrKind::Reflexive => Some((c.addr, PathKind::Direct)),
-                        _ => None,
-                    })
-                    .collect();
-                peers.dial_paths(&addrs, peer).await.map(|_| ()).map_err(PunchError::from)
-            }
-            Plan::Punch => punch(net, peers, asker, peer, token, theirs, probes).await,
-            Plan::Birthday { hard_is_asker } if hard_is_asker == asker => {
-                let easy = easy_addr(theirs).ok_or(PunchError::NoPublicAddress)?;
-                birthday_hard(peers, peer, token, easy).await
-            }
-            Plan::Birthday { .. } => {
-                let ip = hard_ip(theirs).ok_or(PunchError::NoPublicAddress)?;
-                birthday_easy(net, peers, peer, token, ip).await
-            }
-        }
-    };
-    tokio::select! {
-        r = tokio::time::timeout(PUNCH_TIMEOUT, work) => r.map_err(|_| PunchError::Timeout)?,
-        _ = peers.stopping().cancelled() => Err(PunchError::Dial(DialError::ShuttingDown)),
-    }
-}
-
-/// Resolves once `peer` is connected (by whichever side dialed).
-async fn wait_connected(peers: &Peers, peer: PeerId) -> Result<(), PunchError> {
-    let mut made = peers.connections();
-    loop {
-        if peers.connection(&peer).is_some() {
-            return Ok(());
-        }
-        if made.changed().await.is_err() {
-            return Err(PunchError::Dial(DialError::ShuttingDown));
-        }
-    }
-}
-
-async fn punch(
-    net: &Net,
-    peers: &Arc<Peers>,
     asker: bool,
-    peer: PeerId,
-    token: [u8; TOKEN_LEN],
-    theirs: &[Candidate],
-    probes: Option<mpsc::Receiver<SocketAddr>>,
-) -> Result<(), PunchError> {
-    let targets = targets(theirs);
-    if targets.is_empty() {
-        return Err(PunchError::NoPublicAddress);
+}
+
+impl Attempt<'_> {
+    /// Runs this side of plan `p` until connected, [`PUNCH_TIMEOUT`] or shutdown.
+    async fn run(
+        &self,
+        p: Plan,
+        theirs: &[Candidate],
+        probes: Option<mpsc::Receiver<SocketAddr>>,
+    ) -> Result<(), PunchError> {
+        let work = async {
+            match p {
+                Plan::NoPath => Err(PunchError::NoDirectPath),
+                Plan::Dial => Ok(()),
+                // The open side (the asker) waits; the other dials it.
+                Plan::Reverse if self.asker => self.connected().await,
+                Plan::Reverse => {
+                    let addrs: Vec<(SocketAddr, PathKind)> = theirs
+                        .iter()
+                        .filter_map(|c| match c.kind {
+                            AddrKind::Mapped => Some((c.addr, PathKind::Mapped)),
+                            AddrKind::Reflexive => Some((c.addr, PathKind::Direct)),
+                            _ => None,
+                        })
+                        .collect();
+                    self.peers.dial_paths(&addrs, self.peer).await.map(|_| ()).map_err(PunchError::from)
+                }
+                Plan::Punch => self.punch(theirs, probes).await,
+                Plan::Birthday { hard_is_asker } if hard_is_asker == self.asker => {
+                    self.birthday_hard(easy_addr(theirs).ok_or(PunchError::NoPublicAddress)?).await
+                }
+                Plan::Birthday { .. } => self.birthday_easy(hard_ip(theirs).ok_or(PunchError::NoPublicAddress)?).await,
+            }
+        };
+        tokio::select! {
+            r = tokio::time::timeout(PUNCH_TIMEOUT, work) => r.map_err(|_| PunchError::Timeout)?,
+            _ = self.peers.stopping().cancelled() => Err(PunchError::Dial(DialError::ShuttingDown)),
+        }
     }
-    net.punches.set_targets(&token, &targets);
-    let datagram = probe(&token);
-    let send = async {
-        let mut tick = tokio::time::interval(PROBE_INTERVAL);
+
+    fn is_connected(&self) -> bool {
+        self.peers.connection(&self.peer).is_some()
+    }
+
+    /// Resolves once the peer is connected (by whichever side dialed).
+    async fn connected(&self) -> Result<(), PunchError> {
+        let mut made = self.peers.connections();
         loop {
-            tick.tick().await;
-            if peers.connection(&peer).is_some() {
-                return;
+            if self.is_connected() {
+                return Ok(());
             }
-            for t in &targets {
-                let _ = net.socket().send_to(&datagram, *t);
+            if made.changed().await.is_err() {
+                return Err(PunchError::Dial(DialError::ShuttingDown));
             }
         }
-    };
-    let finish = async {
-        match probes {
-            // The asker dials where the first probe came from.
-            Some(mut rx) if asker => {
-                let from = rx.recv().await.ok_or(PunchError::Timeout)?;
-                debug!(%peer, %from, "a probe came through; dialing");
-                peers.dial_path(from, peer, PathKind::Punched).await.map(|_| ()).map_err(PunchError::from)
-            }
-            _ => wait_connected(peers, peer).await,
-        }
-    };
-    tokio::select! {
-        r = finish => r,
-        _ = send => Ok(()),
     }
-}
 
-/// The symmetric side: a pool of sockets, one probe from each to the easy
-/// side (twice), then QUIC from the socket a probe reached.
-async fn birthday_hard(
-    peers: &Arc<Peers>,
-    peer: PeerId,
-    token: [u8; TOKEN_LEN],
-    easy: SocketAddr,
-) -> Result<(), PunchError> {
-    let datagram = probe(&token);
-    let bind: SocketAddr =
-        if easy.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
-    let mut pool = tokio::task::JoinSet::new();
-    for _ in 0..BIRTHDAY_SOCKETS {
-        let socket = tokio::net::UdpSocket::bind(bind).await.map_err(PunchError::Sockets)?;
-        pool.spawn(async move {
-            let mut buf = [0u8; 64];
-            let _ = socket.send_to(&datagram, easy).await;
-            let resend = tokio::time::sleep(Duration::from_secs(2));
-            tokio::pin!(resend);
-            let mut resent = false;
+    /// [`Plan::Punch`]: probes to the peer's public addresses until
+    /// connected; the asker dials the first probe's source.
+    async fn punch(&self, theirs: &[Candidate], probes: Option<mpsc::Receiver<SocketAddr>>) -> Result<(), PunchError> {
+        let targets = targets(theirs);
+        if targets.is_empty() {
+            return Err(PunchError::NoPublicAddress);
+        }
+        self.net.punches.set_targets(&self.token, &targets);
+        let datagram = probe(&self.token);
+        let send = async {
+            let mut tick = tokio::time::interval(PROBE_INTERVAL);
             loop {
-                tokio::select! {
-                    r = socket.recv_from(&mut buf) => match r {
-                        Ok((n, from)) if parse_probe(&buf[..n]) == Some(token) => return Some((socket, from)),
-                        Ok(_) => continue,
-                        Err(_) => return None,
-                    },
-                    _ = &mut resend, if !resent => {
-                        resent = true;
-                        let _ = socket.send_to(&datagram, easy).await;
-                    }
+                tick.tick().await;
+                if self.is_connected() {
+                    return;
+                }
+                for t in &targets {
+                    let _ = self.net.socket().send_to(&datagram, *t);
                 }
             }
-        });
+        };
+        let finish = async {
+            match probes {
+                // The asker dials where the first probe came from.
+                Some(mut rx) if self.asker => {
+                    let from = rx.recv().await.ok_or(PunchError::Timeout)?;
+                    debug!(peer = %self.peer, %from, "a probe came through; dialing");
+                    self.peers.dial_path(from, self.peer, PathKind::Punched).await.map(|_| ()).map_err(PunchError::from)
+                }
+                _ => self.connected().await,
+            }
+        };
+        tokio::select! {
+            r = finish => r,
+            _ = send => Ok(()),
+        }
     }
-    let won = loop {
-        match pool.join_next().await {
-            Some(Ok(Some(w))) => break w,
-            Some(_) => continue,
-            None => return Err(PunchError::Timeout),
-        }
-    };
-    // Close the losing sockets at once.
-    pool.abort_all();
-    let (socket, from) = won;
-    let _ = socket.send_to(&datagram, from).await;
-    debug!(%peer, %from, local = ?socket.local_addr().ok(), "a birthday probe came through; dialing from its socket");
-    let socket = socket.into_std().map_err(PunchError::Sockets)?;
-    peers.dial_from(socket, from, peer, PathKind::Birthday).await.map(|_| ()).map_err(PunchError::from)
-}
 
-/// The easy side: probes to random ports of the symmetric side's public IP
-/// until it dials us.
-async fn birthday_easy(
-    net: &Net,
-    peers: &Arc<Peers>,
-    peer: PeerId,
-    token: [u8; TOKEN_LEN],
-    ip: IpAddr,
-) -> Result<(), PunchError> {
-    let datagram = probe(&token);
-    let send = async {
-        // Batches every 10 ms: BIRTHDAY_RATE per second.
-        let per_batch = BIRTHDAY_RATE / 100;
-        let mut tick = tokio::time::interval(Duration::from_millis(10));
-        let mut sent = 0;
-        let mut rand = [0u8; 2 * 64];
-        while sent < BIRTHDAY_PROBES {
-            tick.tick().await;
-            if peers.connection(&peer).is_some() {
-                break;
-            }
-            if getrandom::fill(&mut rand).is_err() {
-                break;
-            }
-            for pair in rand.chunks_exact(2).take(per_batch) {
-                let port = 1024 + u16::from_le_bytes([pair[0], pair[1]]) % (65535 - 1024 + 1);
-                let _ = net.socket().send_to(&datagram, SocketAddr::new(ip, port));
-                sent += 1;
-            }
+    /// The symmetric side of [`Plan::Birthday`]: a pool of sockets, one
+    /// probe from each to the easy side (twice), then QUIC from the socket a
+    /// probe reached.
+    async fn birthday_hard(&self, easy: SocketAddr) -> Result<(), PunchError> {
+        let (datagram, token) = (probe(&self.token), self.token);
+        let bind: SocketAddr =
+            if easy.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { (std::net::Ipv6Addr::UNSPECIFIED, 0).into() };
+        let mut pool = tokio::task::JoinSet::new();
+        for _ in 0..BIRTHDAY_SOCKETS {
+            let socket = tokio::net::UdpSocket::bind(bind).await.map_err(PunchError::Sockets)?;
+            pool.spawn(async move {
+                let mut buf = [0u8; 64];
+                let _ = socket.send_to(&datagram, easy).await;
+                let resend = tokio::time::sleep(Duration::from_secs(2));
+                tokio::pin!(resend);
+                let mut resent = false;
+                loop {
+                    tokio::select! {
+                        r = socket.recv_from(&mut buf) => match r {
+                            Ok((n, from)) if parse_probe(&buf[..n]) == Some(token) => return Some((socket, from)),
+                            Ok(_) => continue,
+                            Err(_) => return None,
+                        },
+                        _ = &mut resend, if !resent => {
+                            resent = true;
+                            let _ = socket.send_to(&datagram, easy).await;
+                        }
+                    }
+                }
+            });
         }
-        debug!(%peer, sent, "birthday probes sent");
-        // Keep waiting for the dial after the last probe.
-        std::future::pending::<()>().await;
-    };
-    tokio::select! {
-        r = wait_connected(peers, peer) => r,
-        _ = send => Ok(()),
+        let (socket, from) = loop {
+            match pool.join_next().await {
+                Some(Ok(Some(won))) => break won,
+                Some(_) => continue,
+                None => return Err(PunchError::Timeout),
+            }
+        };
+        // Close the losing sockets at once.
+        pool.abort_all();
+        // One probe back from the winner: the easy side learns which address is ours.
+        let _ = socket.send_to(&datagram, from).await;
+        debug!(peer = %self.peer, %from, local = ?socket.local_addr().ok(), "a birthday probe came through; dialing from its socket");
+        let socket = socket.into_std().map_err(PunchError::Sockets)?;
+        self.peers.dial_from(socket, from, self.peer, PathKind::Birthday).await.map(|_| ()).map_err(PunchError::from)
+    }
+
+    /// The easy side of [`Plan::Birthday`]: probes to random ports of the
+    /// symmetric side's public IP until it dials us.
+    async fn birthday_easy(&self, ip: IpAddr) -> Result<(), PunchError> {
+        let datagram = probe(&self.token);
+        let send = async {
+            // Batches every 10 ms: BIRTHDAY_RATE per second.
+            let per_batch = BIRTHDAY_RATE / 100;
+            let mut tick = tokio::time::interval(Duration::from_millis(10));
+            let mut sent = 0;
+            let mut rand = [0u8; 2 * 64];
+            while sent < BIRTHDAY_PROBES {
+                tick.tick().await;
+                if self.is_connected() || getrandom::fill(&mut rand).is_err() {
+                    break;
+                }
+                for pair in rand.chunks_exact(2).take(per_batch) {
+                    let port = 1024 + u16::from_le_bytes([pair[0], pair[1]]) % (65535 - 1024 + 1);
+                    let _ = self.net.socket().send_to(&datagram, SocketAddr::new(ip, port));
+                    sent += 1;
+                }
+            }
+            debug!(peer = %self.peer, sent, "birthday probes sent");
+            // Keep waiting for the dial after the last probe.
+            std::future::pending::<()>().await;
+        };
+        tokio::select! {
+            r = self.connected() => r,
+            _ = send => Ok(()),
+        }
     }
 }
