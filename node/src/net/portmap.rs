@@ -1,8 +1,9 @@
 //! Asking the home router for a port mapping: NAT-PMP (RFC 6886).
 //!
-//! Goals: when the default gateway answers NAT-PMP (miniupnpd, most
-//! OpenWrt, Apple and many consumer routers do; PCP servers answer version-0
-//! requests too, RFC 6887 §9), map our QUIC port for UDP, renew the mapping
+//! Goals: when the default gateway answers NAT-PMP (miniupnpd, so most
+//! OpenWrt routers, Apple's and many consumer routers do; a PCP server that
+//! also implements NAT-PMP answers version-0 requests, RFC 6887 §9), map
+//! our QUIC port for UDP, renew the mapping
 //! at half its lifetime, and delete it on shutdown. The mapped address is
 //! announced as [`hdp_proto::discovery::AddrKind::Mapped`]: reachable from
 //! anywhere, so peers dial it directly.

@@ -134,6 +134,16 @@ fn phone_ui_joins_a_topic_browses_searches_plays_and_downloads_a_folder() {
         NET_WAIT,
         "the topic's peer count",
     );
+    // What the router allows, in words (test nodes run with --stun off),
+    // and how B is connected (over loopback: the local network).
+    assert!(br.text("#nat-status").contains("--stun off"), "{}", br.text("#nat-status"));
+    br.wait_for(
+        &format!(
+            "/connected on your local network/.test(document.querySelector('#peer-list .peer[data-name={b_name:?}]')?.innerText)"
+        ),
+        UI_WAIT,
+        "B's path in words",
+    );
     shot(br, "02-peers");
 
     // Browse into B's album.
