@@ -57,8 +57,11 @@ pub const MAX_STREAMS: u32 = 32;
 pub const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
 /// Keep-alive: NAT bindings and idle Wi-Fi links survive.
 pub const KEEP_ALIVE: Duration = Duration::from_secs(5);
-/// A peer silent this long is gone (a Wi-Fi blip of a few seconds is not).
-pub const IDLE_TIMEOUT: Duration = Duration::from_secs(45);
+/// A peer silent this long is gone: four keep-alives missed. A Wi-Fi blip
+/// of a few seconds is survived; a path that died (a router that renumbered
+/// its mappings, a friend's machine that lost power) is noticed soon enough
+/// to redial, punch again and resume the transfers within half a minute.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(20);
 /// Name put in (and ignored from) TLS: identities are keys, not names.
 const SERVER_NAME: &str = "hdp";
 
