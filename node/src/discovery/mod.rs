@@ -449,7 +449,7 @@ impl Discovery {
                 }
             }
         }
-        let plan = punch::plan_for(&self.net, cands, true).map(|(p, _, _)| p);
+        let plan = punch::plan_for(&self.net, cands, true);
         let dial = self.peers.dial_paths(&direct, peer);
         match plan {
             None | Some(Plan::Dial) => return dial.await.map(|_| ()).map_err(ConnectError::Dial),

@@ -31,7 +31,8 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use hdp_proto::api::{MqttState, MqttStatus};
 use hdp_proto::discovery::{
-    AddrKind, MAX_ANNOUNCE_AGE_MS, SIGNAL_VERSION, check_fresh, open_announcement, open_signal, seal_announcement,
+    ANNOUNCE_VERSION, AddrKind, MAX_ANNOUNCE_AGE_MS, SIGNAL_VERSION, check_fresh, open_announcement, open_signal,
+    seal_announcement,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{TopicKeys, hex};
@@ -316,12 +317,12 @@ async fn event_loop(cx: MqttContext, mut eventloop: EventLoop, client: AsyncClie
 }
 
 /// What the event loop keeps between messages: the rate limiter and the
-/// last timestamp per (peer, topic) against replays.
+/// last timestamp per (peer, topic, message version) against replays.
 struct Inbox {
     tokens: f64,
     refilled: Instant,
     dropped: u64,
-    last: HashMap<(PeerId, [u8; 32]), u64>,
+    last: HashMap<(PeerId, [u8; 32], u8), u64>,
 }
 
 impl Inbox {
@@ -373,21 +374,10 @@ impl Inbox {
             debug!(peer = %a.peer, error = %e, "ignored an MQTT announcement");
             return;
         }
-        let key = (a.peer, keys.mqtt_path);
-        if self.last.get(&key).is_some_and(|&t| t >= a.timestamp_ms) {
+        if !self.newer((a.peer, keys.mqtt_path, ANNOUNCE_VERSION), a.timestamp_ms, now) {
             debug!(peer = %a.peer, "ignored a replayed MQTT announcement");
             return;
         }
-        if self.last.len() >= MAX_REPLAY_ENTRIES && !self.last.contains_key(&key) {
-            // Entries older than the freshness window can go: a replay of
-            // them would be refused as stale anyway.
-            let horizon = now.saturating_sub(MAX_ANNOUNCE_AGE_MS);
-            self.last.retain(|_, t| *t >= horizon);
-            if self.last.len() >= MAX_REPLAY_ENTRIES {
-                return;
-            }
-        }
-        self.last.insert(key, a.timestamp_ms);
         let addrs: Vec<Candidate> = a
             .addrs
             .iter()
@@ -419,24 +409,36 @@ impl Inbox {
         if s.to.0 != cx.identity.verifying_key().to_bytes() {
             return;
         }
-        if let Err(e) = check_fresh(s.timestamp_ms, unix_ms()) {
+        let now = unix_ms();
+        if let Err(e) = check_fresh(s.timestamp_ms, now) {
             debug!(peer = %s.from, error = %e, "ignored a punch signal");
             return;
         }
-        // Signals share the replay memory with announcements, keyed apart
-        // by a path with its first byte flipped.
-        let mut path = keys.mqtt_path;
-        path[0] ^= 0xff;
-        let key = (s.from, path);
-        if self.last.get(&key).is_some_and(|&t| t >= s.timestamp_ms) {
+        if !self.newer((s.from, keys.mqtt_path, SIGNAL_VERSION), s.timestamp_ms, now) {
             debug!(peer = %s.from, "ignored a replayed punch signal");
             return;
         }
-        if self.last.len() >= MAX_REPLAY_ENTRIES && !self.last.contains_key(&key) {
-            return;
-        }
-        self.last.insert(key, s.timestamp_ms);
         cx.discovery.on_signal(s);
+    }
+
+    /// Whether `timestamp_ms` is newer than the last one accepted for `key`
+    /// (then it is remembered). The memory holds at most
+    /// [`MAX_REPLAY_ENTRIES`]; when full, entries older than the freshness
+    /// window go (a replay of them would be refused as stale anyway), and a
+    /// new key that still finds no room is refused.
+    fn newer(&mut self, key: (PeerId, [u8; 32], u8), timestamp_ms: u64, now: u64) -> bool {
+        if self.last.get(&key).is_some_and(|&t| t >= timestamp_ms) {
+            return false;
+        }
+        if self.last.len() >= MAX_REPLAY_ENTRIES && !self.last.contains_key(&key) {
+            let horizon = now.saturating_sub(MAX_ANNOUNCE_AGE_MS);
+            self.last.retain(|_, t| *t >= horizon);
+            if self.last.len() >= MAX_REPLAY_ENTRIES {
+                return false;
+            }
+        }
+        self.last.insert(key, timestamp_ms);
+        true
     }
 }
 

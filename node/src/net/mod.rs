@@ -44,7 +44,7 @@ use hdp_proto::nat::{NatKind, Reach, parse_probe};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, info};
 
 use crate::lock;
 use socket::{Datagram, Demux};
@@ -397,11 +397,6 @@ impl Net {
         self.recheck.notify_one();
     }
 
-    /// Our NAT kind, [`NatKind::Unknown`] until STUN answered.
-    pub fn kind(&self) -> NatKind {
-        lock(&self.state).kind.unwrap_or(NatKind::Unknown)
-    }
-
     /// How we look to others, `None` without a public address.
     pub fn reach(&self) -> Option<Reach> {
         let s = lock(&self.state);
@@ -460,14 +455,6 @@ impl Net {
             nat_type: s.kind.unwrap_or(NatKind::Unknown),
             port_mapping: s.portmap.clone(),
             stun: s.stun.clone(),
-        }
-    }
-
-    /// Logs when the socket's side channel dropped datagrams.
-    pub fn warn_if_behind(&self) {
-        let (taken, dropped) = self.socket.counters();
-        if dropped > 0 {
-            warn!(taken, dropped, "the NAT task fell behind; some STUN answers or probes were dropped");
         }
     }
 }

@@ -46,7 +46,7 @@ use std::time::Duration;
 use hdp_proto::api::PathKind;
 use hdp_proto::discovery::AddrKind;
 use hdp_proto::id::PeerId;
-use hdp_proto::nat::{BIRTHDAY_SOCKETS, Plan, Reach, TOKEN_LEN, parse_probe, plan, probe};
+use hdp_proto::nat::{BIRTHDAY_SOCKETS, Plan, TOKEN_LEN, parse_probe, plan, probe};
 use tokio::sync::mpsc;
 use tracing::{debug, info};
 
@@ -204,14 +204,13 @@ impl Drop for Guard<'_> {
 /// The plan for us meeting `peer`, and both sides' reach; `None` when
 /// punching cannot help or is not needed (no public addresses, or both
 /// behind the same public IP: the local addresses work).
-pub fn plan_for(net: &Net, theirs: &[Candidate], asker_is_us: bool) -> Option<(Plan, Reach, Reach)> {
+pub fn plan_for(net: &Net, theirs: &[Candidate], asker_is_us: bool) -> Option<Plan> {
     let ours = net.reach()?;
     let their = reach_of(theirs)?;
     if net.public_ip() == public_ip(theirs) {
         return None;
     }
-    let p = if asker_is_us { plan(ours, their) } else { plan(their, ours) };
-    Some((p, ours, their))
+    Some(if asker_is_us { plan(ours, their) } else { plan(their, ours) })
 }
 
 fn token() -> Result<[u8; TOKEN_LEN], PunchError> {
@@ -252,7 +251,7 @@ pub async fn ask(
     peer: PeerId,
     theirs: &[Candidate],
 ) -> Result<(), PunchError> {
-    let Some((p, _, _)) = plan_for(net, theirs, true) else { return Err(PunchError::NoPublicAddress) };
+    let Some(p) = plan_for(net, theirs, true) else { return Err(PunchError::NoPublicAddress) };
     if peers.connection(&peer).is_some() {
         return Ok(());
     }
@@ -280,7 +279,7 @@ pub async fn answer(
     token: [u8; TOKEN_LEN],
     theirs: &[Candidate],
 ) -> Result<(), PunchError> {
-    let Some((p, _, _)) = plan_for(net, theirs, false) else { return Err(PunchError::NoPublicAddress) };
+    let Some(p) = plan_for(net, theirs, false) else { return Err(PunchError::NoPublicAddress) };
     let probes = net.punches.open(token, peer, session_path(net, p), false, false)?;
     let _guard = Guard { net, token };
     debug!(%peer, plan = ?p, "answering a punch request");

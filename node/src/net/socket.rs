@@ -45,14 +45,13 @@ pub struct Datagram {
 pub struct Demux {
     inner: Arc<dyn AsyncUdpSocket>,
     side: mpsc::Sender<Datagram>,
-    /// Datagrams taken out, and those dropped because `side` was full.
-    taken: AtomicU64,
+    /// Datagrams dropped because `side` was full (logged at powers of two).
     dropped: AtomicU64,
 }
 
 impl fmt::Debug for Demux {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Demux").field("taken", &self.taken).field("dropped", &self.dropped).finish()
+        f.debug_struct("Demux").field("dropped", &self.dropped).finish()
     }
 }
 
@@ -62,7 +61,7 @@ impl Demux {
         let runtime = quinn::default_runtime().ok_or_else(|| io::Error::other("no async runtime"))?;
         let inner = runtime.wrap_udp_socket(socket)?;
         let (side, rx) = mpsc::channel(SIDE_CAPACITY);
-        Ok((Arc::new(Demux { inner, side, taken: AtomicU64::new(0), dropped: AtomicU64::new(0) }), rx))
+        Ok((Arc::new(Demux { inner, side, dropped: AtomicU64::new(0) }), rx))
     }
 
     /// Sends one datagram from the QUIC socket (STUN, probes). A full
@@ -80,19 +79,16 @@ impl Demux {
         self.inner.clone()
     }
 
-    /// (taken out, dropped for want of room).
-    pub fn counters(&self) -> (u64, u64) {
-        (self.taken.load(Ordering::Relaxed), self.dropped.load(Ordering::Relaxed))
-    }
-
     fn divert(&self, meta: &mut RecvMeta, buf: &[u8]) {
         let d = &buf[..meta.len.min(buf.len())];
         if meta.stride < meta.len || d.len() > MAX_STUN_LEN || !is_nat_datagram(d) {
             return;
         }
-        self.taken.fetch_add(1, Ordering::Relaxed);
         if self.side.try_send(Datagram { from: meta.addr, data: d.to_vec() }).is_err() {
-            self.dropped.fetch_add(1, Ordering::Relaxed);
+            let dropped = self.dropped.fetch_add(1, Ordering::Relaxed) + 1;
+            if dropped.is_power_of_two() {
+                tracing::debug!(dropped, "the NAT task is behind; dropped STUN answers or probes");
+            }
         }
         // quinn skips an empty buffer.
         meta.len = 0;
