@@ -49,6 +49,17 @@ have conntrack || missing+=(conntrack)
 have turnserver || missing+=(coturn)
 have miniupnpd || missing+=(miniupnpd-nftables)
 have python3 || missing+=(python3)
+# The benchmark smoke (scripts/bench.sh --smoke, last in scripts/test.sh)
+# puts hdp beside scp and rsync (a throwaway sshd on loopback), socat,
+# iperf3, and draws its chart with gnuplot; jq reads hdp's JSON.
+[ -x /usr/sbin/sshd ] || missing+=(openssh-server)
+{ have ssh && have scp; } || missing+=(openssh-client)
+have rsync || missing+=(rsync)
+have socat || missing+=(socat)
+have iperf3 || missing+=(iperf3)
+have jq || missing+=(jq)
+have gnuplot || missing+=(gnuplot-nox)
+have gcc || missing+=(gcc)
 # qemu-user and the ARM C libraries run the cross-built binaries (tests/tests/e2e/cross.rs).
 have qemu-aarch64 || missing+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing+=(libc6-arm64-cross)
@@ -58,9 +69,9 @@ if [ ${#missing[@]} -gt 0 ]; then
     echo "setup: please install these Debian packages (as root): ${missing[*]}" >&2
     exit 1
   fi
-  # mosquitto and coturn are daemons: Debian starts their system service on
-  # install and enables it at boot, listening on the machine's real network
-  # (coturn on every address, port 3478).  The tests run their own instances
+  # mosquitto, coturn and openssh-server are daemons: Debian starts their
+  # system service on install and enables it at boot, listening on the
+  # machine's real network (coturn on every address, port 3478; sshd on 22).  The tests run their own instances
   # inside network namespaces and need none of that, so a policy-rc.d keeps
   # the services from starting during the install, and they are disabled
   # (and stopped, should one have started) right after.  Services of packages
@@ -69,7 +80,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   # `miniupnpd` package, which the lab does not need.)
   services=()
   for p in "${missing[@]}"; do
-    case "$p" in mosquitto | coturn) services+=("$p") ;; esac
+    case "$p" in mosquitto | coturn) services+=("$p") ;; openssh-server) services+=(ssh) ;; esac
   done
   if [ ${#services[@]} -gt 0 ] && [ ! -e /usr/sbin/policy-rc.d ]; then
     $sudo sh -c 'printf "#!/bin/sh\n# scripts/setup.sh: no service starts during this install\nexit 101\n" >/usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d'

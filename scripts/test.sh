@@ -36,3 +36,9 @@ export HDP_CROSS_BINS
 
 echo "== tests"
 cargo test --locked
+
+# The benchmark suite at tiny sizes, with the debug binary built above: every
+# scenario and baseline still runs and checks what it moved (a figure from
+# here means nothing). Syncthing stays out: CI does not install it.
+echo "== benchmark smoke (scripts/bench.sh --smoke)"
+BENCH_HDP_BIN="$CARGO_TARGET_DIR/debug/hdp" BENCH_SYNCTHING=0 scripts/bench.sh --smoke

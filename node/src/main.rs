@@ -17,7 +17,24 @@ use tracing_subscriber::util::SubscriberInitExt;
 /// dozen keep a Pi responsive; thousands of threads would not fit its memory.
 const MAX_BLOCKING_THREADS: usize = 32;
 
+/// glibc malloc arenas at most. By default glibc gives each thread that
+/// allocates its own arena, up to 8 per core, and memory freed in one is
+/// not reused by another: a sender serving a folder of small files from
+/// 32 blocking threads peaked at 47 MiB, against 30 MiB with 2 arenas and
+/// no loss of speed (docs/PERFORMANCE.md). musl has one allocator for all.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const MALLOC_ARENAS: libc::c_int = 2;
+
 fn main() -> ExitCode {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets a tunable, before any other thread exists.
+    // A `MALLOC_ARENA_MAX` in the environment is left to glibc.
+    #[allow(unsafe_code)]
+    unsafe {
+        if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+            libc::mallopt(libc::M_ARENA_MAX, MALLOC_ARENAS);
+        }
+    }
     let cli = Cli::parse();
     init_logging(cli.verbose);
     let result = match cli.command {

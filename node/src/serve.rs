@@ -217,6 +217,10 @@ impl UploadSlots {
     }
 }
 
+/// Files up to this size are hashed on request without a hash slot and
+/// without caching the result (a commit would cost more than the hash);
+/// the receiver's small-file path asks for them beside the `read`.
+pub const SMALL_HASH: u64 = crate::download::fetch::SMALL_FILE;
 /// Bytes read per step while hashing.
 pub const HASH_CHUNK: usize = 1024 * 1024;
 /// Read rate of the background hasher (bytes per second); on-demand hashes
@@ -395,6 +399,14 @@ impl Server {
         if let Some(h) = hit {
             return Ok((size, mtime, h));
         }
+        if size <= SMALL_HASH {
+            // Cheaper to hash again than to queue for the slot and commit
+            // the result: a folder of small files would pay a commit each.
+            let stop = self.stop.clone();
+            return tokio::task::spawn_blocking(move || Ok((size, mtime, hash_file(&file, size, mtime, rate, &stop)?)))
+                .await
+                .map_err(|_| RequestError::Io)?;
+        }
         let _slot = self.hash_slots.clone().acquire_owned().await.map_err(|_| RequestError::Io)?;
         let index = self.index.clone();
         let stop = self.stop.clone();
@@ -444,10 +456,11 @@ impl Server {
                 let req = IndexLs { path: root.clone(), recursive: true, search: None, cursor, limit: Some(500) };
                 let Ok(Ok(page)) = tokio::task::spawn_blocking(move || index.ls(&req)).await else { break };
                 // Which files lack a current hash is answered from LMDB alone.
+                // Small files are hashed on request and never cached.
                 let files: Vec<SharePath> = page
                     .entries
                     .iter()
-                    .filter(|e| e.kind == EntryKind::File)
+                    .filter(|e| e.kind == EntryKind::File && e.size > SMALL_HASH)
                     .filter_map(|e| SharePath::parse(&e.path).ok())
                     .collect();
                 let index = self.index.clone();
@@ -516,9 +529,10 @@ impl Server {
         let mut upload = self.uploads.begin(peer, shown, size, r.offset, length);
         // A whole-file read is hashed as it is read, so the `hash` request a
         // downloader sends next finds the answer cached, without a second
-        // read of the file. Skipped when the cache already has it.
+        // read of the file. Skipped when the cache already has it, and for
+        // small files, which are hashed on request and never cached.
         let mut hasher = match &share_path {
-            Some(p) if r.offset == 0 && length == size => {
+            Some(p) if r.offset == 0 && length == size && size > SMALL_HASH => {
                 let (index, p) = (self.index.clone(), p.clone());
                 let cached = tokio::task::spawn_blocking(move || index.hash_get(&p, size, mtime)).await;
                 matches!(cached, Ok(Ok(None))).then(blake3::Hasher::new)

@@ -30,7 +30,8 @@ use hdp_proto::wire::{ReadRequest, RequestError, StreamCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::names::{candidate_names, part_path};
+use super::names::{candidate_names, ensure_dirs, part_path};
+use super::small::{Finals, Job, Published, Publisher};
 use crate::index::{Index, PartialMeta};
 use crate::lock;
 use crate::remote::{self, RemoteError};
@@ -45,6 +46,13 @@ pub const SYNC_EVERY: u64 = 32 * 1024 * 1024;
 /// Longest time between fsyncs while bytes arrive, so a slow link loses at
 /// most this much transfer time to a crash.
 pub const SYNC_INTERVAL: Duration = Duration::from_secs(2);
+/// Files up to this size take the small-file path ([`Fetch::run_small`]):
+/// received whole into memory (the scheduler lets at most
+/// [`super::SLOT_KIB`] KiB of them share a slot, so at most a few MiB),
+/// with the `hash` asked beside the `read`, written to an unnamed file that
+/// gets its name only once complete, and no record of a `.part`. A crash
+/// loses at most this much per file, fetched again from the start.
+pub const SMALL_FILE: u64 = 128 * 1024;
 
 /// One attempt at a file failed.
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +344,72 @@ impl Fetch<'_> {
         Ok(Fetched { final_path, size: head.size })
     }
 
+    /// Fetches a small file (at most [`SMALL_FILE`]) in one round trip:
+    /// `read` and `hash` go out together, the bytes are checked against the
+    /// hash in memory, and [`super::small::Publisher`] writes, syncs and
+    /// names it together with other small files (see there).
+    ///
+    /// Falls back to [`Fetch::run`] when a `.part` of an earlier attempt
+    /// exists, when the filesystem has no unnamed files (FAT, some network
+    /// filesystems), or when the file grew past [`SMALL_FILE`] at the peer.
+    /// `base`, `dirs` and `name` are what `target` is made of.
+    pub async fn run_small(
+        &self,
+        (publisher, finals): (&std::sync::Arc<Publisher>, std::sync::Arc<dyn Finals>),
+        (id, seq): (u64, u64),
+        (base, dirs, name): (PathBuf, Vec<String>, String),
+        record_final: impl FnMut(&str) -> Result<(), FileError> + Send + 'static,
+    ) -> Result<Fetched, FileError> {
+        let read = ReadRequest { path: self.remote_path.into(), offset: 0, length: None };
+        let (got, theirs) = tokio::select! {
+            r = async { tokio::join!(remote::read(self.conn, read), remote::hash(self.conn, self.remote_path)) } => r,
+            _ = self.stop.cancelled() => return Err(FileError::Stopped),
+        };
+        let (head, mut recv) = got?;
+        if head.size > SMALL_FILE {
+            let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
+            self.prepare_dirs(base, dirs).await?;
+            return self.run(record_final).await;
+        }
+        let theirs = theirs?;
+        let mut data = Vec::with_capacity(head.length as usize);
+        let received = tokio::select! {
+            r = tokio::time::timeout(STALL_TIMEOUT, read_exactly(&mut recv, head.length, &mut data)) => r,
+            _ = self.stop.cancelled() => {
+                let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
+                return Err(FileError::Stopped);
+            }
+        };
+        received.map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))??;
+        self.progress.store(head.length, Ordering::Relaxed);
+        if theirs.size != head.size || theirs.mtime_ns != head.mtime_ns {
+            return Err(FileError::Transient("the file changed on the peer while it was sent".into()));
+        }
+        if *blake3::hash(&data).as_bytes() != theirs.hash {
+            warn!(file = self.remote_path, "BLAKE3 mismatch; the file will be downloaded again");
+            return Err(FileError::Mismatch(
+                "the received bytes do not match the sender's BLAKE3 hash; downloading the file again".into(),
+            ));
+        }
+        let size = head.size;
+        let job = |reply| Job { id, seq, base, dirs, name, data, mtime_ns: head.mtime_ns, reply };
+        match publisher.publish(finals, job).await? {
+            Published::Done(final_path) => Ok(Fetched { final_path, size }),
+            // The directories exist: the publisher made them.
+            Published::UsePart => self.run(record_final).await,
+        }
+    }
+
+    /// Makes the target's directories (the small-file path skipped that).
+    async fn prepare_dirs(&self, base: PathBuf, dirs: Vec<String>) -> Result<(), FileError> {
+        blocking(move || {
+            std::fs::create_dir_all(&base).map_err(|e| local_io("cannot create the download dir", &base, e))?;
+            ensure_dirs(&base, &dirs).map_err(|e| local_io("cannot create a directory in", &base, e))?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn record_partial(&self, part: &Path, meta: PartialMeta) -> Result<(), FileError> {
         let (index, part) = (self.index.clone(), part.to_path_buf());
         blocking(move || index.partial_put(&part, meta).map_err(|e| FileError::Permanent(e.to_string()))).await
@@ -554,6 +628,23 @@ fn publish(
     Err(FileError::Permanent(format!("no free name for {}", target.display())))
 }
 
+/// Reads exactly `len` bytes and a clean end of stream into `data`.
+async fn read_exactly(recv: &mut quinn::RecvStream, len: u64, data: &mut Vec<u8>) -> Result<(), FileError> {
+    while (data.len() as u64) < len {
+        let room = (len - data.len() as u64) as usize;
+        match recv.read_chunk(room, true).await {
+            Ok(Some(chunk)) => data.extend_from_slice(&chunk.bytes),
+            Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
+            Err(e) => return Err(read_error(e)),
+        }
+    }
+    match recv.read_chunk(1, true).await {
+        Ok(None) => Ok(()),
+        Ok(Some(_)) => Err(FileError::Transient("the peer sent more bytes than it promised".into())),
+        Err(e) => Err(read_error(e)),
+    }
+}
+
 /// Runs disk and LMDB work on the blocking pool: the node's async thread
 /// carries every peer's QUIC traffic and must not wait for an fsync.
 async fn blocking<T: Send + 'static>(
@@ -624,7 +715,7 @@ async fn finish_write(h: WriteTask, part: &Path) -> Result<(Writer, Vec<u8>), Fi
     }
 }
 
-fn system_time(mtime_ns: i64) -> std::time::SystemTime {
+pub(super) fn system_time(mtime_ns: i64) -> std::time::SystemTime {
     let base = std::time::UNIX_EPOCH;
     if mtime_ns >= 0 {
         base + Duration::from_nanos(mtime_ns as u64)

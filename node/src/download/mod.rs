@@ -41,6 +41,7 @@
 
 pub mod fetch;
 pub mod names;
+pub mod small;
 pub mod store;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -64,7 +65,7 @@ use crate::peers::{Peers, jitter};
 use crate::remote::{self, LsResponse};
 use crate::{lock, unix_ms};
 pub use fetch::FileError;
-use fetch::{Fetch, Fetched, discard_part, finish_published, local_io};
+use fetch::{Fetch, Fetched, SMALL_FILE, discard_part, finish_published, local_io};
 pub use names::{UnsafeName, ensure_dirs, local_path_for, part_path, safe_component};
 use store::{FileRecord, RequestRecord, Store, StoreError};
 
@@ -73,6 +74,13 @@ pub const DEFAULT_DOWNLOAD_SLOTS: usize = 4;
 /// Files transferring at once from one peer, unless configured: its upload
 /// slots are shared with everyone else it serves.
 pub const DEFAULT_PEER_DOWNLOAD_SLOTS: usize = 2;
+/// Small files ([`fetch::SMALL_FILE`] or less) share download slots: a
+/// slot holds this many KiB of them (each counted as at least 4 KiB), held
+/// in memory while they are fetched. A small file costs a round trip, not a
+/// link's worth of bytes, so one at a time per slot would leave a long link
+/// idle: with the default 2 slots per peer, 512 files of 4 KiB may be in
+/// flight from one peer, at most 2 MiB. Any other file takes a whole slot.
+pub const SLOT_KIB: usize = 1024;
 /// Requests not yet done or failed, at most.
 pub const MAX_REQUESTS: usize = 1_000;
 /// Finished requests remembered; older ones are forgotten (their files stay).
@@ -98,6 +106,9 @@ pub const EVENT_CAPACITY: usize = 256;
 pub const PROGRESS_EVERY: Duration = Duration::from_millis(500);
 /// The scheduler runs at least this often (peers coming back, retry delays).
 pub const SCHEDULE_EVERY: Duration = Duration::from_secs(1);
+/// After a wake-up, the scheduler waits this long for more to happen
+/// before its pass (each pass reads the queue from LMDB).
+pub const SCHEDULE_GATHER: Duration = Duration::from_millis(5);
 /// How long cancel waits for a file's transfer to stop.
 const STOP_WAIT: Duration = Duration::from_secs(30);
 
@@ -161,6 +172,21 @@ struct State {
     reqs: BTreeMap<u64, Req>,
 }
 
+impl small::Finals for Downloads {
+    fn record_finals(&self, names: &[(u64, u64, String)]) -> Vec<Result<(), FileError>> {
+        self.finals(names)
+    }
+}
+
+/// The outcome of one attempt at a file, waiting to be booked.
+struct Outcome {
+    id: u64,
+    seq: u64,
+    file: FileRecord,
+    outcome: Result<Fetched, FileError>,
+    stopped: bool,
+}
+
 /// All downloads of this node.
 pub struct Downloads {
     peers: Arc<Peers>,
@@ -176,6 +202,13 @@ pub struct Downloads {
     state: Mutex<State>,
     /// `.part` files being written now.
     active_parts: Mutex<HashSet<PathBuf>>,
+    /// Outcomes waiting for the booking job ([`Downloads::submit`]): at
+    /// most one per active file.
+    pending: Mutex<Vec<Outcome>>,
+    /// Writes, syncs and names small files in groups.
+    publisher: Arc<small::Publisher>,
+    /// Whether a booking job is running.
+    booking: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<DownloadEvent>,
     /// Wakes the scheduler: something finished, was queued or resumed.
     wake: Notify,
@@ -187,6 +220,12 @@ impl std::fmt::Debug for Downloads {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Downloads").field("dir", &*lock(&self.dir)).finish_non_exhaustive()
     }
+}
+
+/// Slot units (KiB, see [`SLOT_KIB`]) a file of `size` bytes takes while
+/// it transfers.
+fn slot_cost(size: u64) -> usize {
+    if size <= SMALL_FILE { (size.div_ceil(1024) as usize).max(4) } else { SLOT_KIB }
 }
 
 /// Delay before attempt `n + 1` at a file: 1 s doubling to [`MAX_RETRY_DELAY`], jittered.
@@ -241,6 +280,9 @@ impl Downloads {
             peer_slots: AtomicUsize::new(peer_slots.max(1)),
             state: Mutex::new(state),
             active_parts: Mutex::new(HashSet::new()),
+            pending: Mutex::new(Vec::new()),
+            publisher: Arc::new(small::Publisher::default()),
+            booking: std::sync::atomic::AtomicBool::new(false),
             events,
             wake: Notify::new(),
             shutdown,
@@ -387,7 +429,11 @@ impl Downloads {
         loop {
             self.schedule();
             tokio::select! {
-                _ = self.wake.notified() => {}
+                _ = self.wake.notified() => {
+                    // Files finishing together are scheduled in one pass: a
+                    // folder of small files finishes hundreds a second.
+                    tokio::time::sleep(SCHEDULE_GATHER).await;
+                }
                 _ = connections.changed() => {}
                 _ = tokio::time::sleep(SCHEDULE_EVERY) => {}
                 _ = self.shutdown.cancelled() => return,
@@ -403,15 +449,17 @@ impl Downloads {
             return;
         }
         let now = unix_ms();
-        let global = self.global_slots.load(Ordering::Relaxed);
-        let per_peer = self.peer_slots.load(Ordering::Relaxed);
+        // Slots are counted in KiB of small files (see `slot_cost`).
+        let global = self.global_slots.load(Ordering::Relaxed) * SLOT_KIB;
+        let per_peer = self.peer_slots.load(Ordering::Relaxed) * SLOT_KIB;
         let mut changed = Vec::new();
         let mut finished_any = false;
         let mut st = lock(&self.state);
-        let mut running: usize = st.reqs.values().map(|r| r.active.len()).sum();
+        let units = |r: &Req| r.active.values().map(|a| slot_cost(a.size)).sum::<usize>();
+        let mut running: usize = st.reqs.values().map(units).sum();
         let mut per: HashMap<PeerId, usize> = HashMap::new();
         for r in st.reqs.values() {
-            *per.entry(r.rec.peer).or_default() += r.active.len();
+            *per.entry(r.rec.peer).or_default() += units(r);
         }
         let mut order: Vec<(i64, u64)> =
             st.reqs.values().filter(|r| !r.rec.state.is_finished()).map(|r| (r.rec.order, r.rec.id)).collect();
@@ -441,10 +489,18 @@ impl Downloads {
                 match self.store.next_runnable(id, req.low_water, room, SCAN_BUDGET, now, |s| active.contains_key(&s)) {
                     Ok(scan) => {
                         req.low_water = scan.low_water;
+                        let mut room = room;
                         for (seq, file) in scan.files {
+                            // In queue order: a big file waits for a whole
+                            // slot rather than being overtaken forever.
+                            let cost = slot_cost(file.size);
+                            if cost > room {
+                                break;
+                            }
+                            room -= cost;
                             self.spawn_file(req, seq, file, conn.conn.clone());
-                            running += 1;
-                            *peer_running += 1;
+                            running += cost;
+                            *peer_running += cost;
                             changed.push(id);
                         }
                     }
@@ -528,8 +584,7 @@ impl Downloads {
         let handle = self.tasks.spawn(async move {
             let outcome = this.fetch_one(id, seq, &file, peer, &conn, &dir, &progress, &stop).await;
             let stopped = stop.is_cancelled();
-            // Booking the outcome commits to LMDB: not on the async thread.
-            let _ = tokio::task::spawn_blocking(move || this.file_finished(id, seq, file, outcome, stopped)).await;
+            this.submit(Outcome { id, seq, file, outcome, stopped });
         });
         req.active.insert(seq, Active { handle: Some(handle), ..active });
     }
@@ -549,6 +604,28 @@ impl Downloads {
         let Some((name, dirs)) = file.rel.split_last() else {
             return Err(FileError::Permanent(file.error.clone().unwrap_or_else(|| "unsafe name from peer".into())));
         };
+        if file.size <= SMALL_FILE && file.final_name.is_none() {
+            // The small-file path makes the directories itself, with the
+            // file, on the blocking pool.
+            let mut target = base.to_path_buf();
+            target.extend(dirs);
+            target.push(name);
+            let fetch = Fetch {
+                index: &self.index,
+                conn,
+                peer,
+                remote_path: &file.path,
+                target: &target,
+                progress,
+                stop,
+                active_parts: &self.active_parts,
+            };
+            let this = self.clone();
+            let parts = (base.to_path_buf(), dirs.to_vec(), name.clone());
+            let finals: Arc<dyn small::Finals> = self.clone();
+            let record_final = move |name: &str| this.record_final(id, seq, name);
+            return fetch.run_small((&self.publisher, finals), (id, seq), parts, record_final).await;
+        }
         let (base, dirs, name, final_name) = (base.to_path_buf(), dirs.to_vec(), name.clone(), file.final_name.clone());
         let prepared = tokio::task::spawn_blocking(move || {
             // The download dir may have been removed since: make it again.
@@ -577,6 +654,34 @@ impl Downloads {
         fetch.run(move |name| this.record_final(id, seq, name)).await
     }
 
+    /// Records the final names complete small files are about to get, in
+    /// one transaction ([`small::Finals`]).
+    fn finals(&self, names: &[(u64, u64, String)]) -> Vec<Result<(), FileError>> {
+        let st = lock(&self.state);
+        let store_err = |e: &StoreError| FileError::Permanent(e.to_string());
+        let mut results: Vec<Result<(), FileError>> = Vec::with_capacity(names.len());
+        let mut files: Vec<(u64, u64, FileRecord)> = Vec::with_capacity(names.len());
+        for (id, seq, name) in names {
+            let found = match (st.reqs.get(id), self.store.file(*id, *seq)) {
+                (Some(_), Ok(Some(f))) => Ok(f),
+                (None, _) | (_, Ok(None)) => Err(FileError::Stopped),
+                (_, Err(e)) => Err(store_err(&e)),
+            };
+            results.push(found.map(|mut f| {
+                f.final_name = Some(name.clone());
+                files.push((*id, *seq, f));
+            }));
+        }
+        let written: Vec<(&RequestRecord, u64, &FileRecord)> =
+            files.iter().filter_map(|(id, seq, f)| st.reqs.get(id).map(|r| (&r.rec, *seq, f))).collect();
+        if let Err(e) = self.store.put_files(&written) {
+            for r in results.iter_mut().filter(|r| r.is_ok()) {
+                *r = Err(store_err(&e));
+            }
+        }
+        results
+    }
+
     /// Records the final name a complete file is about to get.
     fn record_final(&self, id: u64, seq: u64, name: &str) -> Result<(), FileError> {
         let st = lock(&self.state);
@@ -587,86 +692,138 @@ impl Downloads {
         self.store.put_file(&req.rec, seq, &f).map_err(store_err)
     }
 
-    /// Books the outcome of one attempt at a file.
-    fn file_finished(&self, id: u64, seq: u64, file: FileRecord, outcome: Result<Fetched, FileError>, stopped: bool) {
+    /// Hands the outcome of one attempt at a file to the booking job, which
+    /// commits the outcomes that arrived meanwhile in one LMDB transaction
+    /// (group commit: thousands of small files must not cost a commit each).
+    /// The pending list is bounded by the active files: each has at most one
+    /// outcome waiting, and its slot is only freed once it is booked.
+    fn submit(self: &Arc<Self>, done: Outcome) {
+        lock(&self.pending).push(done);
+        if self.booking.swap(true, Ordering::AcqRel) {
+            return; // the running job will pick it up
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            // Booking commits to LMDB: not on the async thread.
+            let _ = tokio::task::spawn_blocking(move || this.book_pending()).await;
+        });
+    }
+
+    /// Books pending outcomes until none are left.
+    fn book_pending(&self) {
+        loop {
+            let batch = std::mem::take(&mut *lock(&self.pending));
+            if !batch.is_empty() {
+                self.book(batch);
+                continue;
+            }
+            self.booking.store(false, Ordering::Release);
+            // An outcome submitted between the take and the store saw the
+            // job running: take it over unless another job already did.
+            if lock(&self.pending).is_empty() || self.booking.swap(true, Ordering::AcqRel) {
+                return;
+            }
+        }
+    }
+
+    /// Books the outcomes of attempts at files, in one transaction.
+    fn book(&self, batch: Vec<Outcome>) {
         let mut st = lock(&self.state);
-        let Some(req) = st.reqs.get_mut(&id) else { return };
-        req.active.remove(&seq);
-        if stopped || matches!(outcome, Err(FileError::Stopped)) {
-            // Paused, cancelled or shutting down: whoever stopped it set the
-            // state; the `.part` is kept.
-            let info = self.info(req);
-            drop(st);
-            self.send(vec![info]);
-            self.wake.notify_one();
-            return;
-        }
-        let mut f = match self.store.file(id, seq) {
-            Ok(Some(f)) => f,
-            _ => file,
-        };
-        let mut rec = req.rec.clone();
-        let connected = self.peers.connection(&rec.peer).is_some();
-        let from = f.state;
-        match outcome {
-            Ok(done) => {
-                rec.count(Some(from), FileState::Cancelled, f.size);
-                rec.count(None, FileState::Done, done.size);
-                f.state = FileState::Done;
-                f.size = done.size;
-                f.error = None;
-                f.final_name = done.final_path.file_name().map(|n| n.to_string_lossy().into_owned());
-                req.note = None;
+        // Request records as they will be once the batch is committed.
+        let mut recs: BTreeMap<u64, RequestRecord> = BTreeMap::new();
+        let mut files: Vec<(u64, u64, FileRecord)> = Vec::new();
+        let mut touched: Vec<u64> = Vec::new();
+        for Outcome { id, seq, file, outcome, stopped } in batch {
+            let Some(req) = st.reqs.get_mut(&id) else { continue };
+            req.active.remove(&seq);
+            touched.push(id);
+            if stopped || matches!(outcome, Err(FileError::Stopped)) {
+                // Paused, cancelled or shutting down: whoever stopped it set
+                // the state; the `.part` is kept.
+                continue;
             }
-            Err(FileError::Stopped) => {}
-            Err(FileError::Transient(e)) => {
-                if connected {
-                    f.attempts += 1;
+            let mut f = match self.store.file(id, seq) {
+                Ok(Some(f)) => f,
+                _ => file,
+            };
+            let rec = recs.entry(id).or_insert_with(|| req.rec.clone());
+            let connected = self.peers.connection(&rec.peer).is_some();
+            let from = f.state;
+            match outcome {
+                Ok(done) => {
+                    rec.count(Some(from), FileState::Cancelled, f.size);
+                    rec.count(None, FileState::Done, done.size);
+                    f.state = FileState::Done;
+                    f.size = done.size;
+                    f.error = None;
+                    f.final_name = done.final_path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    req.note = None;
                 }
-                if f.attempts >= MAX_ATTEMPTS {
-                    let e = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
+                Err(FileError::Stopped) => {}
+                Err(FileError::Transient(e)) => {
+                    if connected {
+                        f.attempts += 1;
+                    }
+                    if f.attempts >= MAX_ATTEMPTS {
+                        let e = format!("gave up after {MAX_ATTEMPTS} attempts: {e}");
+                        warn!(id, file = %f.path, error = %e, "file failed");
+                        rec.count(Some(from), FileState::Failed, f.size);
+                        f.state = FileState::Failed;
+                        f.error = Some(e);
+                    } else {
+                        let delay = retry_delay(f.attempts.max(1));
+                        warn!(id, file = %f.path, attempt = f.attempts, error = %e, retry_in = ?delay, "will retry");
+                        f.not_before_ms = unix_ms() + delay.as_millis() as u64;
+                        req.note = Some(format!("retrying {} after: {e}", f.path));
+                        f.error = Some(e);
+                    }
+                }
+                Err(FileError::Mismatch(e)) => {
+                    f.mismatches += 1;
+                    if f.mismatches >= MAX_MISMATCHES {
+                        let e = format!(
+                            "{e}: gave up after {MAX_MISMATCHES} copies that did not match (the file may be \
+                             changing on the peer)"
+                        );
+                        warn!(id, file = %f.path, error = %e, "file failed");
+                        rec.count(Some(from), FileState::Failed, f.size);
+                        f.state = FileState::Failed;
+                        f.error = Some(e);
+                    } else {
+                        req.note = Some(format!("{}: {e}", f.path));
+                        f.error = Some(e);
+                    }
+                }
+                Err(FileError::Permanent(e)) => {
                     warn!(id, file = %f.path, error = %e, "file failed");
                     rec.count(Some(from), FileState::Failed, f.size);
                     f.state = FileState::Failed;
                     f.error = Some(e);
-                } else {
-                    let delay = retry_delay(f.attempts.max(1));
-                    warn!(id, file = %f.path, attempt = f.attempts, error = %e, retry_in = ?delay, "will retry");
-                    f.not_before_ms = unix_ms() + delay.as_millis() as u64;
-                    req.note = Some(format!("retrying {} after: {e}", f.path));
-                    f.error = Some(e);
                 }
             }
-            Err(FileError::Mismatch(e)) => {
-                f.mismatches += 1;
-                if f.mismatches >= MAX_MISMATCHES {
-                    let e = format!(
-                        "{e}: gave up after {MAX_MISMATCHES} copies that did not match (the file may be changing \
-                         on the peer)"
-                    );
-                    warn!(id, file = %f.path, error = %e, "file failed");
-                    rec.count(Some(from), FileState::Failed, f.size);
-                    f.state = FileState::Failed;
-                    f.error = Some(e);
-                } else {
-                    req.note = Some(format!("{}: {e}", f.path));
-                    f.error = Some(e);
+            files.push((id, seq, f));
+        }
+        if !files.is_empty() {
+            let written: Vec<(&RequestRecord, u64, &FileRecord)> =
+                files.iter().filter_map(|(id, seq, f)| recs.get(id).map(|r| (r, *seq, f))).collect();
+            match self.store.put_files(&written) {
+                Ok(()) => {
+                    for (id, rec) in recs {
+                        if let Some(req) = st.reqs.get_mut(&id) {
+                            req.rec = rec;
+                        }
+                    }
+                }
+                Err(e) => {
+                    warn!(files = files.len(), error = %e, "cannot record files' states; they will be fetched again")
                 }
             }
-            Err(FileError::Permanent(e)) => {
-                warn!(id, file = %f.path, error = %e, "file failed");
-                rec.count(Some(from), FileState::Failed, f.size);
-                f.state = FileState::Failed;
-                f.error = Some(e);
-            }
         }
-        match self.store.put_file(&rec, seq, &f) {
-            Ok(()) => req.rec = rec,
-            Err(e) => warn!(id, seq, error = %e, "cannot record a file's state; it will be fetched again"),
-        }
-        let info = self.info(req);
+        touched.sort_unstable();
+        touched.dedup();
+        let infos: Vec<DownloadInfo> = touched.iter().filter_map(|id| st.reqs.get(id)).map(|r| self.info(r)).collect();
         drop(st);
-        self.send(vec![info]);
+        self.send(infos);
         self.wake.notify_one();
     }
 

@@ -267,6 +267,18 @@ impl Store {
     }
 
     /// Writes a file and its request together.
+    /// Several files' records and their requests' records, in one
+    /// transaction (one fsync for a batch of finished files).
+    pub fn put_files(&self, files: &[(&RequestRecord, u64, &FileRecord)]) -> Result<(), StoreError> {
+        let mut wtxn = self.env.write_txn()?;
+        for (rec, seq, file) in files {
+            self.files.put(&mut wtxn, &file_key(rec.id, *seq), &encode(file))?;
+            self.requests.put(&mut wtxn, &rec.id.to_be_bytes(), &encode(rec))?;
+        }
+        wtxn.commit()?;
+        Ok(())
+    }
+
     pub fn put_file(&self, rec: &RequestRecord, seq: u64, file: &FileRecord) -> Result<(), StoreError> {
         let mut wtxn = self.env.write_txn()?;
         self.files.put(&mut wtxn, &file_key(rec.id, seq), &encode(file))?;
@@ -319,6 +331,12 @@ impl Store {
             }
             let (k, v) = item?;
             let seq = u64::from_be_bytes(k[8..16].try_into().unwrap_or([0; 8]));
+            if busy(seq) {
+                // Being fetched: neither finished nor runnable, and not
+                // worth decoding (hundreds of small files may be in flight).
+                settled = false;
+                continue;
+            }
             let Some(f) = decode::<FileRecord>("file", v) else { continue };
             let finished = matches!(f.state, FileState::Done | FileState::Failed | FileState::Cancelled);
             if settled && finished {
@@ -326,7 +344,7 @@ impl Store {
                 continue;
             }
             settled = false;
-            if f.state != FileState::Queued || busy(seq) {
+            if f.state != FileState::Queued {
                 continue;
             }
             if f.not_before_ms > now_ms {

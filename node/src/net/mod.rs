@@ -3,6 +3,8 @@
 //!
 //! # Layout
 //! - [`transport`]: the quinn endpoint, TLS with ed25519 identities.
+//! - [`congestion`]: Cubic that ignores random loss on a path without a
+//!   queue, so lossy internet links stay full.
 //! - [`socket`]: the wrapper around quinn's UDP socket that takes STUN
 //!   answers and punch probes out of the QUIC stream.
 //! - [`stun`]: our public address and NAT kind, from STUN servers.
@@ -27,6 +29,7 @@
 //! mapping (which deletes its mapping on the way out). `changed` is a watch
 //! channel (latest value only) that the announcers wait on.
 
+pub mod congestion;
 pub mod portmap;
 pub mod punch;
 pub mod socket;

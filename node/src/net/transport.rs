@@ -45,8 +45,14 @@ pub const STREAM_WINDOW: u32 = 2 * 1024 * 1024;
 pub const CONNECTION_WINDOW: u32 = 4 * 1024 * 1024;
 /// Per-connection send buffer.
 pub const SEND_WINDOW: u64 = 4 * 1024 * 1024;
-/// Concurrent request streams a peer may open to us.
-pub const MAX_STREAMS: u32 = 32;
+/// Concurrent request streams a peer may open to us. A folder of small
+/// files keeps many requests in flight (a `read` and a `hash` per file) so
+/// that a long link stays full, and a stream's credit comes back to the
+/// peer only about two round trips after it opened it: 1,024 streams keep
+/// 512 small files moving, about 4,000 a second at 60 ms RTT. Each waiting
+/// request holds no buffer (the upload slots bound the reads); the
+/// connection window bounds what all of them may make us buffer.
+pub const MAX_STREAMS: u32 = 1024;
 /// Kernel buffer asked for on the QUIC socket, each way. Datagrams that
 /// arrive while the node's async thread is busy (copying a buffer, handing
 /// one to the disk) wait here instead of being dropped: at Linux's usual
@@ -145,8 +151,19 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());
+    match std::env::var(CONGESTION_ENV).as_deref() {
+        Ok("cubic") => t.congestion_controller_factory(Arc::new(quinn::congestion::CubicConfig::default())),
+        Ok("newreno") => t.congestion_controller_factory(Arc::new(quinn::congestion::NewRenoConfig::default())),
+        Ok("bbr") => t.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default())),
+        _ => t.congestion_controller_factory(Arc::new(super::congestion::LossTolerantConfig::default())),
+    };
     Arc::new(t)
 }
+
+/// Set to `cubic`, `newreno` or `bbr`, connections use that quinn congestion
+/// controller instead of ours ([`super::congestion`]): only for the
+/// same-run A/B of `scripts/bench.sh`.
+pub const CONGESTION_ENV: &str = "HDP_CONGESTION";
 
 /// The client (dialing) configuration, presenting `certified` as our certificate.
 pub fn client_config(certified: Arc<CertifiedKey>) -> Result<quinn::ClientConfig, TransportError> {
