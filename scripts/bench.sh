@@ -283,13 +283,28 @@ tree_payload() {
   payload_bytes=$(($1 * 4096)) payload_files=$1
   sync
 }
-drop_payload() { rm -rf "$share_dir" "$work/recv"; }
+drop_payload() { rm -rf "$share_dir" "$work/recv" "$work/trash"; }
+# discard PATH: a received tree goes out of the way (renamed), and is deleted
+# only when the scenario ends (drop_payload). ext4 passes over inodes freed
+# in the last 30 s when it allocates new ones, so deleting 10,000 files
+# between two methods makes the next one's file creation several times
+# slower: an artifact of back-to-back runs that no user sees. Files are
+# deleted at once.
+discard() {
+  [ -e "$1" ] || return 0
+  if [ "$kind" = tree ]; then
+    mkdir -p "$work/trash"
+    mv "$1" "$(mktemp -d "$work/trash/XXXXXX")/"
+  else
+    rm -rf "$1"
+  fi
+}
 warm() { # the source in the page cache
   if [ "$kind" = file ]; then cat "$src" > /dev/null; else find "$src" -type f -print0 | xargs -0 cat > /dev/null; fi
 }
 fresh_recv() { # an empty $recv/METHOD; the previous output deleted and flushed
   recv="$work/recv/$1"
-  rm -rf "$work/recv"
+  discard "$work/recv"
   mkdir -p "$recv"
   sync
 }
@@ -305,7 +320,7 @@ verify() {
       die "$sc $1: the received tree differs from the source"
     fi
   fi
-  rm -rf "$work/recv"
+  discard "$work/recv"
   sync
   log "$sc $1: received data is identical to the source"
 }
@@ -419,7 +434,7 @@ m_hdp() {
     out="${node_dl[b]}/$share_name"
   fi
   verify "$method" "$out"
-  rm -rf "${node_dl[b]}"
+  discard "${node_dl[b]}"
 }
 
 run_method() { # METHOD RUN
@@ -992,7 +1007,7 @@ fi
   echo "BENCH_VARIANTS='t2:HDP_THREADS=2' scripts/bench.sh big   # A/B of node settings"
   echo '```'
   echo
-  echo "Knobs (environment): BENCH_RUNS, BENCH_BIG_SIZE, BENCH_SMALL_FILES, BENCH_LINK_SIZE, BENCH_HARSH_SIZE, BENCH_LINK_SMALL_FILES, BENCH_INDEX_FILES, BENCH_RSS_IDLE, BENCH_IPERF_SECS, BENCH_TIMEOUT, BENCH_VARIANTS, BENCH_SYNCTHING, BENCH_OUT, BENCH_HDP_BIN; see the header of scripts/bench.sh. The shaped-link scenarios and dropping the page cache need root. Every transfer is checked byte for byte (cmp or diff -r). hdp nodes are fresh (new identity and index) for every run and run with \`--mqtt off --stun off --no-portmap --no-mdns\`; their start, indexing and connection happen before the clock starts, while scp and rsync include their ssh handshake."
+  echo "Knobs (environment): BENCH_RUNS, BENCH_BIG_SIZE, BENCH_SMALL_FILES, BENCH_LINK_SIZE, BENCH_HARSH_SIZE, BENCH_LINK_SMALL_FILES, BENCH_INDEX_FILES, BENCH_RSS_IDLE, BENCH_IPERF_SECS, BENCH_TIMEOUT, BENCH_VARIANTS, BENCH_SYNCTHING, BENCH_OUT, BENCH_HDP_BIN; see the header of scripts/bench.sh. The shaped-link scenarios and dropping the page cache need root. Every transfer is checked byte for byte (cmp or diff -r). Received folders are set aside and deleted only when their scenario ends: ext4 passes over inodes freed in the last 30 s when it allocates, so deleting 10,000 files between two methods would slow the next one down, an artifact of back-to-back runs. hdp nodes are fresh (new identity and index) for every run and run with \`--mqtt off --stun off --no-portmap --no-mdns\`; their start, indexing and connection happen before the clock starts, while scp and rsync include their ssh handshake."
   echo
   echo "## Machine"
   echo
