@@ -30,7 +30,7 @@ use hdp_proto::wire::{ReadRequest, RequestError, StreamCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::names::{candidate_names, ensure_dirs, part_path};
+use super::names::{candidate_names, part_path};
 use super::small::{Finals, Job, Published, Publisher};
 use crate::index::{Index, PartialMeta};
 use crate::lock;
@@ -349,17 +349,17 @@ impl Fetch<'_> {
     /// hash in memory, and [`super::small::Publisher`] writes, syncs and
     /// names it together with other small files (see there).
     ///
-    /// Falls back to [`Fetch::run`] when a `.part` of an earlier attempt
-    /// exists, when the filesystem has no unnamed files (FAT, some network
-    /// filesystems), or when the file grew past [`SMALL_FILE`] at the peer.
-    /// `base`, `dirs` and `name` are what `target` is made of.
+    /// `Ok(None)`: fetch it through a `.part` ([`Fetch::run`]) instead: a
+    /// `.part` of an earlier attempt exists, the filesystem has no unnamed
+    /// files (FAT, some network filesystems), or the file grew past
+    /// [`SMALL_FILE`] at the peer. `base`, `dirs` and `name` are what
+    /// `target` is made of.
     pub async fn run_small(
         &self,
         (publisher, finals): (&std::sync::Arc<Publisher>, std::sync::Arc<dyn Finals>),
         (id, seq): (u64, u64),
         (base, dirs, name): (PathBuf, Vec<String>, String),
-        record_final: impl FnMut(&str) -> Result<(), FileError> + Send + 'static,
-    ) -> Result<Fetched, FileError> {
+    ) -> Result<Option<Fetched>, FileError> {
         let read = ReadRequest { path: self.remote_path.into(), offset: 0, length: None };
         let (got, theirs) = tokio::select! {
             r = async { tokio::join!(remote::read(self.conn, read), remote::hash(self.conn, self.remote_path)) } => r,
@@ -368,8 +368,7 @@ impl Fetch<'_> {
         let (head, mut recv) = got?;
         if head.size > SMALL_FILE {
             let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
-            self.prepare_dirs(base, dirs).await?;
-            return self.run(record_final).await;
+            return Ok(None);
         }
         let theirs = theirs?;
         let mut data = Vec::with_capacity(head.length as usize);
@@ -394,20 +393,9 @@ impl Fetch<'_> {
         let size = head.size;
         let job = |reply| Job { id, seq, base, dirs, name, data, mtime_ns: head.mtime_ns, reply };
         match publisher.publish(finals, job).await? {
-            Published::Done(final_path) => Ok(Fetched { final_path, size }),
-            // The directories exist: the publisher made them.
-            Published::UsePart => self.run(record_final).await,
+            Published::Done(final_path) => Ok(Some(Fetched { final_path, size })),
+            Published::UsePart => Ok(None),
         }
-    }
-
-    /// Makes the target's directories (the small-file path skipped that).
-    async fn prepare_dirs(&self, base: PathBuf, dirs: Vec<String>) -> Result<(), FileError> {
-        blocking(move || {
-            std::fs::create_dir_all(&base).map_err(|e| local_io("cannot create the download dir", &base, e))?;
-            ensure_dirs(&base, &dirs).map_err(|e| local_io("cannot create a directory in", &base, e))?;
-            Ok(())
-        })
-        .await
     }
 
     async fn record_partial(&self, part: &Path, meta: PartialMeta) -> Result<(), FileError> {

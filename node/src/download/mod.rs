@@ -604,27 +604,27 @@ impl Downloads {
         let Some((name, dirs)) = file.rel.split_last() else {
             return Err(FileError::Permanent(file.error.clone().unwrap_or_else(|| "unsafe name from peer".into())));
         };
+        // Where a small file goes (it makes its directories itself, with
+        // the file, on the blocking pool).
+        let mut small_target = base.to_path_buf();
+        small_target.extend(dirs);
+        small_target.push(name);
+        let fetch_at = |target| Fetch {
+            index: &self.index,
+            conn,
+            peer,
+            remote_path: &file.path,
+            target,
+            progress,
+            stop,
+            active_parts: &self.active_parts,
+        };
         if file.size <= SMALL_FILE && file.final_name.is_none() {
-            // The small-file path makes the directories itself, with the
-            // file, on the blocking pool.
-            let mut target = base.to_path_buf();
-            target.extend(dirs);
-            target.push(name);
-            let fetch = Fetch {
-                index: &self.index,
-                conn,
-                peer,
-                remote_path: &file.path,
-                target: &target,
-                progress,
-                stop,
-                active_parts: &self.active_parts,
-            };
-            let this = self.clone();
             let parts = (base.to_path_buf(), dirs.to_vec(), name.clone());
             let finals: Arc<dyn small::Finals> = self.clone();
-            let record_final = move |name: &str| this.record_final(id, seq, name);
-            return fetch.run_small((&self.publisher, finals), (id, seq), parts, record_final).await;
+            if let Some(done) = fetch_at(&small_target).run_small((&self.publisher, finals), (id, seq), parts).await? {
+                return Ok(done);
+            }
         }
         let (base, dirs, name, final_name) = (base.to_path_buf(), dirs.to_vec(), name.clone(), file.final_name.clone());
         let prepared = tokio::task::spawn_blocking(move || {
@@ -640,18 +640,8 @@ impl Downloads {
         if let Some(final_path) = published {
             return Ok(Fetched { final_path, size: file.size });
         }
-        let fetch = Fetch {
-            index: &self.index,
-            conn,
-            peer,
-            remote_path: &file.path,
-            target: &target,
-            progress,
-            stop,
-            active_parts: &self.active_parts,
-        };
         let this = self.clone();
-        fetch.run(move |name| this.record_final(id, seq, name)).await
+        fetch_at(&target).run(move |name| this.record_final(id, seq, name)).await
     }
 
     /// Records the final names complete small files are about to get, in

@@ -13,10 +13,10 @@
 //! - Keep quinn's Cubic for everything else (slow start, window growth,
 //!   recovery periods): this module only decides which loss events reach it.
 //!
-//! Non-goals: a new controller. quinn's BBR (v1) fills no-loss links
+//! Non-goals: a new controller. quinn's BBR (v1) filled a no-loss link
 //! about 10 % short of TCP in our measurements (its ProbeRTT and gain
-//! cycling), so it is kept only as an A/B choice (`HDP_CONGESTION=bbr`,
-//! docs/PERFORMANCE.md).
+//! cycling), and is not linked; plain Cubic stays available for A/B
+//! (`HDP_CONGESTION=cubic`).
 //!
 //! The rule is TCP Veno's observation made with QUIC's own RTT samples: a
 //! queue shows as smoothed RTT above the path's minimum by more than
