@@ -35,11 +35,16 @@
 //! - One lister task per request whose listing is incomplete and whose peer
 //!   is connected; one worker task per active file. Each has a cancellation
 //!   token, a child of the node's shutdown token.
+//! - A worker hands its outcome to a [`group::Group`] that one blocking
+//!   task drains, booking every outcome waiting in one transaction; small
+//!   files are written, synced and named the same way by
+//!   [`small::Publisher`]. Each active file has at most one item waiting.
 //! - Progress goes out on a bounded broadcast ([`EVENT_CAPACITY`]): a
 //!   listener that falls behind loses old updates and is told so; nothing
 //!   here ever waits for a listener.
 
 pub mod fetch;
+pub mod group;
 pub mod names;
 pub mod small;
 pub mod store;
@@ -202,13 +207,11 @@ pub struct Downloads {
     state: Mutex<State>,
     /// `.part` files being written now.
     active_parts: Mutex<HashSet<PathBuf>>,
-    /// Outcomes waiting for the booking job ([`Downloads::submit`]): at
-    /// most one per active file.
-    pending: Mutex<Vec<Outcome>>,
+    /// Outcomes waiting for the booking job ([`Downloads::submit`]), one
+    /// job at a time: at most one per active file.
+    pending: group::Group<Outcome>,
     /// Writes, syncs and names small files in groups.
     publisher: Arc<small::Publisher>,
-    /// Whether a booking job is running.
-    booking: std::sync::atomic::AtomicBool,
     events: broadcast::Sender<DownloadEvent>,
     /// Wakes the scheduler: something finished, was queued or resumed.
     wake: Notify,
@@ -280,9 +283,8 @@ impl Downloads {
             peer_slots: AtomicUsize::new(peer_slots.max(1)),
             state: Mutex::new(state),
             active_parts: Mutex::new(HashSet::new()),
-            pending: Mutex::new(Vec::new()),
+            pending: group::Group::new(1, usize::MAX),
             publisher: Arc::new(small::Publisher::default()),
-            booking: std::sync::atomic::AtomicBool::new(false),
             events,
             wake: Notify::new(),
             shutdown,
@@ -688,31 +690,14 @@ impl Downloads {
     /// The pending list is bounded by the active files: each has at most one
     /// outcome waiting, and its slot is only freed once it is booked.
     fn submit(self: &Arc<Self>, done: Outcome) {
-        lock(&self.pending).push(done);
-        if self.booking.swap(true, Ordering::AcqRel) {
-            return; // the running job will pick it up
-        }
-        let this = self.clone();
-        self.tasks.spawn(async move {
+        if self.pending.push(done) {
+            let this = self.clone();
             // Booking commits to LMDB: not on the async thread.
-            let _ = tokio::task::spawn_blocking(move || this.book_pending()).await;
-        });
-    }
-
-    /// Books pending outcomes until none are left.
-    fn book_pending(&self) {
-        loop {
-            let batch = std::mem::take(&mut *lock(&self.pending));
-            if !batch.is_empty() {
-                self.book(batch);
-                continue;
-            }
-            self.booking.store(false, Ordering::Release);
-            // An outcome submitted between the take and the store saw the
-            // job running: take it over unless another job already did.
-            if lock(&self.pending).is_empty() || self.booking.swap(true, Ordering::AcqRel) {
-                return;
-            }
+            self.tasks.spawn_blocking(move || {
+                while let Some(batch) = this.pending.next() {
+                    this.book(batch);
+                }
+            });
         }
     }
 

@@ -18,23 +18,22 @@
 //! caller falls back to the `.part` path there.
 //!
 //! # Group commit
-//! [`Publisher::publish`] adds a job to `pending` and starts a blocking
-//! task unless [`PUBLISHERS`] run; a task takes what is pending (at most
-//! [`GROUP_MAX`]), writes it, syncs, records, links, answers each job on its
-//! oneshot, and repeats until nothing is pending. `pending` holds at most one job per small file being
+//! [`Publisher::publish`] hands a job to a [`Group`]: up to [`PUBLISHERS`]
+//! blocking tasks each take what is pending (at most [`GROUP_MAX`]), write
+//! it, sync, record, link, answer each job on its oneshot, and repeat until
+//! nothing is pending. `pending` holds at most one job per small file being
 //! fetched, which the scheduler bounds ([`super::SLOT_KIB`]).
 
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 
 use tokio::sync::oneshot;
 
 use super::fetch::{FileError, local_io};
+use super::group::Group;
 use super::names::{candidate_names, ensure_dirs, part_path};
-use crate::lock;
 
 /// What became of a small file handed to the publisher.
 #[derive(Debug)]
@@ -70,13 +69,16 @@ pub struct Job {
 }
 
 /// Publishes small files in groups; see the module docs.
-#[derive(Default)]
 pub struct Publisher {
-    /// Jobs waiting for the publishing task, at most one per small file
-    /// being fetched.
-    pending: Mutex<Vec<Job>>,
-    /// Publishing tasks running, at most [`PUBLISHERS`].
-    running: AtomicUsize,
+    /// Jobs waiting for a publishing task (at most [`PUBLISHERS`], taking
+    /// [`GROUP_MAX`] at a time), at most one per small file being fetched.
+    pending: Group<Job>,
+}
+
+impl Default for Publisher {
+    fn default() -> Self {
+        Publisher { pending: Group::new(PUBLISHERS, GROUP_MAX) }
+    }
 }
 
 /// Publishing tasks at once. Creating files is most of a small file's cost
@@ -103,39 +105,15 @@ impl Publisher {
         job: impl FnOnce(oneshot::Sender<Result<Published, FileError>>) -> Job,
     ) -> Result<Published, FileError> {
         let (tx, rx) = oneshot::channel();
-        lock(&self.pending).push(job(tx));
-        if self.running.fetch_add(1, Ordering::AcqRel) < PUBLISHERS {
+        if self.pending.push(job(tx)) {
             let this = self.clone();
-            tokio::task::spawn_blocking(move || this.run(&*finals));
-        } else {
-            self.running.fetch_sub(1, Ordering::AcqRel);
+            tokio::task::spawn_blocking(move || {
+                while let Some(batch) = this.pending.next() {
+                    publish_group(batch, &*finals);
+                }
+            });
         }
         rx.await.unwrap_or(Err(FileError::Stopped))
-    }
-
-    /// Publishes pending groups until none is left.
-    fn run(&self, finals: &dyn Finals) {
-        loop {
-            let batch: Vec<Job> = {
-                let mut pending = lock(&self.pending);
-                let n = pending.len().min(GROUP_MAX);
-                pending.drain(..n).collect()
-            };
-            if !batch.is_empty() {
-                publish_group(batch, finals);
-                continue;
-            }
-            self.running.fetch_sub(1, Ordering::AcqRel);
-            // A job added between the take and the decrement saw all tasks
-            // running: take it over unless enough tasks run again.
-            if lock(&self.pending).is_empty() {
-                return;
-            }
-            if self.running.fetch_add(1, Ordering::AcqRel) >= PUBLISHERS {
-                self.running.fetch_sub(1, Ordering::AcqRel);
-                return;
-            }
-        }
     }
 }
 
@@ -288,6 +266,8 @@ fn link_unnamed(w: &Written, mut path: PathBuf, finals: &dyn Finals) -> Result<P
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::lock;
+    use std::sync::Mutex;
 
     /// Remembers the names it was asked to record.
     #[derive(Default)]
