@@ -60,6 +60,10 @@ have iperf3 || missing+=(iperf3)
 have jq || missing+=(jq)
 have gnuplot || missing+=(gnuplot-nox)
 have gcc || missing+=(gcc)
+# The awkward-names test (tests/tests/e2e/names.rs) downloads to a FAT disk
+# image made by mkfs.vfat and mounted with FUSE (no vfat kernel module needed).
+have mkfs.vfat || missing+=(dosfstools)
+have fusefat || missing+=(fusefat)
 # qemu-user and the ARM C libraries run the cross-built binaries (tests/tests/e2e/cross.rs).
 have qemu-aarch64 || missing+=(qemu-user)
 [ -e /usr/aarch64-linux-gnu/lib/ld-linux-aarch64.so.1 ] || missing+=(libc6-arm64-cross)

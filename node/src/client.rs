@@ -8,7 +8,7 @@ use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, FileInfo, FileState,
     FilesPage, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
-use hdp_proto::fmt::{format_datetime, format_size};
+use hdp_proto::fmt::{format_datetime, format_size, shown};
 use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Bytes;
 use hyper::{Method, Request, StatusCode};
@@ -417,13 +417,13 @@ fn file_line(f: &FileInfo, bar: bool) -> String {
         f.state.as_str(),
         format_size(f.bytes_done),
         format_size(f.size),
-        f.path
+        shown(&f.path)
     );
     if bar && f.state == FileState::Active {
         line.push_str(&format!("  {}/s", format_size(f.rate)));
     }
     if let Some(e) = &f.error {
-        line.push_str(&format!("  ({e})"));
+        line.push_str(&format!("  ({})", shown(e)));
     }
     line
 }
@@ -468,7 +468,7 @@ fn download_line(d: &DownloadInfo) -> String {
         d.files_done,
         d.files_total,
         d.peer_name,
-        d.path
+        shown(&d.path)
     );
     if let Some(w) = &d.waiting {
         line.push_str(&format!("  [{w}]"));
@@ -639,9 +639,9 @@ async fn ls(out: &mut impl Write, args: LsArgs) -> Result<(), ClientError> {
                     EntryKind::Dir => ("d", format_size(e.size)),
                     EntryKind::File => ("-", format_size(e.size)),
                 };
-                let shown = if args.recursive || args.search.is_some() { &e.path } else { &e.name };
+                let name = shown(if args.recursive || args.search.is_some() { &e.path } else { &e.name });
                 let slash = if e.kind == EntryKind::Dir { "/" } else { "" };
-                writeln!(out, "{mark} {size:>10}  {}  {shown}{slash}", format_datetime(e.mtime, 0))?;
+                writeln!(out, "{mark} {size:>10}  {}  {name}{slash}", format_datetime(e.mtime, 0))?;
             }
             first = false;
         }

@@ -357,6 +357,7 @@ async fn remote_ls(st: &AppState, peer: &str, req: LsRequest) -> ApiResult<LsPag
                 kind: e.kind,
                 size: e.size,
                 mtime: e.mtime_ns.div_euclid(1_000_000_000),
+                mtime_ns: e.mtime_ns,
                 entries: (e.kind == hdp_proto::api::EntryKind::Dir).then_some(e.count),
             })
         })

@@ -80,11 +80,53 @@ fn init_logging(verbose: u8) {
     // Colours only for a person at a terminal, not for journald or a log file.
     let ansi = std::io::stderr().is_terminal() && std::env::var_os("NO_COLOR").is_none();
     tracing_subscriber::registry()
-        .with(tracing_subscriber::fmt::layer().with_writer(std::io::stderr).with_ansi(ansi))
+        .with(tracing_subscriber::fmt::layer().with_writer(move || LogLine { ansi }).with_ansi(ansi))
         .with(filter)
         .init();
     if let Some(e) = bad {
         tracing::warn!(error = %e, "RUST_LOG is not a list of LEVEL or TARGET=LEVEL; logging at {default}");
+    }
+}
+
+/// Writes log lines to stderr with the control characters a peer's file
+/// name could carry shown as `\n`, `\t`, `\xNN`: one event is one line, and
+/// nothing in it can move the cursor or recolour a terminal. The fmt layer
+/// writes each event with one `write_all`, ending in its own newline.
+struct LogLine {
+    /// ESC is the layer's own colour codes when it writes them.
+    ansi: bool,
+}
+
+impl std::io::Write for LogLine {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let body = buf.strip_suffix(b"\n").unwrap_or(buf);
+        let mut out = Vec::with_capacity(buf.len() + 16);
+        escape_controls(body, self.ansi, &mut out);
+        out.extend_from_slice(&buf[body.len()..]);
+        std::io::stderr().lock().write_all(&out)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+/// Copies `line` to `out` with ASCII control characters escaped (ESC kept
+/// when `keep_esc`). Bytes ≥ 0x80 pass through: the line is UTF-8.
+fn escape_controls(line: &[u8], keep_esc: bool, out: &mut Vec<u8>) {
+    use std::io::Write as _;
+    for &b in line {
+        match b {
+            b'\n' => out.extend_from_slice(b"\\n"),
+            b'\t' => out.extend_from_slice(b"\\t"),
+            b'\r' => out.extend_from_slice(b"\\r"),
+            0x1b if keep_esc => out.push(b),
+            0..0x20 | 0x7f => {
+                let _ = write!(out, "\\x{b:02x}");
+            }
+            _ => out.push(b),
+        }
     }
 }
 
@@ -195,6 +237,16 @@ fn print_banner(node: &RunningNode, qr: bool) {
 mod tests {
     use super::*;
     use tracing::Level;
+
+    #[test]
+    fn log_lines_cannot_be_split_or_recoloured_by_a_name() {
+        let mut out = Vec::new();
+        escape_controls(b"file=a\nFAKE ERROR\tx\x1b[31m\x07 caf\xc3\xa9", false, &mut out);
+        assert_eq!(out, b"file=a\\nFAKE ERROR\\tx\\x1b[31m\\x07 caf\xc3\xa9");
+        out.clear();
+        escape_controls(b"\x1b[2mdim\x1b[0m", true, &mut out);
+        assert_eq!(out, b"\x1b[2mdim\x1b[0m");
+    }
 
     #[test]
     fn rust_log_lists_forgive_spaces_and_empty_items() {

@@ -622,7 +622,7 @@ impl Peers {
         if let Some(want) = expect {
             match remote_peer_id(&conn) {
                 Some(got) if got != want => {
-                    conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"not the peer we dialed");
+                    conn.close(VarInt::from_u32(CloseCode::WrongPeer as u32), b"not the peer we dialed");
                     return Err(DialError::WrongPeer(got));
                 }
                 _ => {}
@@ -631,7 +631,7 @@ impl Peers {
         // Already connected to this peer (perhaps it dialed us, or through
         // another of its addresses): keep that connection, drop this one.
         if let Some(existing) = remote_peer_id(&conn).and_then(|p| self.connection(&p)) {
-            conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"already connected");
+            conn.close(VarInt::from_u32(CloseCode::Duplicate as u32), b"already connected");
             return Ok(existing);
         }
         let outcome = tokio::time::timeout(HANDSHAKE_TIMEOUT, dialer_handshake(&conn, self.me, &topics)).await;
@@ -688,28 +688,39 @@ impl Peers {
             let this = self.clone();
             self.tasks.spawn(async move {
                 let remote = incoming.remote_address();
-                match tokio::time::timeout(HANDSHAKE_TIMEOUT, this.accept_one(incoming)).await {
-                    Ok(Ok(pc)) => debug!(peer = %pc.id, %remote, "accepted"),
-                    Ok(Err(e)) => debug!(%remote, error = %e, "incoming connection failed"),
-                    Err(_) => debug!(%remote, "incoming handshake timed out"),
+                match this.accept_one(incoming).await {
+                    Ok(pc) => debug!(peer = %pc.id, %remote, "accepted"),
+                    Err(e) => debug!(%remote, error = %e, "incoming connection failed"),
                 }
                 drop(permit);
             });
         }
     }
 
+    /// Accepts one connection: TLS, then the topic handshake, both within
+    /// [`HANDSHAKE_TIMEOUT`] of its first packet. A peer too slow for that is
+    /// closed with `HandshakeFailed` (docs/PROTOCOL.md §4).
     async fn accept_one(self: &Arc<Self>, incoming: quinn::Incoming) -> Result<PeerConn, DialError> {
-        let conn = incoming.await?;
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+        // Before TLS completes there is no connection to send a code on:
+        // dropping the attempt makes quinn refuse it.
+        let conn = tokio::time::timeout_at(deadline, incoming).await.map_err(|_| DialError::Timeout)??;
         let fail = |code: CloseCode, why: &'static [u8]| conn.close(VarInt::from_u32(code as u32), why);
         let Some(peer) = remote_peer_id(&conn) else {
             fail(CloseCode::HandshakeFailed, b"no ed25519 certificate");
             return Err(DialError::Protocol("no ed25519 certificate".into()));
         };
         if lock(&self.conns).len() >= MAX_PEERS && self.connection(&peer).is_none() {
-            fail(CloseCode::Normal, b"too many peers");
+            fail(CloseCode::TooManyPeers, b"too many peers");
             return Err(DialError::TooManyPeers);
         }
-        let shared = listener_handshake(&conn, self.me, peer, &self.topic_keys()).await?;
+        let shared = match tokio::time::timeout_at(deadline, listener_handshake(&conn, self.me, peer, &self.topic_keys())).await {
+            Ok(shared) => shared?,
+            Err(_) => {
+                fail(CloseCode::HandshakeFailed, b"handshake timeout");
+                return Err(DialError::Timeout);
+            }
+        };
         let remote = conn.remote_address();
         // A punch session that saw a probe from this address names its
         // path; else the address tells LAN from internet, and from the
@@ -823,7 +834,7 @@ pub async fn dialer_handshake(
 ) -> Result<(PeerId, Vec<String>), DialError> {
     let peer = remote_peer_id(conn).ok_or_else(|| DialError::Protocol("no ed25519 certificate".into()))?;
     if peer == me {
-        conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"self");
+        conn.close(VarInt::from_u32(CloseCode::SelfConnection as u32), b"self");
         return Err(DialError::SelfConnection);
     }
     let exporter = exporter(conn)?;

@@ -346,7 +346,7 @@ impl Server {
         let mut budget = 0usize;
         for e in page.entries {
             let entry = WireEntry {
-                mtime_ns: e.mtime.saturating_mul(1_000_000_000),
+                mtime_ns: e.mtime_ns,
                 path: e.path,
                 kind: e.kind,
                 size: e.size,

@@ -234,8 +234,12 @@ pub struct Entry {
     pub kind: EntryKind,
     /// Bytes; for a directory, the total of every file below it.
     pub size: u64,
-    /// Modification time, Unix seconds.
+    /// Modification time, Unix seconds (rounded down).
     pub mtime: i64,
+    /// Modification time, Unix nanoseconds: the value `read` and `hash`
+    /// carry for the same file.
+    #[serde(default)]
+    pub mtime_ns: i64,
     /// For a directory: how many files and directories lie below it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub entries: Option<u64>,
@@ -735,10 +739,14 @@ mod tests {
             kind: EntryKind::File,
             size: 3,
             mtime: 1_700_000_000,
+            mtime_ns: 1_700_000_000_123_456_789,
             entries: None,
         };
         let json = serde_json::to_string(&e).unwrap();
-        assert_eq!(json, r#"{"path":"music/a.flac","name":"a.flac","kind":"file","size":3,"mtime":1700000000}"#);
+        assert_eq!(
+            json,
+            r#"{"path":"music/a.flac","name":"a.flac","kind":"file","size":3,"mtime":1700000000,"mtime_ns":1700000000123456789}"#
+        );
         assert_eq!(serde_json::from_str::<Entry>(&json).unwrap(), e);
     }
 

@@ -133,6 +133,34 @@ pub fn split_dir_name(path: &str) -> (&str, &str) {
     }
 }
 
+/// A name or path as people see it (CLI, UI, logs): control characters as
+/// `\n`, `\t`, `\r` or `\u{1b}`, bytes that are not UTF-8 (see
+/// [`crate::path`]) as `\xe9`; everything else unchanged. Only for showing:
+/// the name itself is kept byte for byte.
+pub fn shown(name: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let plain = |c: char| !c.is_control() && !crate::path::is_escape(c);
+    if name.chars().all(plain) {
+        return std::borrow::Cow::Borrowed(name);
+    }
+    let mut out = String::with_capacity(name.len() + 8);
+    for c in name.chars() {
+        match c {
+            '\n' => out.push_str("\\n"),
+            '\t' => out.push_str("\\t"),
+            '\r' => out.push_str("\\r"),
+            c if crate::path::is_escape(c) => {
+                let _ = write!(out, "\\x{:02x}", u32::from(c) - crate::path::ESCAPE_BASE);
+            }
+            c if c.is_control() => {
+                let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+            }
+            c => out.push(c),
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -223,5 +251,13 @@ mod tests {
     fn dir_and_name() {
         assert_eq!(split_dir_name("music"), ("", "music"));
         assert_eq!(split_dir_name("music/jazz/a.flac"), ("music/jazz/", "a.flac"));
+    }
+
+    #[test]
+    fn shown_escapes_what_a_terminal_would_act_on() {
+        assert!(matches!(shown("Ærø 曲.flac"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(shown("a\nb\tc\rd\u{1b}[31me\u{7f}"), "a\\nb\\tc\\rd\\u{1b}[31me\\u{7f}");
+        let wire = crate::path::encode_name(b"caf\xe9");
+        assert_eq!(shown(&wire), "caf\\xe9");
     }
 }

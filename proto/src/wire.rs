@@ -59,6 +59,12 @@ pub enum CloseCode {
     Duplicate = 3,
     /// A peer broke the framing rules (oversized or undecodable frame).
     ProtocolError = 4,
+    /// The listener is at its peer limit.
+    TooManyPeers = 5,
+    /// The dialer reached another node than the one it meant to.
+    WrongPeer = 6,
+    /// The node dialed itself.
+    SelfConnection = 7,
 }
 
 impl CloseCode {
@@ -69,6 +75,9 @@ impl CloseCode {
             2 => CloseCode::HandshakeFailed,
             3 => CloseCode::Duplicate,
             4 => CloseCode::ProtocolError,
+            5 => CloseCode::TooManyPeers,
+            6 => CloseCode::WrongPeer,
+            7 => CloseCode::SelfConnection,
             _ => return None,
         })
     }
@@ -81,6 +90,9 @@ impl CloseCode {
             CloseCode::HandshakeFailed => "the topic handshake failed",
             CloseCode::Duplicate => "replaced by another connection to the same peer",
             CloseCode::ProtocolError => "the peer broke the protocol",
+            CloseCode::TooManyPeers => "the peer is connected to as many peers as it allows; it will take us later",
+            CloseCode::WrongPeer => "the address now belongs to another node",
+            CloseCode::SelfConnection => "that address is this node itself",
         }
     }
 }

@@ -8,7 +8,7 @@
 use std::time::Duration;
 
 use hdp_proto::api::{Entry, EntryKind, LsPage, LsQuery, MediaKind};
-use hdp_proto::fmt::{breadcrumbs, format_count, format_size, plural, split_dir_name};
+use hdp_proto::fmt::{breadcrumbs, format_count, format_size, plural, shown, split_dir_name};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -633,15 +633,15 @@ fn EntryRow(
         let (dir, name) = split_dir_name(&entry.path);
         view! {
             <span class="entry-name">
-                <span class="entry-dir">{dir.to_string()}</span>
-                <span class="entry-base">{name.to_string()}</span>
+                <span class="entry-dir">{shown(dir).into_owned()}</span>
+                <span class="entry-base">{shown(name).into_owned()}</span>
             </span>
         }
         .into_any()
     } else {
         view! {
             <span class="entry-name">
-                <span class="entry-base">{entry.name.clone()}</span>
+                <span class="entry-base">{shown(&entry.name).into_owned()}</span>
             </span>
         }
         .into_any()

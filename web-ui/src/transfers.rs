@@ -4,7 +4,7 @@
 //! event stream; nothing here polls.
 
 use hdp_proto::api::{DownloadState, FileInfo, FileState, UploadInfo};
-use hdp_proto::fmt::{format_size, plural, split_dir_name};
+use hdp_proto::fmt::{format_size, plural, shown, split_dir_name};
 use leptos::prelude::*;
 use leptos::task::spawn_local;
 
@@ -171,7 +171,7 @@ fn DownloadCard(id: u64) -> impl IntoView {
             info.get()
                 .map(|d| {
                     let (_, name) = split_dir_name(&d.path);
-                    let name = if name.is_empty() { d.path.clone() } else { name.to_owned() };
+                    let name = shown(if name.is_empty() { &d.path } else { name }).into_owned();
                     let state = d.state;
                     let pct = percent(d.bytes_done, d.bytes_total);
                     let mut line = vec![
@@ -203,7 +203,7 @@ fn DownloadCard(id: u64) -> impl IntoView {
                                 <div class="download-title">
                                     <h3 class="download-name">{name.clone()}</h3>
                                     <p class="muted download-from">
-                                        {format!("from {} · {}", d.peer_name, d.path)}
+                                        {format!("from {} · {}", d.peer_name, shown(&d.path))}
                                     </p>
                                 </div>
                                 <span class=format!("badge state-{}", state.as_str())>{state_words(state)}</span>
@@ -233,7 +233,7 @@ fn DownloadCard(id: u64) -> impl IntoView {
                                                     let (_, n) = split_dir_name(&f.path);
                                                     view! {
                                                         <li>
-                                                            <span class="active-name">{n.to_owned()}</span>
+                                                            <span class="active-name">{shown(n).into_owned()}</span>
                                                             {bar(f.bytes_done, f.size, format!("{n} progress"), "active")}
                                                         </li>
                                                     }
@@ -352,7 +352,7 @@ fn FileRow(id: u64, file: FileInfo, files: RwSignal<Vec<FileInfo>>) -> impl Into
     let session = expect_context::<Session>();
     let nav = expect_context::<Nav>();
     let (_, name) = split_dir_name(&file.path);
-    let name = name.to_owned();
+    let name = shown(name).into_owned();
     let seq = file.seq;
     let state = file.state;
     let act = move |action: &'static str| {
@@ -478,6 +478,7 @@ fn Uploads() -> impl IntoView {
 #[component]
 fn UploadRow(up: UploadInfo) -> impl IntoView {
     let (_, name) = split_dir_name(&up.path);
+    let name = shown(name).into_owned();
     let state = match up.finished {
         None => "active",
         Some(true) => "done",

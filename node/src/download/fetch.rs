@@ -30,7 +30,7 @@ use hdp_proto::wire::{ReadRequest, RequestError, StreamCode};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, warn};
 
-use super::names::{candidate_names, part_path};
+use super::names::{candidate_names, part_path, wire_name};
 use super::small::{Finals, Job, Published, Publisher};
 use crate::index::{Index, PartialMeta};
 use crate::lock;
@@ -84,19 +84,40 @@ impl From<RemoteError> for FileError {
     }
 }
 
+/// Characters FAT, exFAT and NTFS refuse in names, besides control characters.
+const NOT_ON_WINDOWS_DISKS: &[char] = &['\\', ':', '*', '?', '"', '<', '>', '|'];
+
 /// A local I/O failure, in words that say what to do about it.
 pub fn local_io(what: &str, path: &Path, e: std::io::Error) -> FileError {
+    let name = path.file_name().map(wire_name).unwrap_or_default();
+    let windows_unsafe = name.chars().any(|c| c.is_control() || NOT_ON_WINDOWS_DISKS.contains(&c));
     let hint = match e.raw_os_error() {
         Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
             " — the disk is full: free some space, then retry (the partial file is kept)"
         }
         Some(libc::EROFS) => " — the disk is read-only: make the download dir writable, then retry",
+        Some(libc::ENAMETOOLONG) => {
+            " — the name is too long for the filesystem of the download dir (FAT and exFAT disks allow fewer \
+             bytes than Linux ones): download to a Linux filesystem such as ext4, or rename the file where it is shared"
+        }
+        // Kernels answer EINVAL for such a name on FAT; FUSE and SMB
+        // filesystems often EPERM or EACCES.
+        Some(libc::EINVAL | libc::EILSEQ | libc::EPERM | libc::EACCES) if windows_unsafe => {
+            " — the filesystem of the download dir refuses this name (FAT, exFAT and NTFS disks refuse control \
+             characters and \\ : * ? \" < > |): download to a Linux filesystem such as ext4, or rename the file \
+             where it is shared"
+        }
         Some(libc::EACCES) | Some(libc::EPERM) => {
             " — permission denied: make the download dir writable for this node, then retry"
         }
+        Some(libc::EINVAL) | Some(libc::EILSEQ) => {
+            " — the filesystem of the download dir refuses this name: download to a Linux filesystem such as ext4, \
+             or rename the file where it is shared"
+        }
         _ => "",
     };
-    FileError::Permanent(format!("{what} {}: {e}{hint}", path.display()))
+    let shown = wire_name(path.as_os_str());
+    FileError::Permanent(format!("{what} {}: {e}{hint}", hdp_proto::fmt::shown(&shown)))
 }
 
 /// Everything one attempt at one file needs.
@@ -536,7 +557,7 @@ impl Fetch<'_> {
                 got += n as u64;
                 let buf = std::mem::replace(&mut fill, spare.take().unwrap_or_else(|| vec![0; buf_len]));
                 writing = Some(tokio::task::spawn_blocking(move || {
-                    std::io::Write::write_all(&mut f.file, &buf[..n])?;
+                    write_sparse(&mut f.file, &buf[..n])?;
                     f.hasher.update(&buf[..n]);
                     Ok((f, buf))
                 }));
@@ -596,7 +617,7 @@ fn publish(
         if std::fs::symlink_metadata(&candidate).is_ok() {
             continue;
         }
-        let name = candidate.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let name = candidate.file_name().map(wire_name).unwrap_or_default();
         record_final(&name)?;
         match std::fs::hard_link(part, &candidate) {
             Ok(()) => {
@@ -614,6 +635,44 @@ fn publish(
         }
     }
     Err(FileError::Permanent(format!("no free name for {}", target.display())))
+}
+
+/// Blocks of zeros this long (at this alignment in the buffer, which starts
+/// at a multiple of it in the file) are left as holes instead of written.
+const HOLE_BLOCK: usize = 4096;
+
+/// Writes `buf` at the file's position, leaving [`HOLE_BLOCK`]s of zeros as
+/// holes: a sparse disk image arrives sparse, as cheap on our disk as on the
+/// sender's. Runs of data go out in one write each. The file's length is
+/// always the position after the call, also when it ends in a hole. Only
+/// for files whose bytes past the position are holes (a `.part` truncated
+/// to its resume point).
+fn write_sparse(file: &mut std::fs::File, buf: &[u8]) -> std::io::Result<()> {
+    use std::io::{Seek, SeekFrom, Write};
+    let zero = |b: &[u8]| b.len() == HOLE_BLOCK && b.iter().all(|&x| x == 0);
+    let mut start = 0;
+    let mut ends_in_hole = false;
+    while start < buf.len() {
+        let run_zero = zero(&buf[start..buf.len().min(start + HOLE_BLOCK)]);
+        let mut end = start;
+        while end < buf.len() && zero(&buf[end..buf.len().min(end + HOLE_BLOCK)]) == run_zero {
+            end = buf.len().min(end + HOLE_BLOCK);
+        }
+        if run_zero {
+            file.seek(SeekFrom::Current((end - start) as i64))?;
+        } else {
+            file.write_all(&buf[start..end])?;
+        }
+        ends_in_hole = run_zero;
+        start = end;
+    }
+    if ends_in_hole {
+        let at = file.stream_position()?;
+        if file.metadata()?.len() < at {
+            file.set_len(at)?;
+        }
+    }
+    Ok(())
 }
 
 /// Reads exactly `len` bytes and a clean end of stream into `data`.
@@ -709,5 +768,40 @@ pub(super) fn system_time(mtime_ns: i64) -> std::time::SystemTime {
         base + Duration::from_nanos(mtime_ns as u64)
     } else {
         base.checked_sub(Duration::from_nanos(mtime_ns.unsigned_abs())).unwrap_or(base)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::MetadataExt;
+
+    #[test]
+    fn zeros_become_holes_and_the_bytes_are_exact() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("f.part");
+        let mut file = std::fs::File::options().create_new(true).read(true).write(true).open(&path).unwrap();
+        let mib = 1 << 20;
+        // Data, 8 MiB of zeros in two buffers, data not on a block edge,
+        // then zeros to the end (the length must still come out right).
+        let mut first = vec![0u8; mib];
+        first[..100].fill(7);
+        let mut want = first.clone();
+        write_sparse(&mut file, &first).unwrap();
+        for _ in 0..8 {
+            write_sparse(&mut file, &vec![0; mib]).unwrap();
+            want.extend(std::iter::repeat_n(0, mib));
+        }
+        let mut last = vec![0u8; mib + 123];
+        last[5000] = 1;
+        write_sparse(&mut file, &last).unwrap();
+        want.extend(&last);
+        drop(file);
+        let got = std::fs::read(&path).unwrap();
+        assert_eq!(got.len(), want.len());
+        assert!(got == want);
+        let meta = std::fs::metadata(&path).unwrap();
+        // Two blocks of data (and filesystem overhead), not 10 MiB.
+        assert!(meta.blocks() * 512 < 1 << 20, "{} bytes allocated", meta.blocks() * 512);
     }
 }

@@ -71,7 +71,7 @@ use crate::remote::{self, LsResponse};
 use crate::{lock, unix_ms};
 pub use fetch::FileError;
 use fetch::{Fetch, Fetched, SMALL_FILE, discard_part, finish_published, local_io};
-pub use names::{UnsafeName, ensure_dirs, local_path_for, part_path, safe_component};
+pub use names::{UnsafeName, ensure_dirs, local_path_for, on_disk, part_path, safe_component, wire_name};
 use store::{FileRecord, RequestRecord, Store, StoreError};
 
 /// Files transferring at once, from all peers, unless configured.
@@ -339,7 +339,7 @@ impl Downloads {
 
     fn local_of(&self, rec: &RequestRecord, rel: &[String]) -> PathBuf {
         let mut p = self.dir_of(rec);
-        p.extend(rel);
+        p.extend(rel.iter().map(|c| on_disk(c)));
         p
     }
 
@@ -354,7 +354,7 @@ impl Downloads {
             .map(|(seq, a)| FileInfo {
                 seq: *seq,
                 path: a.path.clone(),
-                local_path: a.local.display().to_string(),
+                local_path: wire_name(a.local.as_os_str()),
                 state: FileState::Active,
                 size: a.size,
                 bytes_done: a.progress.load(Ordering::Relaxed),
@@ -368,7 +368,7 @@ impl Downloads {
             peer: rec.peer,
             peer_name: rec.peer.friendly_name(),
             path: rec.path.clone(),
-            local_path: self.dir_of(rec).join(&rec.local_name).display().to_string(),
+            local_path: wire_name(self.dir_of(rec).join(on_disk(&rec.local_name)).as_os_str()),
             state: if rec.state == DownloadState::Queued && !r.active.is_empty() {
                 DownloadState::Active
             } else {
@@ -633,7 +633,7 @@ impl Downloads {
             // The download dir may have been removed since: make it again.
             std::fs::create_dir_all(&base).map_err(|e| local_io("cannot create the download dir", &base, e))?;
             let dir = ensure_dirs(&base, &dirs).map_err(|e| local_io("cannot create a directory in", &base, e))?;
-            let target = dir.join(name);
+            let target = dir.join(on_disk(&name));
             let published = final_name.as_deref().and_then(|n| finish_published(&target, n));
             Ok::<_, FileError>((target, published))
         })
@@ -731,7 +731,7 @@ impl Downloads {
                     f.state = FileState::Done;
                     f.size = done.size;
                     f.error = None;
-                    f.final_name = done.final_path.file_name().map(|n| n.to_string_lossy().into_owned());
+                    f.final_name = done.final_path.file_name().map(wire_name);
                     req.note = None;
                 }
                 Err(FileError::Stopped) => {}
@@ -1128,7 +1128,7 @@ impl Downloads {
         match (f.state, f.final_name) {
             (FileState::Done, Some(name)) if !f.rel.is_empty() && safe_component(&name).is_ok() => {
                 let mut local = self.local_of(&rec, &f.rel);
-                local.set_file_name(name);
+                local.set_file_name(on_disk(&name));
                 Ok(Some(local))
             }
             _ => Ok(None),
@@ -1138,12 +1138,12 @@ impl Downloads {
     fn file_info(&self, req: &Req, seq: u64, f: FileRecord) -> FileInfo {
         let mut local = self.local_of(&req.rec, &f.rel);
         if let (FileState::Done, Some(n)) = (f.state, &f.final_name) {
-            local.set_file_name(n);
+            local.set_file_name(on_disk(n));
         }
         let active = req.active.get(&seq);
         FileInfo {
             seq,
-            local_path: if f.rel.is_empty() { String::new() } else { local.display().to_string() },
+            local_path: if f.rel.is_empty() { String::new() } else { wire_name(local.as_os_str()) },
             state: if active.is_some() { FileState::Active } else { f.state },
             size: f.size,
             bytes_done: match (f.state, active) {

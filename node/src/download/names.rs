@@ -6,45 +6,76 @@
 //! created one level at a time refusing symlinks ([`ensure_dirs`]), and
 //! files are opened with `O_NOFOLLOW` (in [`super::fetch`]).
 
+use std::ffi::{OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
-use hdp_proto::path::{SharePath, validate_component};
+use hdp_proto::path::{MAX_COMPONENT_LEN, SharePath, decode_name, encode_name, validate_component};
 
 /// A name a peer sent that we refuse to create.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unsafe name from peer: {0:?}")]
+#[error("unsafe name from peer: {}", hdp_proto::fmt::shown(.0))]
 pub struct UnsafeName(pub String);
 
-/// `name.part` next to `target`.
+/// The name (or relative path) on disk for a name in wire form
+/// ([`hdp_proto::path`]: names that are not UTF-8 travel escaped).
+pub fn on_disk(wire: &str) -> OsString {
+    OsString::from_vec(decode_name(wire).into_owned())
+}
+
+/// The wire form of a name on disk: what the index, the queue and the API
+/// store and show.
+pub fn wire_name(name: &OsStr) -> String {
+    encode_name(name.as_bytes()).into_owned()
+}
+
+/// Prefix of the temporary name of a file whose name is too long for
+/// `<name>.part` ([`part_path`]).
+const LONG_PART_PREFIX: &str = ".hdp-";
+
+/// Where a file is written until it is complete and verified: `name.part`
+/// next to `target`, or, when that would be longer than the filesystem
+/// allows (`NAME_MAX`, 255 bytes), `.hdp-<32 hex digits of BLAKE3(name)>.part`
+/// in the same directory. Both are a function of the final name alone, so a
+/// restarted node finds its partial file again.
 pub fn part_path(target: &Path) -> PathBuf {
-    let mut name = target.file_name().map(|n| n.to_os_string()).unwrap_or_default();
-    name.push(".part");
-    target.with_file_name(name)
-}
-
-/// `target`, then `name (2).ext`, `name (3).ext`, …
-pub fn candidate_names(target: &Path) -> impl Iterator<Item = PathBuf> + '_ {
-    let stem = target.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
-    let ext = target.extension().map(|e| format!(".{}", e.to_string_lossy())).unwrap_or_default();
-    std::iter::once(target.to_path_buf())
-        .chain((2u32..).map(move |n| target.with_file_name(format!("{stem} ({n}){ext}"))))
-}
-
-/// Names Windows reserves; a download may land on an exFAT/NTFS/SMB disk.
-const RESERVED: [&str; 22] = [
-    "con", "prn", "aux", "nul", "com1", "com2", "com3", "com4", "com5", "com6", "com7", "com8", "com9", "lpt1", "lpt2",
-    "lpt3", "lpt4", "lpt5", "lpt6", "lpt7", "lpt8", "lpt9",
-];
-
-/// Checks one name a peer sent before it becomes a local file or directory.
-pub fn safe_component(name: &str) -> Result<(), UnsafeName> {
-    let bad = || UnsafeName(name.to_owned());
-    validate_component(name).map_err(|_| bad())?;
-    let stem = name.split('.').next().unwrap_or(name).trim_end().to_ascii_lowercase();
-    if RESERVED.contains(&stem.as_str()) || name.ends_with('.') || name.ends_with(' ') {
-        return Err(bad());
+    let name = target.file_name().unwrap_or_default();
+    if name.len() + ".part".len() <= MAX_COMPONENT_LEN {
+        let mut part = name.to_os_string();
+        part.push(".part");
+        return target.with_file_name(part);
     }
-    Ok(())
+    let hash = blake3::hash(name.as_bytes());
+    let hex: String = hash.as_bytes()[..16].iter().map(|b| format!("{b:02x}")).collect();
+    target.with_file_name(format!("{LONG_PART_PREFIX}{hex}.part"))
+}
+
+/// `target`, then `name (2).ext`, `name (3).ext`, …; a name that would grow
+/// past `NAME_MAX` has its stem shortened (at a character boundary when it is
+/// UTF-8) to make room for the number.
+pub fn candidate_names(target: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let stem = target.file_stem().unwrap_or_default().as_bytes();
+    let ext = target.extension().map(|e| [b".", e.as_bytes()].concat()).unwrap_or_default();
+    std::iter::once(target.to_path_buf()).chain((2u32..).map(move |n| {
+        let number = format!(" ({n})");
+        let room = MAX_COMPONENT_LEN.saturating_sub(number.len() + ext.len());
+        let mut cut = stem.len().min(room);
+        if let Ok(s) = std::str::from_utf8(stem) {
+            while !s.is_char_boundary(cut) {
+                cut -= 1;
+            }
+        }
+        let name = [&stem[..cut], number.as_bytes(), &ext].concat();
+        target.with_file_name(OsString::from_vec(name))
+    }))
+}
+
+/// Checks one name a peer sent before it becomes a local file or directory:
+/// what a Linux filesystem cannot hold or what would leave the directory
+/// (`/`, NUL, `.`, `..`, over 255 bytes) is refused; everything else,
+/// control characters and Windows' reserved names included, is a name.
+pub fn safe_component(name: &str) -> Result<(), UnsafeName> {
+    validate_component(name).map_err(|_| UnsafeName(name.to_owned()))
 }
 
 /// The local path components (below the download dir) for a remote entry of
@@ -73,7 +104,7 @@ pub fn local_path_for(requested: &SharePath, entry: &str) -> Result<Vec<String>,
 pub fn ensure_dirs(root: &Path, parts: &[String]) -> std::io::Result<PathBuf> {
     let mut p = root.to_path_buf();
     for c in parts {
-        p.push(c);
+        p.push(on_disk(c));
         match std::fs::symlink_metadata(&p) {
             Ok(m) if m.is_dir() => {}
             Ok(_) => {
@@ -115,10 +146,6 @@ mod tests {
             "m/Album/..",
             "m/Albums/x",
             "other/Album/x",
-            "m/Album/a\\..\\b",
-            "m/Album/CON",
-            "m/Album/aux.txt",
-            "m/Album/trailing.",
             "m/Album/x\u{0}",
             "",
         ] {
@@ -142,7 +169,47 @@ mod tests {
     }
 
     #[test]
-    fn part_names() {
+    fn names_linux_can_hold_are_kept() {
+        for name in ["CON", "aux.txt", "trailing.", "trailing ", " -lead", "a\\..\\b", "new\nline", "tab\t", "%#?"] {
+            let path = format!("m/Album/{name}");
+            assert_eq!(local_path_for(&sp("m/Album"), &path).unwrap(), vec!["Album", name], "{name:?}");
+        }
+        let latin1 = encode_name(b"caf\xe9").into_owned();
+        assert_eq!(on_disk(&latin1).as_bytes(), b"caf\xe9");
+        assert_eq!(wire_name(&on_disk(&latin1)), latin1);
+    }
+
+    #[test]
+    fn part_names_fit_name_max() {
         assert_eq!(part_path(Path::new("/d/a.mp3")), PathBuf::from("/d/a.mp3.part"));
+        let fits = "x".repeat(250);
+        assert_eq!(part_path(&Path::new("/d").join(&fits)), Path::new("/d").join(format!("{fits}.part")));
+        for long in [&[b'y'; 251][..], &[b'z'; 255][..], "é".repeat(127).as_bytes()] {
+            let part = part_path(&Path::new("/d").join(OsStr::from_bytes(long)));
+            let name = part.file_name().unwrap().to_str().unwrap();
+            assert!(name.starts_with(LONG_PART_PREFIX) && name.ends_with(".part") && name.len() == 42, "{name}");
+            assert_eq!(part.parent(), Some(Path::new("/d")));
+        }
+        let a = part_path(&Path::new("/d").join("a".repeat(255)));
+        let b = part_path(&Path::new("/d").join("b".repeat(255)));
+        assert_ne!(a, b);
+    }
+
+    #[test]
+    fn numbered_names_fit_name_max() {
+        let name = format!("{}.flac", "é".repeat(125)); // 255 bytes
+        let target = Path::new("/d").join(&name);
+        let got: Vec<PathBuf> = candidate_names(&target).take(12).collect();
+        assert_eq!(got[0], target);
+        for c in &got[1..] {
+            let n = c.file_name().unwrap();
+            assert!(n.len() <= MAX_COMPONENT_LEN, "{} bytes", n.len());
+            let n = n.to_str().expect("cut at a character boundary");
+            assert!(n.ends_with(").flac"));
+        }
+        assert!(got[11].to_str().unwrap().ends_with(" (12).flac"));
+        assert_eq!(candidate_names(Path::new("/d/a.txt")).nth(1).unwrap(), PathBuf::from("/d/a (2).txt"));
+        let raw = Path::new("/d").join(OsStr::from_bytes(&[0xff; 255]));
+        assert!(candidate_names(&raw).nth(1).unwrap().file_name().unwrap().len() <= MAX_COMPONENT_LEN);
     }
 }

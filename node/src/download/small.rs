@@ -33,7 +33,7 @@ use tokio::sync::oneshot;
 
 use super::fetch::{FileError, local_io};
 use super::group::Group;
-use super::names::{candidate_names, ensure_dirs, part_path};
+use super::names::{candidate_names, ensure_dirs, on_disk, part_path, wire_name};
 
 /// What became of a small file handed to the publisher.
 #[derive(Debug)]
@@ -184,7 +184,7 @@ fn publish_group(batch: Vec<Job>, finals: &dyn Finals) {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name().map(wire_name).unwrap_or_default()
 }
 
 /// The first of `target`, `name (2).ext`, … that no file has.
@@ -205,7 +205,7 @@ fn write_unnamed(job: &Job) -> Result<Option<(std::fs::File, PathBuf)>, FileErro
     use std::io::Write;
     std::fs::create_dir_all(&job.base).map_err(|e| local_io("cannot create the download dir", &job.base, e))?;
     let dir = ensure_dirs(&job.base, &job.dirs).map_err(|e| local_io("cannot create a directory in", &job.base, e))?;
-    let target = dir.join(&job.name);
+    let target = dir.join(on_disk(&job.name));
     if std::fs::symlink_metadata(part_path(&target)).is_ok() {
         return Ok(None);
     }

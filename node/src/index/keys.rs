@@ -122,6 +122,7 @@ pub fn to_entry(key: &[u8], value: &[u8]) -> Option<Entry> {
         kind: v.kind,
         size: v.size,
         mtime: v.mtime_ns.div_euclid(1_000_000_000),
+        mtime_ns: v.mtime_ns,
         entries: (v.kind == EntryKind::Dir).then_some(v.count),
     })
 }

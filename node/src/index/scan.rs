@@ -13,16 +13,20 @@
 //! - Aggregates: each directory's total size and entry count are computed
 //!   when the walk leaves it, and written only if they changed.
 //!
-//! Non-goals: following directory symlinks (cycles, duplicates), non-UTF-8
-//! names (they cannot be named over the API; they are logged and skipped).
+//! - Every name the filesystem holds is indexed: names that are not UTF-8
+//!   are stored in their escaped wire form ([`hdp_proto::path::encode_name`]).
+//!
+//! Non-goals: following directory symlinks (cycles, duplicates); paths
+//! longer than [`MAX_KEY_LEN`] (an LMDB key limit; logged and skipped).
 
 use std::fs;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use hdp_proto::api::EntryKind;
-use hdp_proto::path::validate_component;
+use hdp_proto::path::{encode_name, validate_component};
 use heed::RwTxn;
 use heed::types::Bytes;
 use tokio_util::sync::CancellationToken;
@@ -355,10 +359,7 @@ fn read_children(dir: &Path, root: &Path, private: Option<&Path>) -> Vec<Found> 
             debug!(path = %fs_path.display(), "the node's own data dir is never shared; skipping it");
             continue;
         }
-        let Some(name) = item.file_name().to_str().map(str::to_owned) else {
-            warn!(path = %fs_path.display(), "name is not valid UTF-8; skipping it");
-            continue;
-        };
+        let name = encode_name(item.file_name().as_bytes()).into_owned();
         if let Err(e) = validate_component(&name) {
             warn!(path = %fs_path.display(), error = %e, "name cannot be shared; skipping it");
             continue;

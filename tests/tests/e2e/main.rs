@@ -6,7 +6,9 @@
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
 //! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
+//! - [`names`]: every name and shape a Linux filesystem holds arrives byte for byte; a FAT disk's refusals are named and counted.
 //! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
+//! - [`protocol`]: what docs/PROTOCOL.md promises (handshake deadline and close codes, mtimes, `ls` limits), against a real node.
 //! - [`discovery`]: meeting through a real mosquitto broker, and through mDNS across network namespaces.
 //! - [`media`]: `/media` for the browser's players: ranges, a peer's files, downloads, the cookie, the Host/Origin guard.
 //! - [`settings`]: settings saved, pinned by flags and applied live; uploads; the directory picker; contact links; event snapshots.
@@ -22,8 +24,10 @@ mod hostile;
 mod index;
 mod lifecycle;
 mod media;
+mod names;
 mod nat;
 mod peers;
+mod protocol;
 mod queue;
 mod settings;
 mod ui;
