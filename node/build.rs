@@ -1,4 +1,4 @@
-//! Builds the web UI into `$OUT_DIR/dist`, which `src/ui.rs` embeds.
+//! Builds the web UI into `$OUT_DIR/dist`, which `src/http/ui.rs` embeds.
 //!
 //! Two ways in:
 //! - `HDP_UI_DIST=/path/to/dist`: copy a prebuilt UI (cross builds, packaging).

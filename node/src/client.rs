@@ -18,9 +18,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::auth::{TokenError, load_token};
 use crate::cli::{ClientArgs, Command, ControlArgs, DownloadArgs, DownloadsArgs, LsArgs, SharesAction, TopicsAction};
 use crate::config::{ConfigError, data_dir};
+use crate::http::auth::{TokenError, load_token};
 
 /// Largest response body the client reads (an `ls` page of 5,000 long paths
 /// is well under this).
@@ -221,7 +221,7 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             let qr = !args.no_qr && (args.qr || std::io::IsTerminal::is_terminal(&std::io::stdout()));
             match links.get(1).filter(|_| qr) {
                 Some(lan) => {
-                    if let Ok(code) = crate::qr::terminal(lan) {
+                    if let Ok(code) = crate::http::qr::terminal(lan) {
                         writeln!(out, "Scan this with a phone on the same network:")?;
                         write!(out, "{code}")?;
                     }

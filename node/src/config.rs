@@ -1,7 +1,7 @@
 //! Node configuration: CLI flags, then `HDP_*` environment variables (both via
 //! clap), then `<data-dir>/config.toml`, then built-in defaults. Settings the
 //! web UI saved come between the variables and the file; they are applied
-//! once the index is open ([`crate::settings`]), to the settings no flag pinned.
+//! once the index is open ([`crate::http::settings`]), to the settings no flag pinned.
 //!
 //! The file is `<data-dir>/config.toml` unless `--config FILE` (`HDP_CONFIG`)
 //! names another, which must then exist (the packages use
@@ -64,7 +64,7 @@ pub struct Config {
     /// Ask the home router for a port mapping.
     pub portmap: bool,
     /// Host names the HTTP server answers to besides IP addresses,
-    /// `localhost` and `*.local` (`--http-host`; see [`crate::guard`]).
+    /// `localhost` and `*.local` (`--http-host`; see [`crate::http::guard`]).
     pub http_hosts: Vec<String>,
     /// Settings given by a flag or `HDP_*` variable, named as in
     /// `hdp_proto::api::Settings`: saved UI settings do not override them,
@@ -250,7 +250,7 @@ impl Config {
         let portmap = !args.no_portmap && file.portmap.unwrap_or(true);
         let http_hosts =
             if args.http_hosts.is_empty() { file.http_hosts.unwrap_or_default() } else { args.http_hosts.clone() };
-        if let Some(bad) = http_hosts.iter().find(|h| !crate::guard::valid_host_name(h)) {
+        if let Some(bad) = http_hosts.iter().find(|h| !crate::http::guard::valid_host_name(h)) {
             return Err(ConfigError::HttpHost(bad.clone()));
         }
         let pinned = [

@@ -62,28 +62,21 @@
 //! `hdp_proto::wire`, listing pages by `hdp_proto::api::LS_MAX_LIMIT` and
 //! [`index::LS_SCAN_BUDGET`]. Graceful shutdown is described in [`node`].
 
-pub mod auth;
 pub mod cli;
 pub mod client;
 pub mod config;
 pub mod discovery;
 pub mod download;
 pub mod frames;
-pub mod fsview;
-pub mod guard;
 pub mod http;
 pub mod identity;
 pub mod index;
-pub mod media;
 pub mod net;
 pub mod node;
 pub mod peers;
-pub mod qr;
 pub mod remote;
 pub mod serve;
-pub mod settings;
 pub mod shares;
-pub mod ui;
 pub mod uploads;
 
 /// Locks a mutex whose guarded maps stay consistent even if a holder

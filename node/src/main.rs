@@ -216,7 +216,7 @@ fn print_banner(node: &RunningNode, qr: bool) {
         }
     }
     if let Some(first) = lan.first().filter(|_| qr)
-        && let Ok(code) = hdp_node::qr::terminal(first)
+        && let Ok(code) = hdp_node::http::qr::terminal(first)
     {
         let _ = writeln!(out, "Scan this with a phone on the same network to open the first \"on LAN\" link:");
         let _ = write!(out, "{code}");

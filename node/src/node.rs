@@ -31,12 +31,13 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-use crate::auth::{TokenError, load_token};
 use crate::config::Config;
 use crate::discovery::mdns;
 use crate::discovery::mqtt::{MqttContext, MqttHandle, MqttStartError};
 use crate::discovery::{Discovery, dialable};
 use crate::download::Downloads;
+use crate::http::auth::{TokenError, load_token};
+use crate::http::settings::LiveSettings;
 use crate::http::{AppState, router};
 use crate::identity::{Identity, IdentityError};
 use crate::index::{Index, OpenError, RecordError};
@@ -44,7 +45,6 @@ use crate::net::transport::{Transport, TransportError};
 use crate::net::{Net, NetConfig};
 use crate::peers::{Peers, Topics};
 use crate::serve::Server;
-use crate::settings::LiveSettings;
 use crate::shares::Shares;
 
 /// Key in the index's `meta` database of the QUIC port to reuse.
@@ -112,7 +112,7 @@ impl RunningNode {
         let token = load_token(&data_dir, true)?;
         let index = Index::open(&data_dir.join("index"))?;
         // Settings saved from the UI win over config.toml, not over flags.
-        crate::settings::apply_saved(&mut config, &crate::settings::load_saved(&index)?);
+        crate::http::settings::apply_saved(&mut config, &crate::http::settings::load_saved(&index)?);
 
         let shutdown = CancellationToken::new();
         let tasks = TaskTracker::new();
@@ -241,15 +241,12 @@ impl RunningNode {
             net: net.clone(),
             http_addr,
             shutdown: shutdown.clone(),
-            hosts: Arc::new(crate::guard::AllowedHosts::new(&config.http_hosts)),
+            hosts: Arc::new(crate::http::guard::AllowedHosts::new(&config.http_hosts)),
         };
         let app = router(state);
         let stop = shutdown.clone();
         tasks.spawn(async move {
-            let served = axum::serve(listener, app).with_graceful_shutdown(stop.cancelled_owned()).await;
-            if let Err(e) = served {
-                warn!(error = %e, "HTTP server stopped");
-            }
+            crate::http::server::serve(listener, app, stop).await;
         });
         info!(%http_addr, %quic_addr, id = %identity.peer_id(), "node started");
         Ok(RunningNode {

@@ -714,13 +714,15 @@ impl Peers {
             fail(CloseCode::TooManyPeers, b"too many peers");
             return Err(DialError::TooManyPeers);
         }
-        let shared = match tokio::time::timeout_at(deadline, listener_handshake(&conn, self.me, peer, &self.topic_keys())).await {
-            Ok(shared) => shared?,
-            Err(_) => {
-                fail(CloseCode::HandshakeFailed, b"handshake timeout");
-                return Err(DialError::Timeout);
-            }
-        };
+        let shared =
+            match tokio::time::timeout_at(deadline, listener_handshake(&conn, self.me, peer, &self.topic_keys())).await
+            {
+                Ok(shared) => shared?,
+                Err(_) => {
+                    fail(CloseCode::HandshakeFailed, b"handshake timeout");
+                    return Err(DialError::Timeout);
+                }
+            };
         let remote = conn.remote_address();
         // A punch session that saw a probe from this address names its
         // path; else the address tells LAN from internet, and from the

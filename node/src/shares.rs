@@ -155,7 +155,8 @@ impl Shares {
             Ok(_) => return Err(RequestError::NotFound),
             Err(_) => return Err(RequestError::Io),
         }
-        let real = std::fs::canonicalize(root.join(crate::download::on_disk(rest))).map_err(|_| RequestError::NotFound)?;
+        let real =
+            std::fs::canonicalize(root.join(crate::download::on_disk(rest))).map_err(|_| RequestError::NotFound)?;
         if !real.starts_with(&root) || self.private_dir().is_some_and(|p| real.starts_with(p)) {
             return Err(RequestError::NotShared);
         }

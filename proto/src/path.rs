@@ -236,7 +236,8 @@ mod tests {
         assert!(SharePath::parse("a/.hidden").is_ok());
         // Legal on Linux, so legal here: control characters, backslashes,
         // Windows' reserved names, trailing dots and spaces.
-        for ok in ["a/line\nbreak", "a/tab\there", "a/back\\slash", "a/CON.txt", "a/nul", "a/end. ", "a/ -x-", "a/%#?"] {
+        for ok in ["a/line\nbreak", "a/tab\there", "a/back\\slash", "a/CON.txt", "a/nul", "a/end. ", "a/ -x-", "a/%#?"]
+        {
             assert_eq!(SharePath::parse(ok).unwrap().as_str(), ok);
         }
     }
@@ -245,12 +246,12 @@ mod tests {
     fn names_that_are_not_utf8_round_trip() {
         let cases: &[&[u8]] = &[
             b"plain.txt",
-            b"caf\xe9.mp3",                  // Latin-1
-            b"\xff\xfe",                     // not UTF-8 at all
-            b"ok \xc3\xa9 then \xc3 cut",     // valid, then a cut sequence
-            "\u{ef80}\u{efff}".as_bytes(),   // real code points of the escape block
-            "\u{eeff}\u{f000}".as_bytes(),   // its neighbours stay as they are
-            b"a/\x80/b",                     // a path: '/' passes through
+            b"caf\xe9.mp3",                // Latin-1
+            b"\xff\xfe",                   // not UTF-8 at all
+            b"ok \xc3\xa9 then \xc3 cut",  // valid, then a cut sequence
+            "\u{ef80}\u{efff}".as_bytes(), // real code points of the escape block
+            "\u{eeff}\u{f000}".as_bytes(), // its neighbours stay as they are
+            b"a/\x80/b",                   // a path: '/' passes through
         ];
         for raw in cases {
             let wire = encode_name(raw);

@@ -57,7 +57,8 @@ fn ls_read_and_hash_give_one_mtime_and_ls_limits_are_as_documented() {
         };
         let all = remote::ls(&conn, ls(100, None)).await.unwrap();
         let a = all.entries.iter().find(|e| e.path == "share/a").unwrap();
-        let (head, _) = remote::read(&conn, ReadRequest { path: "share/a".into(), offset: 0, length: Some(0) }).await.unwrap();
+        let (head, _) =
+            remote::read(&conn, ReadRequest { path: "share/a".into(), offset: 0, length: Some(0) }).await.unwrap();
         let hash = remote::hash(&conn, "share/a").await.unwrap();
         let want = when.duration_since(UNIX_EPOCH).unwrap().as_nanos() as i64;
         assert_eq!((a.mtime_ns, head.mtime_ns, hash.mtime_ns), (want, want, want));

@@ -62,8 +62,8 @@ use hdp_proto::path::SharePath;
 use hdp_proto::wire::{ReadRequest, RequestError, StreamCode};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 
-use crate::auth::{check_bearer, constant_time_eq};
 use crate::http::AppState;
+use crate::http::auth::{check_bearer, constant_time_eq};
 use crate::identity::encode_hex;
 use crate::peers::ResolveError;
 use crate::remote::{self, ReadOk, RemoteError};
@@ -395,11 +395,15 @@ fn span(part: Resolved, size: u64) -> (u64, u64) {
 }
 
 /// The `/media` routes, behind [`media_authorized`].
+/// Every `/media` route; [`router`] mounts exactly these.
+pub fn routes() -> Vec<(&'static str, axum::routing::MethodRouter<AppState>)> {
+    vec![("/own/{*path}", get(own)), ("/peer/{peer}/{*path}", get(peer)), ("/download/{id}/{seq}", get(download))]
+}
+
 pub fn router(state: AppState) -> Router {
-    Router::new()
-        .route("/own/{*path}", get(own))
-        .route("/peer/{peer}/{*path}", get(peer))
-        .route("/download/{id}/{seq}", get(download))
+    routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| r.route(path, route))
         .fallback(not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_media_auth))
         .with_state(state)

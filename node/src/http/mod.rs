@@ -4,8 +4,17 @@
 //! (blocking index reads go to the blocking pool), and map errors to an
 //! [`ApiError`] JSON body with a fitting status code.
 //!
-//! [`router`] also mounts `/media/*` ([`crate::media`]) and wraps everything,
-//! the UI's files included, in the Host/Origin guard ([`crate::guard`]).
+//! [`router`] also mounts `/media/*` ([`crate::http::media`]) and wraps everything,
+//! the UI's files included, in the Host/Origin guard ([`crate::http::guard`]).
+
+pub mod auth;
+pub mod fsview;
+pub mod guard;
+pub mod media;
+pub mod qr;
+pub mod server;
+pub mod settings;
+pub mod ui;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -15,7 +24,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadEvent, DownloadInfo, DownloadRequest, Entry, FileInfo, FileState,
@@ -26,9 +35,9 @@ use hdp_proto::path::SharePath;
 use hdp_proto::wire::{self, MAX_LS_ENTRIES};
 use serde::Deserialize;
 
-use crate::auth::check_bearer;
 use crate::discovery::Discovery;
 use crate::download::{ControlError, Downloads, StartDownloadError};
+use crate::http::auth::check_bearer;
 use crate::index::{Index, LsError, LsRequest, RecordError};
 use crate::peers::{Peers, ResolveError};
 use crate::remote::{self, RemoteError};
@@ -50,7 +59,7 @@ pub struct AppState {
     /// Answers peers; `GET /api/uploads` and the upload settings.
     pub server: Arc<crate::serve::Server>,
     /// `GET`/`PUT /api/settings`.
-    pub settings: Arc<crate::settings::LiveSettings>,
+    pub settings: Arc<crate::http::settings::LiveSettings>,
     pub listen_addrs: Arc<Vec<SocketAddr>>,
     /// The NAT layer, for `GET /api/info`'s `nat`.
     pub net: Arc<crate::net::Net>,
@@ -58,8 +67,8 @@ pub struct AppState {
     pub http_addr: SocketAddr,
     /// Ends long-lived responses (the event stream) at shutdown.
     pub shutdown: tokio_util::sync::CancellationToken,
-    /// Names `Host` may carry ([`crate::guard`]; `--http-host`).
-    pub hosts: Arc<crate::guard::AllowedHosts>,
+    /// Names `Host` may carry ([`crate::http::guard`]; `--http-host`).
+    pub hosts: Arc<crate::http::guard::AllowedHosts>,
 }
 
 /// An error response: a status code and a message for people.
@@ -166,39 +175,60 @@ impl From<RemoteError> for Failure {
 
 type ApiResult<T> = Result<T, Failure>;
 
+/// Every `/api` route. [`router`] mounts exactly these, behind the token
+/// check, and the tests walk [`api_paths`], so a new route can neither skip
+/// the check nor the tests.
+fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
+    use axum::routing::delete;
+    vec![
+        ("/info", get(info)),
+        ("/shares", get(list_shares).post(add_share).delete(remove_share_query)),
+        ("/shares/{name}", delete(remove_share)),
+        ("/shares/{name}/rescan", post(rescan_share)),
+        ("/ls", get(ls)),
+        ("/peers", get(list_peers)),
+        ("/peers/{peer}", delete(remove_peer)),
+        ("/connect", post(connect)),
+        ("/downloads", get(list_downloads).post(start_download)),
+        ("/downloads/{id}", get(get_download).delete(cancel_download)),
+        ("/downloads/{id}/files", get(download_files)),
+        ("/downloads/{id}/files/{seq}/{action}", post(file_action)),
+        ("/downloads/{id}/{action}", post(download_action)),
+        ("/events", get(events)),
+        ("/topics", get(list_topics).post(join_topic)),
+        ("/topics/{name}", delete(leave_topic)),
+        ("/settings", get(get_settings).put(put_settings)),
+        ("/uploads", get(list_uploads)),
+        ("/fs", get(fs_listing)),
+        ("/contact", get(contact)),
+        ("/media-session", post(crate::http::media::session)),
+    ]
+    .into_iter()
+    .map(|(path, route)| (path, route.fallback(method_not_allowed)))
+    .collect()
+}
+
+/// The paths of every route, `/api/…` and `/media/…`, as the router
+/// declares them (`{name}` for a segment, `{*path}` for the rest).
+pub fn api_paths() -> Vec<String> {
+    let api = api_routes().into_iter().map(|(p, _)| format!("/api{p}"));
+    api.chain(crate::http::media::routes().into_iter().map(|(p, _)| format!("/media{p}"))).collect()
+}
+
 /// The whole HTTP surface.
 pub fn router(state: AppState) -> Router {
-    let api = Router::new()
-        .route("/info", get(info))
-        .route("/shares", get(list_shares).post(add_share).delete(remove_share_query))
-        .route("/shares/{name}", axum::routing::delete(remove_share))
-        .route("/shares/{name}/rescan", post(rescan_share))
-        .route("/ls", get(ls))
-        .route("/peers", get(list_peers))
-        .route("/peers/{peer}", axum::routing::delete(remove_peer))
-        .route("/connect", post(connect))
-        .route("/downloads", get(list_downloads).post(start_download))
-        .route("/downloads/{id}", get(get_download).delete(cancel_download))
-        .route("/downloads/{id}/files", get(download_files))
-        .route("/downloads/{id}/files/{seq}/{action}", post(file_action))
-        .route("/downloads/{id}/{action}", post(download_action))
-        .route("/events", get(events))
-        .route("/topics", get(list_topics).post(join_topic))
-        .route("/topics/{name}", axum::routing::delete(leave_topic))
-        .route("/settings", get(get_settings).put(put_settings))
-        .route("/uploads", get(list_uploads))
-        .route("/fs", get(fs_listing))
-        .route("/contact", get(contact))
-        .route("/media-session", post(crate::media::session))
+    let api = api_routes()
+        .into_iter()
+        .fold(Router::new(), |r, (path, route)| r.route(path, route))
         .fallback(api_not_found)
         .layer(middleware::from_fn_with_state(state.clone(), require_token))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state.clone());
     Router::new()
         .nest("/api", api)
-        .nest("/media", crate::media::router(state.clone()))
-        .fallback(crate::ui::serve)
-        .layer(middleware::from_fn_with_state(state.hosts.clone(), crate::guard::check))
+        .nest("/media", crate::http::media::router(state.clone()))
+        .fallback(crate::http::ui::serve)
+        .layer(middleware::from_fn_with_state(state.hosts.clone(), crate::http::guard::check))
 }
 
 async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> Response {
@@ -213,6 +243,10 @@ async fn require_token(State(st): State<AppState>, req: Request, next: Next) -> 
         return resp;
     }
     next.run(req).await
+}
+
+async fn method_not_allowed() -> Failure {
+    Failure::new(StatusCode::METHOD_NOT_ALLOWED, "this API route does not take that method")
 }
 
 async fn api_not_found() -> Failure {
@@ -728,9 +762,9 @@ async fn connect_contact(st: &AppState, text: &str) -> ApiResult<PeerInfo> {
     Ok(connected_info(st, &pc))
 }
 
-impl From<crate::settings::SettingsError> for Failure {
-    fn from(e: crate::settings::SettingsError) -> Self {
-        use crate::settings::SettingsError as E;
+impl From<crate::http::settings::SettingsError> for Failure {
+    fn from(e: crate::http::settings::SettingsError) -> Self {
+        use crate::http::settings::SettingsError as E;
         match e {
             E::Pinned { .. } => Failure::new(StatusCode::CONFLICT, e.to_string()),
             E::Invalid(_) | E::Dir { .. } => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
@@ -765,9 +799,9 @@ struct FsParams {
     hidden: Option<String>,
 }
 
-impl From<crate::fsview::FsError> for Failure {
-    fn from(e: crate::fsview::FsError) -> Self {
-        use crate::fsview::FsError as E;
+impl From<crate::http::fsview::FsError> for Failure {
+    fn from(e: crate::http::fsview::FsError) -> Self {
+        use crate::http::fsview::FsError as E;
         let status = match e {
             E::NotFound(_) => StatusCode::NOT_FOUND,
             E::NotADirectory(_) | E::Relative(_) => StatusCode::BAD_REQUEST,
@@ -796,9 +830,10 @@ async fn fs_listing(
         return Err(Failure::new(StatusCode::BAD_REQUEST, "the path is longer than 4096 bytes"));
     }
     let roots: Vec<std::path::PathBuf> = st.shares.list()?.into_iter().map(|s| s.path.into()).collect();
-    let listing = tokio::task::spawn_blocking(move || crate::fsview::list_dirs(q.path.as_deref(), hidden, &roots))
-        .await
-        .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
+    let listing =
+        tokio::task::spawn_blocking(move || crate::http::fsview::list_dirs(q.path.as_deref(), hidden, &roots))
+            .await
+            .map_err(|_| Failure::new(StatusCode::SERVICE_UNAVAILABLE, "the node is shutting down"))??;
     Ok(Json(listing))
 }
 
@@ -814,6 +849,6 @@ pub fn contact_addrs(listen: &[SocketAddr]) -> Vec<String> {
 async fn contact(State(st): State<AppState>) -> ApiResult<Json<hdp_proto::api::Contact>> {
     let uri = hdp_proto::contact::Contact { id: st.id, addrs: contact_addrs(&st.listen_addrs) }.to_string();
     let label = format!("QR code of the contact link of {}", st.id.friendly_name());
-    let qr_svg = crate::qr::svg(&uri, &label).map_err(Failure::internal)?;
+    let qr_svg = crate::http::qr::svg(&uri, &label).map_err(Failure::internal)?;
     Ok(Json(hdp_proto::api::Contact { uri, qr_svg }))
 }
