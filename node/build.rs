@@ -1,7 +1,10 @@
 //! Builds the web UI into `$OUT_DIR/dist`, which `src/http/ui.rs` embeds.
 //!
-//! Two ways in:
+//! Three ways in:
 //! - `HDP_UI_DIST=/path/to/dist`: copy a prebuilt UI (cross builds, packaging).
+//! - a fuzzing build (`--cfg fuzzing`, set by cargo-fuzz for tests/fuzz/):
+//!   one page saying so, since fuzz targets never serve the UI and the
+//!   nested wasm build would only slow them down.
 //! - otherwise a nested `cargo build` of `web-ui` for `wasm32-unknown-unknown`
 //!   with its own target dir (so it never waits on the outer build's lock),
 //!   then `wasm-bindgen-cli-support` writes the JS glue next to the wasm.
@@ -34,6 +37,13 @@ fn main() {
         replace_dir(&dist);
         copy_dir(&prebuilt, &dist);
         precompress(&dist);
+        return;
+    }
+
+    if env::var_os("CARGO_CFG_FUZZING").is_some() {
+        replace_dir(&dist);
+        fs::write(dist.join("index.html"), "<!doctype html><title>hdp</title><p>A fuzzing build has no web UI.</p>\n")
+            .unwrap_or_else(|e| fail(&format!("cannot write {}: {e}", dist.display())));
         return;
     }
 

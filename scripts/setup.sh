@@ -60,6 +60,8 @@ have iperf3 || missing+=(iperf3)
 have jq || missing+=(jq)
 have gnuplot || missing+=(gnuplot-nox)
 have gcc || missing+=(gcc)
+# libFuzzer (scripts/fuzz.sh, whose smoke scripts/test.sh runs) is C++.
+have g++ || missing+=(g++)
 # The awkward-names test (tests/tests/e2e/names.rs) downloads to a FAT disk
 # image made by mkfs.vfat and mounted with FUSE (no vfat kernel module needed).
 have mkfs.vfat || missing+=(dosfstools)

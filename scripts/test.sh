@@ -3,7 +3,7 @@
 # runs clippy with -D warnings (host crates and the wasm UI), cross-builds the
 # aarch64 and armv7 glibc and the x86_64 and aarch64 musl binaries, and runs every test (unit tests,
 # then end-to-end tests against the real `hdp` binary, the ARM ones under
-# qemu-user).
+# qemu-user), a short run of every fuzz target, and the benchmark smoke.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
@@ -36,6 +36,11 @@ export HDP_CROSS_BINS
 
 echo "== tests"
 cargo test --locked
+
+# Every fuzz target for 20 s from the committed seeds (nightly, cargo-fuzz):
+# a decoder that panics on what a peer, broker or browser can send fails CI.
+echo "== fuzz smoke (scripts/fuzz.sh --smoke)"
+scripts/fuzz.sh --smoke
 
 # The benchmark suite at tiny sizes, with the debug binary built above: every
 # scenario and baseline still runs and checks what it moved (a figure from

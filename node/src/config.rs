@@ -185,11 +185,21 @@ impl Config {
             Some(p) => (p.clone(), true),
             None => (data_dir.join(CONFIG_FILE), false),
         };
-        let file = match std::fs::read_to_string(&path) {
-            Ok(text) => toml::from_str::<FileConfig>(&text)
-                .map_err(|e| ConfigError::Parse { path: path.clone(), message: e.to_string() })?,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => FileConfig::default(),
+        let text = match std::fs::read_to_string(&path) {
+            Ok(text) => Some(text),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => None,
             Err(source) => return Err(ConfigError::Read { path, source }),
+        };
+        Self::merge(args, data_dir, text.as_deref(), &path)
+    }
+
+    /// Merges flags/env (`args`) over the text of a config file (`None`: no
+    /// file; `path` names it in errors) over defaults. Touches no disk.
+    pub fn merge(args: &StartArgs, data_dir: PathBuf, text: Option<&str>, path: &Path) -> Result<Config, ConfigError> {
+        let file = match text {
+            Some(text) => toml::from_str::<FileConfig>(text)
+                .map_err(|e| ConfigError::Parse { path: path.to_path_buf(), message: e.to_string() })?,
+            None => FileConfig::default(),
         };
         let http = args
             .http

@@ -1,16 +1,22 @@
 //! harddrive-party node: share directories with friends, peer to peer.
 //!
 //! # Layout
-//! One file per layer, from the edge inwards:
+//! One file per layer, a folder where a layer grew past a few files, from
+//! the edge inwards:
 //! - [`cli`]: the `hdp` command line (clap); [`config`] merges flags, `HDP_*`
 //!   environment variables and `<data-dir>/config.toml`.
 //! - [`client`]: the client commands (`hdp info`, `hdp shares`, `hdp ls`),
 //!   which talk to a running node over HTTP.
 //! - [`node`]: start-up and the one graceful-shutdown path.
-//! - [`http`]: the bearer-token protected JSON API and [`ui`], the embedded
-//!   web UI built by `build.rs`; [`media`] streams files to the browser's
-//!   players with range requests; [`guard`] checks `Host` and `Origin` in
-//!   front of all of it.
+//! - [`http`]: the HTTP layer. The bearer-token protected JSON API
+//!   ([`http::auth`]), served by our own accept loop ([`http::server`]:
+//!   connection cap, head and body deadlines); [`http::ui`], the embedded
+//!   web UI built by `build.rs`; [`http::media`] streams files to the
+//!   browser's players with range requests; [`http::guard`] checks `Host`
+//!   and `Origin` in front of all of it; [`http::settings`] (the settings
+//!   the web UI changes at run time, saved in the index; flags pin them),
+//!   [`http::fsview`] (the directory picker) and [`http::qr`] (QR codes of
+//!   links).
 //! - [`peers`]: dialing, accepting, the topic handshake, the connection
 //!   registry; [`frames`] reads and writes bounded frames on streams.
 //! - [`net`]: the network layer: [`net::transport`] is the QUIC endpoint and
@@ -23,11 +29,9 @@
 //! - [`serve`]: answering peers' `ls` and `read` requests; [`remote`] is the
 //!   asking side; [`download`] turns remote files into local ones.
 //! - [`shares`]: adding, removing and scheduling scans of shares.
-//! - [`settings`]: the settings the web UI changes at run time (saved in the
-//!   index; flags pin them); [`uploads`]: what peers read from us now;
-//!   [`fsview`]: the directory picker; [`qr`]: QR codes of links.
+//! - [`uploads`]: what peers read from us now.
 //! - [`index`]: the LMDB share index and its streaming scanner.
-//! - [`identity`] and [`auth`]: the ed25519 identity and the API token.
+//! - [`identity`]: the ed25519 identity.
 //!
 //! Wire and API types live in the `hdp-proto` crate, shared with the web UI.
 //!
@@ -58,7 +62,8 @@
 //! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
 //! streams per peer ([`net::transport::MAX_STREAMS`]) and buffers
 //! ([`net::transport::CONNECTION_WINDOW`], [`net::transport::SEND_WINDOW`]). Request
-//! bodies are bounded by [`http::MAX_BODY_BYTES`], frames by the limits in
+//! bodies are bounded by [`http::MAX_BODY_BYTES`], open HTTP connections by
+//! [`http::server::MAX_CONNECTIONS`], frames by the limits in
 //! `hdp_proto::wire`, listing pages by `hdp_proto::api::LS_MAX_LIMIT` and
 //! [`index::LS_SCAN_BUDGET`]. Graceful shutdown is described in [`node`].
 

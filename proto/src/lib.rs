@@ -10,7 +10,10 @@
 //!   through [`path::SharePath`].
 //! - [`id`]: peer identities: the 32-byte ed25519 public key, its text
 //!   encoding, and the display-only friendly name.
-//! - [`fmt`]: sizes, counts, dates and durations for people (CLI and UI alike).
+//!   It also defines how file names that are not UTF-8 travel.
+//! - [`fmt`]: sizes, counts, dates and durations for people (CLI and UI
+//!   alike), and names with their control characters shown escaped.
+//! - [`range`]: HTTP `Range` headers for the browser's media players.
 //! - [`wire`]: the peer protocol's messages, framing, limits and close codes.
 //! - [`topic`]: topic keys (one KDF, one key per purpose) and the
 //!   connection-bound membership proof of the handshake.
@@ -34,6 +37,7 @@ pub mod fmt;
 pub mod id;
 pub mod nat;
 pub mod path;
+pub mod range;
 pub mod topic;
 pub mod wire;
 

@@ -112,12 +112,14 @@ pub enum StreamCode {
 }
 
 /// The handshake message: one proof per topic (see [`crate::topic::topic_proof`]).
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Hello {
     pub proofs: Vec<[u8; 32]>,
 }
 
 /// A request: the first frame on a request stream.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Request {
     Ls(LsRequest),
@@ -128,12 +130,14 @@ pub enum Request {
 /// Ask for the BLAKE3 hash of a whole file, with the version it belongs to.
 /// The server answers from its cache or hashes the file first, which can
 /// take minutes for a large file on a slow disk.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct HashRequest {
     pub path: String,
 }
 
 /// The answer to a [`HashRequest`].
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum HashReply {
     /// BLAKE3 (32 bytes) of the file's content at exactly this size and mtime.
@@ -146,6 +150,7 @@ pub enum HashReply {
 }
 
 /// List a directory (its children, or everything below it), or search names below it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LsRequest {
     /// Share path; `""` lists the shares.
@@ -160,6 +165,7 @@ pub struct LsRequest {
 }
 
 /// Read a file, or a range of it.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadRequest {
     pub path: String,
@@ -169,6 +175,7 @@ pub struct ReadRequest {
 }
 
 /// One entry of a listing.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireEntry {
     /// Full share path. Untrusted: a downloader validates it before use.
@@ -183,6 +190,7 @@ pub struct WireEntry {
 }
 
 /// A frame of an `ls` response.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum LsFrame {
     Entries(Vec<WireEntry>),
@@ -194,6 +202,7 @@ pub enum LsFrame {
 }
 
 /// The answer to a [`ReadRequest`]: `Ok` is followed by `length` raw bytes.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum ReadHeader {
     Ok {
@@ -208,6 +217,7 @@ pub enum ReadHeader {
 }
 
 /// Why a request failed.
+#[cfg_attr(feature = "arbitrary", derive(arbitrary::Arbitrary))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum RequestError {
     #[error("no such file or directory on the peer")]

@@ -311,6 +311,19 @@ async fn rescan_share(
     Ok((StatusCode::ACCEPTED, Json(st.shares.rescan(&name)?)))
 }
 
+/// Decodes and validates `query` as the query string of every API route
+/// that takes one, the way their handlers do. For the fuzz targets
+/// (tests/fuzz): whatever the bytes, this returns.
+#[doc(hidden)]
+pub fn check_query_strings(query: &[u8]) {
+    if let Ok(p) = serde_urlencoded::from_bytes::<LsParams>(query) {
+        let _ = p.validate();
+    }
+    let _ = serde_urlencoded::from_bytes::<NameQuery>(query);
+    let _ = serde_urlencoded::from_bytes::<FilesQuery>(query);
+    let _ = serde_urlencoded::from_bytes::<FsParams>(query);
+}
+
 /// `/api/ls` parameters as sent: every one optional, empty means absent.
 #[derive(Debug, Deserialize)]
 struct LsParams {
