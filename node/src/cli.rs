@@ -148,6 +148,14 @@ pub struct StartArgs {
     /// Dial this peer (`HOST:PORT`, repeatable) and keep redialing it.
     #[arg(long = "peer", value_name = "HOST:PORT", env = "HDP_PEER", value_delimiter = ',')]
     pub peers: Vec<String>,
+    /// Peers connected at once at most; more are refused with close code
+    /// `TooManyPeers` [default: 128].
+    #[arg(long, value_name = "N", env = "HDP_MAX_PEERS")]
+    pub max_peers: Option<usize>,
+    /// Connection attempts one source address may start per second (twice
+    /// that in a burst); more are refused before any TLS work [default: 20].
+    #[arg(long, value_name = "N", env = "HDP_HANDSHAKE_RATE")]
+    pub handshake_rate: Option<u32>,
     /// Files served to peers at once [default: 4].
     #[arg(long, value_name = "N", env = "HDP_UPLOAD_SLOTS")]
     pub upload_slots: Option<usize>,

@@ -48,6 +48,10 @@ pub struct Config {
     /// `HOST:PORT` of peers to dial.
     pub peers: Vec<String>,
     pub upload_slots: usize,
+    /// Peers connected at once at most.
+    pub max_peers: usize,
+    /// Connection attempts per source address per second.
+    pub handshake_rate: u32,
     /// Bytes per second all uploads together may send; `None`: unlimited.
     pub max_upload_rate: Option<u64>,
     /// Files downloading at once, in all.
@@ -124,6 +128,8 @@ struct FileConfig {
     topics: Option<Vec<String>>,
     peers: Option<Vec<String>>,
     upload_slots: Option<usize>,
+    max_peers: Option<usize>,
+    handshake_rate: Option<u32>,
     max_upload_rate: Option<String>,
     download_slots: Option<usize>,
     peer_download_slots: Option<usize>,
@@ -234,6 +240,15 @@ impl Config {
         if upload_slots == 0 {
             return Err(ConfigError::Zero("upload slots"));
         }
+        let max_peers = args.max_peers.or(file.max_peers).unwrap_or(crate::peers::MAX_PEERS);
+        if max_peers == 0 {
+            return Err(ConfigError::Zero("max peers"));
+        }
+        let handshake_rate =
+            args.handshake_rate.or(file.handshake_rate).unwrap_or(crate::peers::DEFAULT_HANDSHAKE_RATE);
+        if handshake_rate == 0 {
+            return Err(ConfigError::Zero("handshake rate"));
+        }
         let max_upload_rate = match args.max_upload_rate.as_deref().or(file.max_upload_rate.as_deref()) {
             Some(r) => parse_rate(r)?,
             None => None,
@@ -283,6 +298,8 @@ impl Config {
             topics,
             peers,
             upload_slots,
+            max_peers,
+            handshake_rate,
             max_upload_rate,
             download_slots,
             peer_download_slots,
@@ -328,6 +345,8 @@ pub(crate) fn test_args(dir: &Path) -> StartArgs {
         listen: None,
         topics: vec![],
         peers: vec![],
+        max_peers: None,
+        handshake_rate: None,
         upload_slots: None,
         max_upload_rate: None,
         download_slots: None,

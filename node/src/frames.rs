@@ -21,6 +21,8 @@ pub enum FrameError {
     Read(#[from] quinn::ReadExactError),
     #[error("connection lost: {0}")]
     Write(#[from] quinn::WriteError),
+    #[error("no complete frame within {0:?}")]
+    TimedOut(std::time::Duration),
 }
 
 /// Reads one frame of at most `max` body bytes.

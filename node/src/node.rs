@@ -157,6 +157,7 @@ impl RunningNode {
             net.clone(),
             Topics::new(&topics),
             server.clone(),
+            crate::peers::Limits { max_peers: config.max_peers, handshake_rate: config.handshake_rate },
             shutdown.clone(),
             tasks.clone(),
         );

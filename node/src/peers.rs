@@ -43,8 +43,85 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Incoming handshakes in progress at once; more are refused, so a flood of
 /// connection attempts cannot pile up tasks.
 pub const MAX_PENDING_HANDSHAKES: usize = 16;
-/// Connected peers at most; a Pi serves a circle of friends, not a swarm.
+/// Connected peers at most by default (`--max-peers`); a Pi serves a circle
+/// of friends, not a swarm.
 pub const MAX_PEERS: usize = 128;
+/// Connection attempts one source address may start per second by default
+/// (`--handshake-rate`; a burst of twice that). A household behind one NAT
+/// reconnecting after an outage needs a few; a flood of identities from one
+/// address is refused before it costs any TLS work.
+pub const DEFAULT_HANDSHAKE_RATE: u32 = 20;
+/// Source addresses whose attempt rate is remembered at once; see
+/// [`AttemptRates`].
+pub const TRACKED_ADDRESSES: usize = 4096;
+
+/// Request streams all peers together may have open at once. Each open
+/// stream costs about 12 KiB (quinn's state, our task, its buffers), so the
+/// budget keeps a crowd of peers that open streams and never send to a few
+/// dozen MiB. Shared out by [`share_stream_budget`] as peers come and go;
+/// QUIC cannot take back credit already given, so a share that shrinks is
+/// honoured as the peer's streams close (at worst about twice the budget
+/// is open for a while).
+pub const STREAM_BUDGET: u32 = 2048;
+/// Streams a peer may always open, however many peers share the budget.
+pub const MIN_PEER_STREAMS: u32 = 64;
+
+/// Gives every connection an equal share of [`STREAM_BUDGET`], between
+/// [`MIN_PEER_STREAMS`] and [`crate::net::transport::MAX_STREAMS`] (a few
+/// friends keep the full window small files need on long links).
+fn share_stream_budget(conns: &HashMap<PeerId, PeerConn>) {
+    let share = (STREAM_BUDGET / conns.len().max(1) as u32).clamp(MIN_PEER_STREAMS, crate::net::transport::MAX_STREAMS);
+    for c in conns.values() {
+        c.conn.set_max_concurrent_bi_streams(VarInt::from_u32(share));
+    }
+}
+
+/// The limits a node enforces on the peers that reach it (see
+/// docs/ARCHITECTURE.md, "Budgets against a hostile crowd").
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// Connected peers at most ([`MAX_PEERS`]).
+    pub max_peers: usize,
+    /// Connection attempts per source address per second ([`DEFAULT_HANDSHAKE_RATE`]).
+    pub handshake_rate: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits { max_peers: MAX_PEERS, handshake_rate: DEFAULT_HANDSHAKE_RATE }
+    }
+}
+
+/// A token bucket of connection attempts per source address. At most
+/// [`TRACKED_ADDRESSES`] are remembered: when full, addresses whose bucket
+/// has refilled are forgotten, and if none has, all are (a flood from that
+/// many addresses is what the handshake semaphore is for).
+#[derive(Debug, Default)]
+pub struct AttemptRates {
+    buckets: HashMap<std::net::IpAddr, (f64, std::time::Instant)>,
+}
+
+impl AttemptRates {
+    /// Whether `ip` may start another connection at `now`.
+    pub fn allow(&mut self, ip: std::net::IpAddr, per_sec: u32, now: std::time::Instant) -> bool {
+        let rate = f64::from(per_sec.max(1));
+        let burst = 2.0 * rate;
+        if self.buckets.len() >= TRACKED_ADDRESSES && !self.buckets.contains_key(&ip) {
+            self.buckets.retain(|_, (tokens, at)| *tokens + now.duration_since(*at).as_secs_f64() * rate < burst);
+            if self.buckets.len() >= TRACKED_ADDRESSES {
+                self.buckets.clear();
+            }
+        }
+        let (tokens, at) = self.buckets.entry(ip).or_insert((burst, now));
+        *tokens = (*tokens + now.duration_since(*at).as_secs_f64() * rate).min(burst);
+        *at = now;
+        if *tokens < 1.0 {
+            return false;
+        }
+        *tokens -= 1.0;
+        true
+    }
+}
 /// First redial delay; doubled after each failure up to [`BACKOFF_MAX`].
 pub const BACKOFF_START: Duration = Duration::from_millis(500);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(30);
@@ -75,7 +152,7 @@ pub enum DialError {
     SelfConnection,
     #[error("no shared topic: we are on no topic; join one with --topic")]
     NoTopics,
-    #[error("too many peers connected ({MAX_PEERS})")]
+    #[error("too many peers connected (--max-peers)")]
     TooManyPeers,
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -244,6 +321,9 @@ pub struct Peers {
     targets: Mutex<BTreeMap<SocketAddr, Arc<Target>>>,
     /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
     handshakes: Arc<Semaphore>,
+    limits: Limits,
+    /// Connection attempts per source address (see [`Limits::handshake_rate`]).
+    attempts: Mutex<AttemptRates>,
     server: Arc<Server>,
     /// The NAT layer: names the path of incoming connections.
     net: Arc<Net>,
@@ -252,12 +332,15 @@ pub struct Peers {
 }
 
 impl Peers {
+    // Each argument is one of the node's parts, built in node.rs.
+    #[allow(clippy::too_many_arguments)]
     pub fn new(
         me: PeerId,
         transport: Transport,
         net: Arc<Net>,
         topics: Topics,
         server: Arc<Server>,
+        limits: Limits,
         shutdown: CancellationToken,
         tasks: TaskTracker,
     ) -> Arc<Self> {
@@ -270,6 +353,8 @@ impl Peers {
             connected_gen: watch::Sender::new(0),
             targets: Mutex::new(BTreeMap::new()),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
+            limits,
+            attempts: Mutex::new(AttemptRates::default()),
             server,
             shutdown,
             tasks,
@@ -680,6 +765,13 @@ impl Peers {
                 let _ = incoming.retry();
                 continue;
             }
+            // Validated, so the address is the sender's: its budget.
+            let ip = incoming.remote_address().ip();
+            if !lock(&self.attempts).allow(ip, self.limits.handshake_rate, std::time::Instant::now()) {
+                debug!(%ip, "too many connection attempts from one address; refusing one");
+                incoming.refuse();
+                continue;
+            }
             let Ok(permit) = self.handshakes.clone().try_acquire_owned() else {
                 debug!("too many handshakes in progress; refusing a connection");
                 incoming.refuse();
@@ -710,7 +802,7 @@ impl Peers {
             fail(CloseCode::HandshakeFailed, b"no ed25519 certificate");
             return Err(DialError::Protocol("no ed25519 certificate".into()));
         };
-        if lock(&self.conns).len() >= MAX_PEERS && self.connection(&peer).is_none() {
+        if lock(&self.conns).len() >= self.limits.max_peers && self.connection(&peer).is_none() {
             fail(CloseCode::TooManyPeers, b"too many peers");
             return Err(DialError::TooManyPeers);
         }
@@ -756,6 +848,7 @@ impl Peers {
             old.conn.close(VarInt::from_u32(CloseCode::Duplicate as u32), b"duplicate");
         }
         conns.insert(pc.id, pc.clone());
+        share_stream_budget(&conns);
         drop(conns);
         self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
@@ -812,6 +905,7 @@ impl Peers {
         let mut conns = lock(&self.conns);
         if conns.get(&pc.id).is_some_and(|c| c.conn.stable_id() == pc.conn.stable_id()) {
             conns.remove(&pc.id);
+            share_stream_budget(&conns);
             info!(peer = %pc.id, "peer disconnected");
             // A path that died may mean our router changed our public port.
             if !self.shutdown.is_cancelled() && pc.path != PathKind::Lan {
@@ -950,6 +1044,24 @@ pub(crate) fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn attempts_per_address_are_a_token_bucket_with_bounded_memory() {
+        let mut r = AttemptRates::default();
+        let t = std::time::Instant::now();
+        let a: std::net::IpAddr = "10.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "10.0.0.2".parse().unwrap();
+        // A burst of twice the rate, then nothing until tokens come back.
+        assert_eq!((0..100).filter(|_| r.allow(a, 10, t)).count(), 20);
+        assert!(r.allow(b, 10, t), "another address has its own budget");
+        assert!(!r.allow(a, 10, t + Duration::from_millis(50)));
+        assert!(r.allow(a, 10, t + Duration::from_millis(150)));
+        // Many addresses: memory stays bounded.
+        for i in 0..3 * TRACKED_ADDRESSES as u32 {
+            r.allow(std::net::IpAddr::from(i.to_be_bytes()), 10, t);
+            assert!(r.buckets.len() <= TRACKED_ADDRESSES);
+        }
+    }
 
     #[test]
     fn rates_from_samples() {

@@ -12,6 +12,7 @@
 //! the index are served, and the file actually opened must canonicalise to a
 //! place inside its share's root (no `..`, no symlink leading out).
 
+use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
@@ -40,8 +41,19 @@ use crate::uploads::Uploads;
 pub const READ_CHUNK: usize = 256 * 1024;
 /// An upload the requester does not read for this long is dropped.
 pub const STALL_TIMEOUT: Duration = Duration::from_secs(60);
+/// How long an upload whose requester stopped reading keeps its slot while
+/// other requests wait for one. A friend who reads keeps its stream moving
+/// (QUIC returns flow-control credit every round trip); a peer that opens
+/// reads and never consumes them would otherwise starve every other friend.
+pub const CONTENDED_STALL: Duration = Duration::from_secs(5);
+/// How often a stalled upload looks again at whether others wait.
+const STALL_CHECK: Duration = Duration::from_millis(500);
 /// How long a read request waits for an upload slot before answering `Busy`.
 pub const BUSY_WAIT: Duration = Duration::from_secs(5);
+/// Longest a peer may take to send a request frame (at most 16 KiB) on a
+/// stream it opened: a stream that trickles or never sends is reset, so it
+/// holds no task. A real requester sends the frame at once.
+pub const REQUEST_READ_TIMEOUT: Duration = Duration::from_secs(10);
 /// Budget of encoded bytes per `ls` frame, under [`MAX_LS_FRAME`] with margin.
 const LS_FRAME_BUDGET: usize = MAX_LS_FRAME / 2;
 
@@ -61,7 +73,18 @@ pub struct Server {
     rate: RateLimit,
     /// The node's shutdown: hashing stops between chunks.
     stop: tokio_util::sync::CancellationToken,
+    /// Peers whose upload we dropped for not reading while others waited,
+    /// and when; see [`STALL_PENALTY`]. At most [`MAX_PENALISED`] entries.
+    penalised: Mutex<HashMap<PeerId, std::time::Instant>>,
 }
+
+/// How long a peer that let an upload stall while others waited for a slot
+/// is answered `Busy` at once while every slot is taken: it cannot queue for
+/// slots it would only sit on.
+pub const STALL_PENALTY: Duration = Duration::from_secs(30);
+/// Peers remembered as penalised at once (they are connected peers, at most
+/// `--max-peers`; the bound only guards the map).
+const MAX_PENALISED: usize = 1024;
 
 /// A token bucket shared by every upload: bytes may be sent once the bucket
 /// has them; it holds at most [`RATE_BURST`] worth of the rate. The rate can
@@ -197,6 +220,12 @@ impl UploadSlots {
         Some(SlotPermit { permit: Some(permit), excess: self.excess.clone() })
     }
 
+    /// A slot if one is free now.
+    fn try_acquire(&self) -> Option<SlotPermit> {
+        let permit = self.sem.clone().try_acquire_owned().ok()?;
+        Some(SlotPermit { permit: Some(permit), excess: self.excess.clone() })
+    }
+
     fn set(&self, n: usize) {
         let n = n.max(1);
         let _g = crate::lock(&self.resize);
@@ -245,6 +274,7 @@ impl Server {
             hash_slots: Arc::new(Semaphore::new(1)),
             rate: RateLimit::new(max_upload_rate),
             stop,
+            penalised: Mutex::new(HashMap::new()),
         })
     }
 
@@ -281,7 +311,8 @@ impl Server {
 
     /// Handles one request stream.
     pub async fn handle(self: &Arc<Self>, peer: PeerId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
-        let req: Request = match read_frame(&mut recv, MAX_REQUEST_FRAME).await {
+        let read = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
+        let req: Request = match read.unwrap_or_else(|_| Err(FrameError::TimedOut(REQUEST_READ_TIMEOUT))) {
             Ok(r) => r,
             Err(e) => {
                 debug!(%peer, error = %e, "bad request frame");
@@ -497,7 +528,10 @@ impl Server {
             Ok(Err(e)) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
             Err(_) => return write_frame(send, &ReadHeader::Err(RequestError::Io), MAX_READ_HEADER_FRAME).await,
         };
-        let Some(permit) = self.upload_slots.acquire(BUSY_WAIT).await else {
+        let penalised = crate::lock(&self.penalised).get(&peer).is_some_and(|t| t.elapsed() < STALL_PENALTY);
+        let permit =
+            if penalised { self.upload_slots.try_acquire() } else { self.upload_slots.acquire(BUSY_WAIT).await };
+        let Some(permit) = permit else {
             return write_frame(send, &ReadHeader::Err(RequestError::Busy), MAX_READ_HEADER_FRAME).await;
         };
         let opened = tokio::task::spawn_blocking(move || {
@@ -573,15 +607,39 @@ impl Server {
             left -= buf.len() as u64;
             let n = buf.len() as u64;
             self.rate.take(buf.len()).await;
-            // A requester that stops reading must not hold an upload slot for ever.
-            match tokio::time::timeout(STALL_TIMEOUT, send.write_chunk(Bytes::from(buf))).await {
-                Ok(r) => {
+            // A requester that stops reading must not hold an upload slot:
+            // never longer than STALL_TIMEOUT, and no longer than
+            // CONTENDED_STALL while other requests wait for a slot.
+            let written = {
+                let write = send.write_chunk(Bytes::from(buf));
+                tokio::pin!(write);
+                let stalled_since = tokio::time::Instant::now();
+                loop {
+                    match tokio::time::timeout(STALL_CHECK, &mut write).await {
+                        Ok(r) => break Some(r),
+                        Err(_) => {
+                            let stalled = stalled_since.elapsed();
+                            let contended = self.upload_slots.waiting.load(Ordering::Relaxed) > 0;
+                            if stalled >= STALL_TIMEOUT || (contended && stalled >= CONTENDED_STALL) {
+                                break None;
+                            }
+                        }
+                    }
+                }
+            };
+            match written {
+                Some(r) => {
                     r?;
                     upload.sent(n);
                 }
-                Err(_) => {
+                None => {
                     let _ = send.reset(VarInt::from_u32(StreamCode::Cancelled as u32));
                     debug!(%peer, "upload stalled; dropped");
+                    let mut p = crate::lock(&self.penalised);
+                    p.retain(|_, t| t.elapsed() < STALL_PENALTY);
+                    if p.len() < MAX_PENALISED {
+                        p.insert(peer, std::time::Instant::now());
+                    }
                     return Ok(());
                 }
             }

@@ -60,12 +60,32 @@ fn main() {
 
     // hdp/1 frames.
     c.frame("wire_frames", "hello", &Hello { proofs: vec![[7; 32], [9; 32]] });
-    let ls = LsRequest { path: "music".into(), recursive: true, search: Some("ß".into()), cursor: Some("music/a".into()), limit: 500 };
+    let ls = LsRequest {
+        path: "music".into(),
+        recursive: true,
+        search: Some("ß".into()),
+        cursor: Some("music/a".into()),
+        limit: 500,
+    };
     c.frame("wire_frames", "ls", &Request::Ls(ls));
-    c.frame("wire_frames", "read", &Request::Read(ReadRequest { path: "m/a.flac".into(), offset: 5, length: Some(1 << 20) }));
+    c.frame(
+        "wire_frames",
+        "read",
+        &Request::Read(ReadRequest { path: "m/a.flac".into(), offset: 5, length: Some(1 << 20) }),
+    );
     c.frame("wire_frames", "hash", &Request::Hash(HashRequest { path: encode_name(b"m/caf\xe9").into_owned() }));
-    let entry = |path: &str, kind| WireEntry { path: path.into(), kind, size: 1 << 33, mtime_ns: 1_700_000_000_123_456_789, count: 3 };
-    c.frame("wire_frames", "entries", &LsFrame::Entries(vec![entry("m/a", EntryKind::File), entry("m/d", EntryKind::Dir)]));
+    let entry = |path: &str, kind| WireEntry {
+        path: path.into(),
+        kind,
+        size: 1 << 33,
+        mtime_ns: 1_700_000_000_123_456_789,
+        count: 3,
+    };
+    c.frame(
+        "wire_frames",
+        "entries",
+        &LsFrame::Entries(vec![entry("m/a", EntryKind::File), entry("m/d", EntryKind::Dir)]),
+    );
     c.frame("wire_frames", "end", &LsFrame::End { cursor: Some("m/d".into()) });
     c.frame("wire_frames", "ls-error", &LsFrame::Error(RequestError::Invalid("bad path".into())));
     c.frame("wire_frames", "read-ok", &ReadHeader::Ok { size: 10, mtime_ns: -1, length: 4 });
@@ -80,7 +100,8 @@ fn main() {
     ];
     let ann = seal_announcement(&keys, id.signing_key(), 1_700_000_000_000, &addrs, [1; 24]).unwrap();
     c.put("discovery", "announcement", &ann);
-    let sig = seal_signal(&keys, id.signing_key(), &other.peer_id(), 1_700_000_000_000, [2; 16], &addrs, [3; 24]).unwrap();
+    let sig =
+        seal_signal(&keys, id.signing_key(), &other.peer_id(), 1_700_000_000_000, [2; 16], &addrs, [3; 24]).unwrap();
     c.put("discovery", "signal", &sig);
     let txt = mdns_txt(&id.peer_id(), &[4; 16], &[&keys]);
     let lines: String = txt.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
@@ -91,7 +112,10 @@ fn main() {
     c.put("cert", "node-cert.der", tls.cert.as_ref());
 
     // Contact links, peer ids.
-    let contact = Contact { id: id.peer_id(), addrs: vec!["192.168.1.20:4433".into(), "[2001:db8::1]:4433".into(), "nas.example.org:4433".into()] };
+    let contact = Contact {
+        id: id.peer_id(),
+        addrs: vec!["192.168.1.20:4433".into(), "[2001:db8::1]:4433".into(), "nas.example.org:4433".into()],
+    };
     c.put("contact", "contact", contact.to_string().as_bytes());
     c.put("contact", "peer-id", id.peer_id().to_string().as_bytes());
 
@@ -119,7 +143,10 @@ fn main() {
         ("body-download", r#"{"peer":"brave-otter","path":"music/Album","paused":false}"#),
         ("body-connect", r#"{"addr":"192.168.1.20:4433"}"#),
         ("body-topic", r#"{"name":"family"}"#),
-        ("body-settings", r#"{"max_upload_rate":"4M","upload_slots":4,"download_dir":"/srv/dl","mqtt":"mqtts://broker.example.org:8883"}"#),
+        (
+            "body-settings",
+            r#"{"max_upload_rate":"4M","upload_slots":4,"download_dir":"/srv/dl","mqtt":"mqtts://broker.example.org:8883"}"#,
+        ),
     ] {
         c.put("http_input", name, text.as_bytes());
     }

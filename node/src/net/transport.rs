@@ -51,8 +51,13 @@ pub const SEND_WINDOW: u64 = 4 * 1024 * 1024;
 /// peer only about two round trips after it opened it: 1,024 streams keep
 /// 512 small files moving, about 4,000 a second at 60 ms RTT. Each waiting
 /// request holds no buffer (the upload slots bound the reads); the
-/// connection window bounds what all of them may make us buffer.
+/// connection window bounds what all of them may make us buffer. The most a
+/// connection gets: peers share [`crate::peers::STREAM_BUDGET`].
 pub const MAX_STREAMS: u32 = 1024;
+/// Streams a connection may open before it finished the topic handshake:
+/// the handshake's own, and a few requests sent right after it. Registered
+/// connections get their share of the budget ([`crate::peers`]).
+pub const INITIAL_STREAMS: u32 = crate::peers::MIN_PEER_STREAMS;
 /// Kernel buffer asked for on the QUIC socket, each way. Datagrams that
 /// arrive while the node's async thread is busy (copying a buffer, handing
 /// one to the disk) wait here instead of being dropped: at Linux's usual
@@ -147,7 +152,7 @@ pub fn transport_config() -> Arc<quinn::TransportConfig> {
     t.stream_receive_window(VarInt::from_u32(STREAM_WINDOW))
         .receive_window(VarInt::from_u32(CONNECTION_WINDOW))
         .send_window(SEND_WINDOW)
-        .max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS))
+        .max_concurrent_bidi_streams(VarInt::from_u32(INITIAL_STREAMS))
         .max_concurrent_uni_streams(VarInt::from_u32(0))
         .keep_alive_interval(Some(KEEP_ALIVE))
         .max_idle_timeout(IdleTimeout::try_from(IDLE_TIMEOUT).ok());

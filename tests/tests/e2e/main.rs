@@ -7,6 +7,7 @@
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
 //! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
 //! - [`names`]: every name and shape a Linux filesystem holds arrives byte for byte; a FAT disk's refusals are named and counted.
+//! - [`crowd`]: a hostile crowd (1,000 identities, junk handshakes, silent streams, unread reads, floods) while an honest friend downloads.
 //! - [`hostile`]: ALPN and certificate refusals, traversal, oversized frames, a lying peer.
 //! - [`protocol`]: what docs/PROTOCOL.md promises (handshake deadline and close codes, mtimes, `ls` limits), against a real node.
 //! - [`discovery`]: meeting through a real mosquitto broker, and through mDNS across network namespaces.
@@ -19,6 +20,7 @@
 mod api;
 mod cli;
 mod cross;
+mod crowd;
 mod discovery;
 mod hostile;
 mod index;
