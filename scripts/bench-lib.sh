@@ -280,22 +280,28 @@ start_node() {
     > "$dir/out" 2> "$dir/log" &
   pid=$!
   bg_pids+=("$pid")
-  url=""
-  for _ in $(seq 1 600); do
-    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/#token=' "$dir/out" 2> /dev/null | head -n 1 || true)
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2> /dev/null || { cat "$dir/log" >&2; die "hdp node $n exited at start"; }
-    sleep 0.1
-  done
-  [ -n "$url" ] || { cat "$dir/log" >&2; die "hdp node $n printed no http://127.0.0.1:PORT/#token= line in 60 s"; }
-  url=${url#http://}
+  url=$(wait_node_link "$n" "$pid" "$dir")
   node_pid[$n]=$pid
-  node_http[$n]=${url%%/*}
+  node_http[$n]=$url
   node_data[$n]="$dir/data"
   node_dl[$n]="$dir/dl"
   node_ns[$n]=$ns
   node_ip[$n]=$ip
   node_dir[$n]=$dir
+}
+# wait_node_link NODE PID DIR: prints HOST:PORT of the HTTP API once the
+# node started as PID has printed its login link to DIR/out (60 s at most).
+wait_node_link() {
+  local url=""
+  for _ in $(seq 1 600); do
+    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/#token=' "$3/out" 2> /dev/null | head -n 1 || true)
+    [ -n "$url" ] && break
+    kill -0 "$2" 2> /dev/null || { cat "$3/log" >&2; die "hdp node $1 exited at start"; }
+    sleep 0.1
+  done
+  [ -n "$url" ] || { cat "$3/log" >&2; die "hdp node $1 printed no http://127.0.0.1:PORT/#token= line in 60 s"; }
+  url=${url#http://}
+  echo "${url%%/*}"
 }
 # hdp_cli NODE CMD ARGS...: run a client command against NODE (in its
 # namespace), bounded in time.

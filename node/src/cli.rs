@@ -156,6 +156,10 @@ pub struct StartArgs {
     /// that in a burst); more are refused before any TLS work [default: 20].
     #[arg(long, value_name = "N", env = "HDP_HANDSHAKE_RATE")]
     pub handshake_rate: Option<u32>,
+    /// Request streams all peers together may have open; each peer gets an
+    /// equal share, 64 to 1,024 [default: 2048].
+    #[arg(long, value_name = "N", env = "HDP_STREAM_BUDGET")]
+    pub stream_budget: Option<u32>,
     /// Files served to peers at once [default: 4].
     #[arg(long, value_name = "N", env = "HDP_UPLOAD_SLOTS")]
     pub upload_slots: Option<usize>,

@@ -16,6 +16,9 @@
 //! topics = ["our-band"]
 //! peers = ["friend.example.org:4433"]
 //! upload_slots = 4
+//! max_peers = 128                     # peers connected at once
+//! handshake_rate = 20                 # connection attempts per source address per second
+//! stream_budget = 2048                # request streams of all peers together
 //! threads = 1                         # async worker threads (QUIC, peers, web UI)
 //! mqtt = "mqtts://broker.hivemq.com:8883"   # or "off"
 //! mdns = true
@@ -52,6 +55,8 @@ pub struct Config {
     pub max_peers: usize,
     /// Connection attempts per source address per second.
     pub handshake_rate: u32,
+    /// Request streams all peers together may have open.
+    pub stream_budget: u32,
     /// Bytes per second all uploads together may send; `None`: unlimited.
     pub max_upload_rate: Option<u64>,
     /// Files downloading at once, in all.
@@ -130,6 +135,7 @@ struct FileConfig {
     upload_slots: Option<usize>,
     max_peers: Option<usize>,
     handshake_rate: Option<u32>,
+    stream_budget: Option<u32>,
     max_upload_rate: Option<String>,
     download_slots: Option<usize>,
     peer_download_slots: Option<usize>,
@@ -249,6 +255,10 @@ impl Config {
         if handshake_rate == 0 {
             return Err(ConfigError::Zero("handshake rate"));
         }
+        let stream_budget = args.stream_budget.or(file.stream_budget).unwrap_or(crate::peers::STREAM_BUDGET);
+        if stream_budget == 0 {
+            return Err(ConfigError::Zero("stream budget"));
+        }
         let max_upload_rate = match args.max_upload_rate.as_deref().or(file.max_upload_rate.as_deref()) {
             Some(r) => parse_rate(r)?,
             None => None,
@@ -300,6 +310,7 @@ impl Config {
             upload_slots,
             max_peers,
             handshake_rate,
+            stream_budget,
             max_upload_rate,
             download_slots,
             peer_download_slots,
@@ -347,6 +358,7 @@ pub(crate) fn test_args(dir: &Path) -> StartArgs {
         peers: vec![],
         max_peers: None,
         handshake_rate: None,
+        stream_budget: None,
         upload_slots: None,
         max_upload_rate: None,
         download_slots: None,
@@ -406,6 +418,21 @@ mod tests {
         let c = Config::resolve(&a).unwrap();
         assert_eq!(c.http, "127.0.0.1:5000".parse().unwrap());
         assert_eq!(c.shares, vec![PathBuf::from("/x")]);
+    }
+
+    #[test]
+    fn crowd_limits_default_and_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Config::resolve(&args(dir.path())).unwrap();
+        assert_eq!(
+            (c.max_peers, c.handshake_rate, c.stream_budget),
+            (crate::peers::MAX_PEERS, crate::peers::DEFAULT_HANDSHAKE_RATE, crate::peers::STREAM_BUDGET)
+        );
+        let text = "max_peers = 8\nhandshake_rate = 3\nstream_budget = 512\n";
+        let c = Config::merge(&args(dir.path()), dir.path().into(), Some(text), Path::new("c.toml")).unwrap();
+        assert_eq!((c.max_peers, c.handshake_rate, c.stream_budget), (8, 3, 512));
+        let zero = Config::merge(&args(dir.path()), dir.path().into(), Some("max_peers = 0"), Path::new("c.toml"));
+        assert!(matches!(zero, Err(ConfigError::Zero(_))));
     }
 
     #[test]

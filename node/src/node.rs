@@ -157,7 +157,11 @@ impl RunningNode {
             net.clone(),
             Topics::new(&topics),
             server.clone(),
-            crate::peers::Limits { max_peers: config.max_peers, handshake_rate: config.handshake_rate },
+            crate::peers::Limits {
+                max_peers: config.max_peers,
+                handshake_rate: config.handshake_rate,
+                stream_budget: config.stream_budget,
+            },
             shutdown.clone(),
             tasks.clone(),
         );

@@ -55,7 +55,8 @@ pub const DEFAULT_HANDSHAKE_RATE: u32 = 20;
 /// [`AttemptRates`].
 pub const TRACKED_ADDRESSES: usize = 4096;
 
-/// Request streams all peers together may have open at once. Each open
+/// Request streams all peers together may have open at once by default
+/// (`--stream-budget`). Each open
 /// stream costs about 12 KiB (quinn's state, our task, its buffers), so the
 /// budget keeps a crowd of peers that open streams and never send to a few
 /// dozen MiB. Shared out by [`share_stream_budget`] as peers come and go;
@@ -66,11 +67,11 @@ pub const STREAM_BUDGET: u32 = 2048;
 /// Streams a peer may always open, however many peers share the budget.
 pub const MIN_PEER_STREAMS: u32 = 64;
 
-/// Gives every connection an equal share of [`STREAM_BUDGET`], between
+/// Gives every connection an equal share of `budget` ([`STREAM_BUDGET`]), between
 /// [`MIN_PEER_STREAMS`] and [`crate::net::transport::MAX_STREAMS`] (a few
 /// friends keep the full window small files need on long links).
-fn share_stream_budget(conns: &HashMap<PeerId, PeerConn>) {
-    let share = (STREAM_BUDGET / conns.len().max(1) as u32).clamp(MIN_PEER_STREAMS, crate::net::transport::MAX_STREAMS);
+fn share_stream_budget(conns: &HashMap<PeerId, PeerConn>, budget: u32) {
+    let share = (budget / conns.len().max(1) as u32).clamp(MIN_PEER_STREAMS, crate::net::transport::MAX_STREAMS);
     for c in conns.values() {
         c.conn.set_max_concurrent_bi_streams(VarInt::from_u32(share));
     }
@@ -84,11 +85,13 @@ pub struct Limits {
     pub max_peers: usize,
     /// Connection attempts per source address per second ([`DEFAULT_HANDSHAKE_RATE`]).
     pub handshake_rate: u32,
+    /// Request streams all peers together may open ([`STREAM_BUDGET`]).
+    pub stream_budget: u32,
 }
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits { max_peers: MAX_PEERS, handshake_rate: DEFAULT_HANDSHAKE_RATE }
+        Limits { max_peers: MAX_PEERS, handshake_rate: DEFAULT_HANDSHAKE_RATE, stream_budget: STREAM_BUDGET }
     }
 }
 
@@ -848,7 +851,7 @@ impl Peers {
             old.conn.close(VarInt::from_u32(CloseCode::Duplicate as u32), b"duplicate");
         }
         conns.insert(pc.id, pc.clone());
-        share_stream_budget(&conns);
+        share_stream_budget(&conns, self.limits.stream_budget);
         drop(conns);
         self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
@@ -905,7 +908,7 @@ impl Peers {
         let mut conns = lock(&self.conns);
         if conns.get(&pc.id).is_some_and(|c| c.conn.stable_id() == pc.conn.stable_id()) {
             conns.remove(&pc.id);
-            share_stream_budget(&conns);
+            share_stream_budget(&conns, self.limits.stream_budget);
             info!(peer = %pc.id, "peer disconnected");
             // A path that died may mean our router changed our public port.
             if !self.shutdown.is_cancelled() && pc.path != PathKind::Lan {

@@ -404,7 +404,7 @@ fn Crumbs(go: impl Fn(Source, String) + Copy + Send + Sync + 'static) -> impl In
                         Source::Peer(p) => p.clone(),
                     };
                     let mut crumbs = vec![(label, String::new())];
-                    crumbs.extend(breadcrumbs(&path).into_iter().map(|c| (c.label, c.path)));
+                    crumbs.extend(breadcrumbs(&path).into_iter().map(|c| (shown(&c.label).into_owned(), c.path)));
                     Some(
                         crumbs
                             .into_iter()
