@@ -74,6 +74,29 @@ pub enum Command {
         #[command(flatten)]
         client: ClientArgs,
     },
+    /// Everyone we completed a handshake with; name, block or unblock them.
+    Friends {
+        #[command(subcommand)]
+        action: Option<FriendsAction>,
+        #[command(flatten)]
+        client: ClientArgs,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum FriendsAction {
+    /// List friends, the most recently seen first (the default).
+    List,
+    /// Give a friend a nickname (`""` removes it).
+    Name {
+        /// Nickname, friendly name or id prefix.
+        peer: String,
+        nickname: String,
+    },
+    /// Refuse a friend right after TLS, never dial it, ignore its announcements.
+    Block { peer: String },
+    /// Let a blocked friend back in.
+    Unblock { peer: String },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, FileInfo, FileState,
-    FilesPage, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
+    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
 use hdp_proto::fmt::{format_datetime, format_size, shown};
 use http_body_util::{BodyExt, Full, Limited};
@@ -18,7 +18,9 @@ use hyper_util::rt::TokioExecutor;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::cli::{ClientArgs, Command, ControlArgs, DownloadArgs, DownloadsArgs, LsArgs, SharesAction, TopicsAction};
+use crate::cli::{
+    ClientArgs, Command, ControlArgs, DownloadArgs, DownloadsArgs, FriendsAction, LsArgs, SharesAction, TopicsAction,
+};
 use crate::config::{ConfigError, data_dir};
 use crate::http::auth::{TokenError, load_token};
 
@@ -327,6 +329,41 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
             }
             Ok(())
         }
+        Command::Friends { action, client: args } => {
+            let client = Client::new(&args)?;
+            let patch = |peer: String, u: FriendUpdate| {
+                let path = format!("/api/friends/{}", encode_component(&peer));
+                (path, u)
+            };
+            let changed = match action.unwrap_or(FriendsAction::List) {
+                FriendsAction::List => None,
+                FriendsAction::Name { peer, nickname } => {
+                    Some(patch(peer, FriendUpdate { nickname: Some(nickname), blocked: None }))
+                }
+                FriendsAction::Block { peer } => {
+                    Some(patch(peer, FriendUpdate { nickname: None, blocked: Some(true) }))
+                }
+                FriendsAction::Unblock { peer } => {
+                    Some(patch(peer, FriendUpdate { nickname: None, blocked: Some(false) }))
+                }
+            };
+            if let Some((path, update)) = changed {
+                let f: FriendInfo = client.request(Method::PATCH, &path, Some(&update)).await?;
+                if args.json {
+                    return print_json(&mut out, &f);
+                }
+                return print_friends(&mut out, std::slice::from_ref(&f));
+            }
+            let friends: Vec<FriendInfo> = client.get("/api/friends").await?;
+            if args.json {
+                return print_json(&mut out, &friends);
+            }
+            if friends.is_empty() {
+                writeln!(out, "no friends yet: everyone this node completes a handshake with is remembered here")?;
+                return Ok(());
+            }
+            print_friends(&mut out, &friends)
+        }
         Command::Downloads(DownloadsArgs { id: Some(id), client: args }) => {
             let client = Client::new(&args)?;
             let mut cursor = Some(0u64);
@@ -426,6 +463,34 @@ fn file_line(f: &FileInfo, bar: bool) -> String {
         line.push_str(&format!("  ({})", shown(e)));
     }
     line
+}
+
+fn print_friends(out: &mut impl Write, friends: &[FriendInfo]) -> Result<(), ClientError> {
+    writeln!(
+        out,
+        "{:<20}  {:<24}  {:<12}  {:<9}  {:<22}  LAST ADDRESS",
+        "NICKNAME", "NAME", "ID", "STATE", "LAST SEEN"
+    )?;
+    for f in friends {
+        let state = if f.blocked {
+            "blocked"
+        } else if f.connected {
+            "connected"
+        } else {
+            "away"
+        };
+        let addr = f.addrs.first().map(|a| format!("{} ({})", a.addr, a.path.as_str())).unwrap_or_else(|| "-".into());
+        writeln!(
+            out,
+            "{:<20}  {:<24}  {:<12}  {:<9}  {:<22}  {addr}",
+            shown(f.nickname.as_deref().unwrap_or("-")),
+            f.name,
+            &f.id.to_string()[..12],
+            state,
+            format_datetime(f.last_seen, 0),
+        )?;
+    }
+    Ok(())
 }
 
 fn print_peers(out: &mut impl Write, peers: &[PeerInfo]) -> Result<(), ClientError> {

@@ -18,7 +18,9 @@
 //!   [`http::fsview`] (the directory picker) and [`http::qr`] (QR codes of
 //!   links).
 //! - [`peers`]: dialing, accepting, the topic handshake, the connection
-//!   registry; [`frames`] reads and writes bounded frames on streams.
+//!   registry; [`friends`] remembers every node we met (nicknames, last
+//!   addresses, blocked ids) so friends are redialed without discovery;
+//!   [`frames`] reads and writes bounded frames on streams.
 //! - [`net`]: the network layer: [`net::transport`] is the QUIC endpoint and
 //!   TLS with ed25519 identities, on one UDP socket whose wrapper
 //!   ([`net::socket`]) takes STUN answers and punch probes out for the NAT
@@ -73,6 +75,7 @@ pub mod config;
 pub mod discovery;
 pub mod download;
 pub mod frames;
+pub mod friends;
 pub mod http;
 pub mod identity;
 pub mod index;

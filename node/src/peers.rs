@@ -59,7 +59,7 @@ pub const TRACKED_ADDRESSES: usize = 4096;
 /// (`--stream-budget`). Each open
 /// stream costs about 12 KiB (quinn's state, our task, its buffers), so the
 /// budget keeps a crowd of peers that open streams and never send to a few
-/// dozen MiB. Shared out by [`share_stream_budget`] as peers come and go;
+/// dozen MiB. Shared out equally (`share_stream_budget`) as peers come and go;
 /// QUIC cannot take back credit already given, so a share that shrinks is
 /// honoured as the peer's streams close (at worst about twice the budget
 /// is open for a while).
@@ -157,6 +157,8 @@ pub enum DialError {
     NoTopics,
     #[error("too many peers connected (--max-peers)")]
     TooManyPeers,
+    #[error("{0} is blocked: `hdp friends unblock` lets it back in")]
+    Blocked(PeerId),
     #[error("the node is shutting down")]
     ShuttingDown,
     #[error("another node ({0}) answered at that address")]
@@ -325,6 +327,8 @@ pub struct Peers {
     /// Bounds incoming handshakes in progress; see [`MAX_PENDING_HANDSHAKES`].
     handshakes: Arc<Semaphore>,
     limits: Limits,
+    /// Everyone we completed a handshake with; who is blocked.
+    friends: Arc<crate::friends::Friends>,
     /// Connection attempts per source address (see [`Limits::handshake_rate`]).
     attempts: Mutex<AttemptRates>,
     server: Arc<Server>,
@@ -357,6 +361,7 @@ impl Peers {
             targets: Mutex::new(BTreeMap::new()),
             handshakes: Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES)),
             limits,
+            friends: Arc::new(crate::friends::Friends::load(server.index().clone())),
             attempts: Mutex::new(AttemptRates::default()),
             server,
             shutdown,
@@ -425,6 +430,62 @@ impl Peers {
     pub fn start(self: &Arc<Self>) {
         let this = self.clone();
         self.tasks.spawn(async move { this.accept_loop().await });
+        // Friends are redialed at their last addresses, whatever discovery
+        // finds (bounded: at most friends::REDIAL_FRIENDS tasks).
+        for (id, addrs) in self.friends.redial_list() {
+            let this = self.clone();
+            self.tasks.spawn(async move { this.keep_friend(id, addrs).await });
+        }
+    }
+
+    /// The friend list.
+    pub fn friends(&self) -> &Arc<crate::friends::Friends> {
+        &self.friends
+    }
+
+    /// Closes the live connection to a peer that was just blocked, with
+    /// close code `Blocked`, and stops dialing its addresses.
+    pub fn drop_blocked(&self, id: &PeerId) {
+        if let Some(c) = self.connection(id) {
+            c.conn.close(VarInt::from_u32(CloseCode::Blocked as u32), b"blocked");
+        }
+        let addrs: Vec<SocketAddr> =
+            lock(&self.targets).values().filter(|t| lock(&t.state).peer == Some(*id)).map(|t| t.addr).collect();
+        for a in addrs {
+            if let Some(t) = lock(&self.targets).remove(&a) {
+                t.cancel.cancel();
+            }
+        }
+    }
+
+    /// Keeps a friend connected: while it is not, dials its last addresses
+    /// with backoff; stops when it is blocked or the node shuts down.
+    async fn keep_friend(self: Arc<Self>, id: PeerId, addrs: Vec<SocketAddr>) {
+        let mut delay = BACKOFF_START;
+        loop {
+            if self.friends.is_blocked(&id) {
+                return;
+            }
+            if let Some(c) = self.connection(&id) {
+                tokio::select! {
+                    _ = c.conn.closed() => delay = BACKOFF_START,
+                    _ = self.shutdown.cancelled() => return,
+                }
+            } else {
+                match self.dial_any(&addrs, id).await {
+                    Ok(_) => delay = BACKOFF_START,
+                    Err(DialError::ShuttingDown) => return,
+                    Err(e) => {
+                        debug!(peer = %id, error = %e, "redialing a friend failed");
+                        delay = (delay * 2).min(BACKOFF_MAX);
+                    }
+                }
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(jitter(delay)) => {}
+                _ = self.shutdown.cancelled() => return,
+            }
+        }
     }
 
     /// The live connection to `id`, if any.
@@ -634,6 +695,9 @@ impl Peers {
         if let Some(c) = self.connection(&peer) {
             return Ok(c);
         }
+        if self.friends.is_blocked(&peer) {
+            return Err(DialError::Blocked(peer));
+        }
         let mut attempts = tokio::task::JoinSet::new();
         for (i, (addr, path)) in addrs.iter().copied().take(MAX_DIAL_ADDRS).enumerate() {
             let this = self.clone();
@@ -707,6 +771,10 @@ impl Peers {
         }
         .map_err(|e| DialError::Connect(e.to_string()))?;
         let conn = tokio::time::timeout(HANDSHAKE_TIMEOUT, connecting).await.map_err(|_| DialError::Timeout)??;
+        if let Some(id) = remote_peer_id(&conn).filter(|id| self.friends.is_blocked(id)) {
+            conn.close(VarInt::from_u32(CloseCode::Blocked as u32), b"blocked");
+            return Err(DialError::Blocked(id));
+        }
         if let Some(want) = expect {
             match remote_peer_id(&conn) {
                 Some(got) if got != want => {
@@ -805,6 +873,10 @@ impl Peers {
             fail(CloseCode::HandshakeFailed, b"no ed25519 certificate");
             return Err(DialError::Protocol("no ed25519 certificate".into()));
         };
+        if self.friends.is_blocked(&peer) {
+            fail(CloseCode::Blocked, b"blocked");
+            return Err(DialError::Blocked(peer));
+        }
         if lock(&self.conns).len() >= self.limits.max_peers && self.connection(&peer).is_none() {
             fail(CloseCode::TooManyPeers, b"too many peers");
             return Err(DialError::TooManyPeers);
@@ -853,6 +925,7 @@ impl Peers {
         conns.insert(pc.id, pc.clone());
         share_stream_budget(&conns, self.limits.stream_budget);
         drop(conns);
+        self.friends.seen(pc.id, &pc.topics, pc.conn.remote_address(), pc.path);
         self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
               direction = ?pc.direction, path = ?pc.path, topics = ?pc.topics, "peer connected");

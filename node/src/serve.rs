@@ -278,6 +278,11 @@ impl Server {
         })
     }
 
+    /// The index this server answers from.
+    pub fn index(&self) -> &Index {
+        &self.index
+    }
+
     /// Changes the number of upload slots; uploads beyond a lowered count
     /// finish, and no new one starts until fewer than the new count run.
     pub fn set_upload_slots(&self, n: usize) {

@@ -285,6 +285,52 @@ pub enum Direction {
     In,
 }
 
+/// A node we have completed a handshake with (`GET /api/friends`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FriendInfo {
+    pub id: PeerId,
+    /// Display-only name derived from `id`.
+    pub name: String,
+    /// The name our user gave it, if any.
+    #[serde(default)]
+    pub nickname: Option<String>,
+    /// First and last completed handshake (Unix seconds).
+    pub first_seen: i64,
+    pub last_seen: i64,
+    /// Topics it proved, the last time.
+    #[serde(default)]
+    pub topics: Vec<String>,
+    /// Where it was reached, most recent first.
+    #[serde(default)]
+    pub addrs: Vec<FriendAddr>,
+    /// Refused right after TLS, never dialed, its announcements ignored.
+    #[serde(default)]
+    pub blocked: bool,
+    pub connected: bool,
+}
+
+/// An address a friend was reached at, and how.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FriendAddr {
+    pub addr: String,
+    pub path: PathKind,
+    /// When (Unix seconds).
+    pub seen: i64,
+}
+
+/// `PATCH /api/friends/{peer}`: what to change.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FriendUpdate {
+    /// A new nickname; `""` removes it. At most [`MAX_NICKNAME_LEN`] bytes.
+    #[serde(default)]
+    pub nickname: Option<String>,
+    #[serde(default)]
+    pub blocked: Option<bool>,
+}
+
+/// Longest nickname, in bytes.
+pub const MAX_NICKNAME_LEN: usize = 64;
+
 /// A peer: connected, or an address we keep dialing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PeerInfo {

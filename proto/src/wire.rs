@@ -65,6 +65,8 @@ pub enum CloseCode {
     WrongPeer = 6,
     /// The node dialed itself.
     SelfConnection = 7,
+    /// The other node blocked this one.
+    Blocked = 8,
 }
 
 impl CloseCode {
@@ -78,6 +80,7 @@ impl CloseCode {
             5 => CloseCode::TooManyPeers,
             6 => CloseCode::WrongPeer,
             7 => CloseCode::SelfConnection,
+            8 => CloseCode::Blocked,
             _ => return None,
         })
     }
@@ -93,6 +96,7 @@ impl CloseCode {
             CloseCode::TooManyPeers => "the peer is connected to as many peers as it allows; it will take us later",
             CloseCode::WrongPeer => "the address now belongs to another node",
             CloseCode::SelfConnection => "that address is this node itself",
+            CloseCode::Blocked => "the peer has blocked this node",
         }
     }
 }

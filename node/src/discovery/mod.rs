@@ -231,7 +231,7 @@ impl Discovery {
 
     /// A punch signal for us arrived (authenticated, fresh, not replayed).
     pub(crate) fn on_signal(self: &Arc<Self>, s: Signal) {
-        if s.to != self.me || s.from == self.me {
+        if s.to != self.me || s.from == self.me || self.peers.friends().is_blocked(&s.from) {
             return;
         }
         if let Some(age) = crate::unix_ms().checked_sub(s.timestamp_ms)
@@ -345,7 +345,8 @@ impl Discovery {
         let mut known = lock(&self.known);
         match r {
             Report::Found { peer, source, addrs, topics, ttl } => {
-                if peer == self.me || addrs.is_empty() || topics.is_empty() {
+                // A blocked peer's announcements are ignored.
+                if peer == self.me || addrs.is_empty() || topics.is_empty() || self.peers.friends().is_blocked(&peer) {
                     return;
                 }
                 if !known.contains_key(&peer) {

@@ -28,7 +28,7 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadEvent, DownloadInfo, DownloadRequest, Entry, FileInfo, FileState,
-    FilesPage, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
+    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
@@ -201,6 +201,8 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
         ("/uploads", get(list_uploads)),
         ("/fs", get(fs_listing)),
         ("/contact", get(contact)),
+        ("/friends", get(list_friends)),
+        ("/friends/{peer}", axum::routing::patch(update_friend)),
         ("/media-session", post(crate::http::media::session)),
     ]
     .into_iter()
@@ -411,6 +413,40 @@ async fn remote_ls(st: &AppState, peer: &str, req: LsRequest) -> ApiResult<LsPag
         .collect();
     let cursor = resp.cursor.filter(|c| SharePath::parse(c).is_ok());
     Ok(LsPage { entries, cursor })
+}
+
+/// `GET /api/friends`: everyone we completed a handshake with.
+async fn list_friends(State(st): State<AppState>) -> Json<Vec<FriendInfo>> {
+    let peers = st.peers.clone();
+    Json(st.peers.friends().list(|id| peers.connection(id).is_some()))
+}
+
+/// `PATCH /api/friends/{peer}`: a nickname, blocked or not. Blocking closes
+/// a live connection at once (close code `Blocked`).
+async fn update_friend(
+    State(st): State<AppState>,
+    Path(peer): Path<String>,
+    body: Result<Json<FriendUpdate>, JsonRejection>,
+) -> ApiResult<Json<FriendInfo>> {
+    use crate::friends::FriendError;
+    let Json(update) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let friends = st.peers.friends().clone();
+    let id = friends.resolve(&peer).map_err(|e| match e {
+        FriendError::NotFound(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
+        _ => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
+    })?;
+    let f = friends.clone();
+    let u = update.clone();
+    tokio::task::spawn_blocking(move || f.update(id, &u)).await.map_err(Failure::internal)?.map_err(|e| match e {
+        FriendError::Nickname => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
+        _ => Failure::internal(e),
+    })?;
+    if update.blocked == Some(true) {
+        st.peers.drop_blocked(&id);
+    }
+    let peers = st.peers.clone();
+    let info = friends.list(|p| peers.connection(p).is_some()).into_iter().find(|f| f.id == id);
+    info.map(Json).ok_or_else(|| Failure::new(StatusCode::NOT_FOUND, "the friend vanished"))
 }
 
 async fn list_peers(State(st): State<AppState>) -> Json<Vec<PeerInfo>> {

@@ -51,7 +51,7 @@ pub const MAX_HEADERS: usize = 64;
 /// Bytes of a request's head at most: request line, query and headers.
 pub const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Longest shutdown waits for open connections to finish their responses.
-const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
+pub const SHUTDOWN_WAIT: Duration = Duration::from_secs(2);
 
 /// The open connections, oldest first, and what each is doing.
 #[derive(Default)]

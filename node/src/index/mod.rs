@@ -16,6 +16,8 @@
 //!   so a resumed download never splices two versions of a file.
 //! - `hashes`: share path key → (size, mtime, BLAKE3) of a shared file, so
 //!   an unchanged file is never hashed twice ([`Index::hash_get`]).
+//! - `friends`: peer id (32 bytes) → the friend record (JSON) of every node
+//!   we completed a handshake with ([`crate::friends`]).
 //!
 //! Readers never wait for the scanner: LMDB gives each read transaction a
 //! snapshot, and the scanner commits every few thousand entries, so a listing
@@ -113,7 +115,11 @@ pub struct Index {
     meta: Database<Str, Bytes>,
     partials: Database<Bytes, Bytes>,
     hashes: Database<Bytes, Bytes>,
+    friends: Database<Bytes, Bytes>,
 }
+
+/// A row of the `friends` database: peer id and the record's JSON.
+pub type FriendRow = ([u8; 32], Vec<u8>);
 
 /// What a `.part` file holds: bytes of which remote file (source), of which
 /// version (size, mtime), and how many of them are known to be on disk.
@@ -174,15 +180,16 @@ impl Index {
         // twice in one process and its files must not be truncated while open.
         // The node holds an exclusive lock on the data dir, which guarantees both.
         #[allow(unsafe_code)]
-        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(8).open(dir) }.map_err(lmdb)?;
+        let env = unsafe { EnvOpenOptions::new().map_size(MAP_SIZE).max_dbs(10).open(dir) }.map_err(lmdb)?;
         let mut wtxn = env.write_txn().map_err(lmdb)?;
         let entries = env.create_database(&mut wtxn, Some("entries")).map_err(lmdb)?;
         let shares = env.create_database(&mut wtxn, Some("shares")).map_err(lmdb)?;
         let meta = env.create_database(&mut wtxn, Some("meta")).map_err(lmdb)?;
         let partials = env.create_database(&mut wtxn, Some("partials")).map_err(lmdb)?;
         let hashes = env.create_database(&mut wtxn, Some("hashes")).map_err(lmdb)?;
+        let friends = env.create_database(&mut wtxn, Some("friends")).map_err(lmdb)?;
         wtxn.commit().map_err(lmdb)?;
-        Ok(Index { env, entries, shares, meta, partials, hashes })
+        Ok(Index { env, entries, shares, meta, partials, hashes, friends })
     }
 
     pub fn env(&self) -> &Env {
@@ -210,6 +217,26 @@ impl Index {
     pub fn meta_put(&self, key: &str, value: &[u8]) -> Result<(), RecordError> {
         let mut wtxn = self.env.write_txn()?;
         self.meta.put(&mut wtxn, key, value)?;
+        wtxn.commit()?;
+        Ok(())
+    }
+
+    /// Every friend record (peer id, JSON), at most `max`.
+    pub fn friends_load(&self, max: usize) -> Result<Vec<FriendRow>, RecordError> {
+        let rtxn = self.env.read_txn()?;
+        let mut out = Vec::new();
+        for item in self.friends.iter(&rtxn)?.take(max) {
+            let (k, v) = item?;
+            if let Ok(id) = <[u8; 32]>::try_from(k) {
+                out.push((id, v.to_vec()));
+            }
+        }
+        Ok(out)
+    }
+
+    pub fn friend_put(&self, id: &[u8; 32], record: &[u8]) -> Result<(), RecordError> {
+        let mut wtxn = self.env.write_txn()?;
+        self.friends.put(&mut wtxn, id, record)?;
         wtxn.commit()?;
         Ok(())
     }

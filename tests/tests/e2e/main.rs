@@ -5,6 +5,7 @@
 //! - [`index`]: browsing while a large scan runs; rescans and restarts.
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
+//! - [`friends`]: the friend list: nicknames, redial after a restart without discovery, blocking with its close code.
 //! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
 //! - [`names`]: every name and shape a Linux filesystem holds arrives byte for byte; a FAT disk's refusals are named and counted.
 //! - [`crowd`]: a hostile crowd (1,000 identities, junk handshakes, silent streams, unread reads, floods) while an honest friend downloads.
@@ -22,6 +23,7 @@ mod cli;
 mod cross;
 mod crowd;
 mod discovery;
+mod friends;
 mod hostile;
 mod index;
 mod lifecycle;
