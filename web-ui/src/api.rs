@@ -9,8 +9,9 @@
 use std::fmt;
 
 use hdp_proto::api::{
-    AddShare, ApiError, ConnectRequest, Contact, DownloadInfo, DownloadRequest, FileInfo, FilesPage, FsListing, Info,
-    JoinTopic, LsPage, LsQuery, PeerInfo, Settings, SettingsUpdate, ShareInfo, TopicInfo, UploadsInfo,
+    AddShare, ApiError, ConnectRequest, Contact, DownloadInfo, DownloadRequest, FileInfo, FilesPage, FriendInfo,
+    FriendUpdate, FsListing, Info, JoinTopic, LsPage, LsQuery, PeerInfo, Settings, SettingsUpdate, ShareInfo,
+    TopicInfo, UploadsInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -101,6 +102,16 @@ pub async fn connect(token: &str, addr: String) -> Result<PeerInfo, ApiFailure> 
 /// `DELETE /api/peers/{peer}`: disconnect a peer, or stop dialing an address.
 pub async fn forget_peer(token: &str, peer: &str) -> Result<(), ApiFailure> {
     request_empty(token, "DELETE", &format!("/api/peers/{}", encode(peer)), None::<&()>).await
+}
+
+/// `GET /api/friends`.
+pub async fn friends(token: &str) -> Result<Vec<FriendInfo>, ApiFailure> {
+    request(token, "GET", "/api/friends", None::<&()>).await
+}
+
+/// `PATCH /api/friends/{id}`: a nickname, blocked or not.
+pub async fn update_friend(token: &str, id: &str, update: &FriendUpdate) -> Result<FriendInfo, ApiFailure> {
+    request(token, "PATCH", &format!("/api/friends/{}", encode(id)), Some(update)).await
 }
 
 /// `GET /api/topics`.

@@ -1,11 +1,12 @@
 //! The Peers page (home): who this node is and how it is reached, an
-//! invitation (QR code) for a friend, topics, and the peers we know with how
-//! they were found and how fast data moves.
+//! invitation (QR code) for a friend, topics, the peers we know with how
+//! they were found and how fast data moves, and the friend list (nicknames,
+//! blocking).
 
 use std::time::Duration;
 
-use hdp_proto::api::{Contact, Info, MqttState, PeerInfo};
-use hdp_proto::fmt::{format_size, short_id};
+use hdp_proto::api::{Contact, FriendInfo, FriendUpdate, Info, MqttState, PeerInfo};
+use hdp_proto::fmt::{format_size, short_id, shown};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -31,6 +32,7 @@ pub fn Home() -> impl IntoView {
             <NodeCard info=info />
             <Topics />
             <PeerList />
+            <FriendList />
             <Invite />
         </div>
     }
@@ -334,6 +336,154 @@ fn PeerRow(peer: PeerInfo) -> impl IntoView {
                     on:click=forget
                 >
                     {if connected { "Disconnect" } else { "Forget" }}
+                </button>
+            </div>
+        </li>
+    }
+}
+
+/// Everyone this node completed a handshake with: rename, block, unblock.
+#[component]
+fn FriendList() -> impl IntoView {
+    let session = expect_context::<Session>();
+    let friends =
+        LocalResource::new(move || async move { session.call(|t| async move { api::friends(&t).await }).await });
+    if let Ok(handle) = set_interval_with_handle(move || friends.refetch(), INFO_EVERY) {
+        on_cleanup(move || handle.clear());
+    }
+    let list = move || friends.get().and_then(Result::ok).unwrap_or_default();
+    view! {
+        <section class="card" aria-labelledby="friends-title">
+            <div class="card-head">
+                <h2 id="friends-title" class="card-title">
+                    "Friends"
+                </h2>
+                <span class="badge" id="friend-count">
+                    {move || format!("{} known", list().len())}
+                </span>
+            </div>
+            <Show
+                when=move || !list().is_empty()
+                fallback=|| {
+                    view! {
+                        <p class="empty" id="friends-empty">
+                            "Everyone this node meets is remembered here, and redialed after a restart."
+                        </p>
+                    }
+                }
+            >
+                <ul class="peer-list" id="friend-list">
+                    <For
+                        each=list
+                        key=|f| (f.id, f.nickname.clone(), f.blocked, f.connected, f.last_seen)
+                        let:friend
+                    >
+                        <FriendRow friend=friend on_change=Callback::new(move |()| friends.refetch()) />
+                    </For>
+                </ul>
+            </Show>
+        </section>
+    }
+}
+
+/// One friend: its nickname (or name), state and last address; rename and
+/// block or unblock it.
+#[component]
+fn FriendRow(friend: FriendInfo, on_change: Callback<()>) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let id = friend.id.to_string();
+    let title = friend.nickname.clone().map_or_else(|| friend.name.clone(), |n| shown(&n).into_owned());
+    let state = if friend.blocked {
+        "blocked"
+    } else if friend.connected {
+        "connected"
+    } else {
+        "away"
+    };
+    let mut facts = vec![state.to_owned()];
+    if friend.nickname.is_some() {
+        facts.push(friend.name.clone());
+    }
+    if let Some(a) = friend.addrs.first() {
+        facts.push(format!("last at {} ({})", a.addr, a.path.as_str()));
+    }
+    let renaming = RwSignal::new(false);
+    let nickname = RwSignal::new(friend.nickname.clone().unwrap_or_default());
+    let error = RwSignal::new(None::<String>);
+    let blocked = friend.blocked;
+    let send = move |update: FriendUpdate| {
+        let id = id.clone();
+        spawn_local(async move {
+            let r = session
+                .call(|t| {
+                    let (id, update) = (id.clone(), update.clone());
+                    async move { api::update_friend(&t, &id, &update).await }
+                })
+                .await;
+            match r {
+                Ok(_) => {
+                    renaming.try_set(false);
+                    error.try_set(None);
+                    on_change.run(());
+                }
+                Err(e) => {
+                    error.try_set(Some(e.message().to_owned()));
+                }
+            }
+        });
+    };
+    let name_for_block = title.clone();
+    let toggle_block = {
+        let send = send.clone();
+        move |_| {
+            if !blocked
+                && !browser::confirm(&format!(
+                    "Block {name_for_block}? It is disconnected now, refused from now on and never dialed."
+                ))
+            {
+                return;
+            }
+            send(FriendUpdate { nickname: None, blocked: Some(!blocked) });
+        }
+    };
+    let save = move |ev: SubmitEvent| {
+        ev.prevent_default();
+        send(FriendUpdate { nickname: Some(nickname.get_untracked()), blocked: None });
+    };
+    view! {
+        <li class="peer friend" class:offline=!friend.connected data-name=friend.name.clone() data-state=state>
+            <div class="peer-main">
+                <span class=if friend.connected { "dot ok" } else { "dot off" } aria-hidden="true"></span>
+                <div class="peer-text">
+                    <p class="peer-name">{title}</p>
+                    <p class="peer-meta">{facts.join(" · ")}</p>
+                    <form class="inline-form friend-rename" hidden=move || !renaming.get() on:submit=save>
+                            <input
+                                type="text"
+                                class="input"
+                                aria-label="Nickname"
+                                maxlength="64"
+                                prop:value=move || nickname.get()
+                                on:input=move |ev| nickname.set(event_target_value(&ev))
+                            />
+                            <button type="submit" class="btn btn-small">
+                                "Save"
+                            </button>
+                    </form>
+                    {move || error.get().map(|e| view! { <p class="field-error">{e}</p> })}
+                </div>
+            </div>
+            <div class="peer-actions">
+                <button type="button" class="btn btn-small btn-ghost friend-rename-btn" on:click=move |_| renaming.update(|r| *r = !*r)>
+                    "Rename"
+                </button>
+                <button
+                    type="button"
+                    class="btn btn-small btn-ghost friend-block-btn"
+                    aria-label=if blocked { "Unblock" } else { "Block" }
+                    on:click=toggle_block
+                >
+                    {if blocked { "Unblock" } else { "Block" }}
                 </button>
             </div>
         </li>

@@ -289,3 +289,58 @@ fn phone_ui_joins_a_topic_browses_searches_plays_and_downloads_a_folder() {
     drop(browser);
     b.stop();
 }
+
+#[test]
+fn phone_ui_renames_and_blocks_a_friend() {
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Node::start_in(&tmp.path().join("b"), &[], &["--topic", "t"]);
+    let b_id = b.cli_json(&["info"])["id"].as_str().unwrap().to_owned();
+    let a = Node::start_in(&tmp.path().join("a"), &[], &["--topic", "t"]);
+    let b_name = a.connect(&b);
+
+    let browser = Browser::launch();
+    let br = &browser;
+    br.set_viewport(360, 740, 2.0, true);
+    br.goto(&a.login_url);
+    br.wait_for(&has_named("#friend-list .friend", &b_name), NET_WAIT, "the friend in the list");
+    br.wait_for(
+        &format!("document.querySelector('#friend-list .friend[data-name={b_name:?}]')?.dataset.state === 'connected'"),
+        UI_WAIT,
+        "the friend shown connected",
+    );
+
+    // Rename it from the phone.
+    let row = format!("#friend-list .friend[data-name={b_name:?}]");
+    br.click(&format!("{row} .friend-rename-btn"));
+    br.fill(&format!("{row} .friend-rename input"), "Bob's NAS");
+    br.click(&format!("{row} .friend-rename button[type=submit]"));
+    br.wait_for(
+        &format!("document.querySelector('{row} .peer-name')?.innerText === \"Bob's NAS\""),
+        UI_WAIT,
+        "the nickname on the row",
+    );
+    shot(br, "20-friend-renamed");
+
+    // Block it: the page asks first; the connection drops at once.
+    br.set_accept_dialogs(true);
+    br.click(&format!("{row} .friend-block-btn"));
+    br.wait_for(
+        &format!("document.querySelector('{row}')?.dataset.state === 'blocked'"),
+        NET_WAIT,
+        "the friend shown blocked",
+    );
+    assert!(br.dialogs().iter().any(|d| d.starts_with("confirm: Block")), "{:?}", br.dialogs());
+    shot(br, "21-friend-blocked");
+    let friends = a.api("GET", "/api/friends", None).json();
+    let f = friends.as_array().unwrap().iter().find(|f| f["id"] == b_id.as_str()).unwrap().clone();
+    assert_eq!(
+        (f["nickname"].as_str(), f["blocked"].as_bool(), f["connected"].as_bool()),
+        (Some("Bob's NAS"), Some(true), Some(false)),
+        "{f}"
+    );
+    let errors = br.console_errors();
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(browser);
+    a.stop();
+    b.stop();
+}
