@@ -190,6 +190,10 @@ pub struct StartArgs {
     /// (e.g. 500K, 8M; K = 1024) [default: unlimited].
     #[arg(long, value_name = "RATE", env = "HDP_MAX_UPLOAD_RATE")]
     pub max_upload_rate: Option<String>,
+    /// Limit all downloads together to this many bytes per second
+    /// (e.g. 1M; K = 1024) [default: unlimited].
+    #[arg(long, value_name = "RATE", env = "HDP_MAX_DOWNLOAD_RATE")]
+    pub max_download_rate: Option<String>,
     /// Files downloaded at once, from all peers together [default: 4].
     #[arg(long, value_name = "N", env = "HDP_DOWNLOAD_SLOTS")]
     pub download_slots: Option<usize>,

@@ -16,6 +16,8 @@
 //! topics = ["our-band"]
 //! peers = ["friend.example.org:4433"]
 //! upload_slots = 4
+//! max_upload_rate = "2M"              # all uploads together; "off" for none
+//! max_download_rate = "4M"            # all downloads together; "off" for none
 //! max_peers = 128                     # peers connected at once
 //! handshake_rate = 20                 # connection attempts per source address per second
 //! stream_budget = 2048                # request streams of all peers together
@@ -59,6 +61,8 @@ pub struct Config {
     pub stream_budget: u32,
     /// Bytes per second all uploads together may send; `None`: unlimited.
     pub max_upload_rate: Option<u64>,
+    /// Bytes per second all downloads together may receive; `None`: unlimited.
+    pub max_download_rate: Option<u64>,
     /// Files downloading at once, in all.
     pub download_slots: usize,
     /// Files downloading at once from one peer.
@@ -137,6 +141,7 @@ struct FileConfig {
     handshake_rate: Option<u32>,
     stream_budget: Option<u32>,
     max_upload_rate: Option<String>,
+    max_download_rate: Option<String>,
     download_slots: Option<usize>,
     peer_download_slots: Option<usize>,
     threads: Option<usize>,
@@ -263,6 +268,10 @@ impl Config {
             Some(r) => parse_rate(r)?,
             None => None,
         };
+        let max_download_rate = match args.max_download_rate.as_deref().or(file.max_download_rate.as_deref()) {
+            Some(r) => parse_rate(r)?,
+            None => None,
+        };
         let download_slots = args.download_slots.or(file.download_slots).unwrap_or(DEFAULT_DOWNLOAD_SLOTS);
         let peer_download_slots =
             args.peer_download_slots.or(file.peer_download_slots).unwrap_or(DEFAULT_PEER_DOWNLOAD_SLOTS);
@@ -292,6 +301,7 @@ impl Config {
             ("download_dir", args.download_dir.is_some()),
             ("upload_slots", args.upload_slots.is_some()),
             ("max_upload_rate", args.max_upload_rate.is_some()),
+            ("max_download_rate", args.max_download_rate.is_some()),
             ("download_slots", args.download_slots.is_some()),
             ("peer_download_slots", args.peer_download_slots.is_some()),
             ("mqtt", args.mqtt.is_some()),
@@ -312,6 +322,7 @@ impl Config {
             handshake_rate,
             stream_budget,
             max_upload_rate,
+            max_download_rate,
             download_slots,
             peer_download_slots,
             threads,
@@ -361,6 +372,7 @@ pub(crate) fn test_args(dir: &Path) -> StartArgs {
         stream_budget: None,
         upload_slots: None,
         max_upload_rate: None,
+        max_download_rate: None,
         download_slots: None,
         peer_download_slots: None,
         threads: None,

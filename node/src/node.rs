@@ -221,6 +221,7 @@ impl RunningNode {
             shutdown.clone(),
             tasks.clone(),
         )?;
+        downloads.set_max_download_rate(config.max_download_rate);
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await

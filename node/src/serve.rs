@@ -91,7 +91,7 @@ const MAX_PENALISED: usize = 1024;
 /// change at any time (`PUT /api/settings`); 0 means unlimited, and then a
 /// chunk costs one atomic load.
 #[derive(Debug)]
-struct RateLimit {
+pub struct RateLimit {
     /// Bytes per second; 0: unlimited.
     rate: AtomicU64,
     /// Bytes available (negative: owed by senders already sleeping) and when.
@@ -110,7 +110,7 @@ pub const MIN_UPLOAD_RATE: u64 = 64 << 10;
 const RATE_SLICE: Duration = Duration::from_millis(500);
 
 impl RateLimit {
-    fn new(rate: Option<u64>) -> Self {
+    pub fn new(rate: Option<u64>) -> Self {
         RateLimit {
             rate: AtomicU64::new(rate.unwrap_or(0)),
             bucket: Mutex::new((0.0, std::time::Instant::now())),
@@ -118,11 +118,11 @@ impl RateLimit {
         }
     }
 
-    fn get(&self) -> Option<u64> {
+    pub fn get(&self) -> Option<u64> {
         Some(self.rate.load(Ordering::Relaxed)).filter(|r| *r > 0)
     }
 
-    fn set(&self, rate: Option<u64>) {
+    pub fn set(&self, rate: Option<u64>) {
         let mut b = crate::lock(&self.bucket);
         // Debts owed under the old rate are forgiven: a lower limit must not
         // stall uploads for what they sent before it.
@@ -146,7 +146,7 @@ impl RateLimit {
 
     /// Waits until `n` more bytes may go out, in slices of at most
     /// [`RATE_SLICE`]; a changed limit forgives the rest of the wait.
-    async fn take(&self, n: usize) {
+    pub async fn take(&self, n: usize) {
         let generation = self.generation.load(Ordering::Relaxed);
         let mut wait = self.charge(n);
         while !wait.is_zero() {

@@ -549,6 +549,9 @@ pub struct Settings {
     pub upload_slots: u32,
     /// Bytes per second all uploads together may send; `None`: unlimited.
     pub max_upload_rate: Option<u64>,
+    /// Bytes per second all downloads together may receive; `None`: unlimited.
+    #[serde(default)]
+    pub max_download_rate: Option<u64>,
     /// Files downloading at once, in all.
     pub download_slots: u32,
     /// Files downloading at once from one peer.
@@ -574,6 +577,9 @@ pub struct SettingsUpdate {
     /// Bytes per second; `0` means unlimited.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_upload_rate: Option<u64>,
+    /// Bytes per second; `0` means unlimited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_download_rate: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub download_slots: Option<u32>,
     #[serde(default, skip_serializing_if = "Option::is_none")]

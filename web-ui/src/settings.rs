@@ -20,6 +20,7 @@ struct Form {
     download_dir: RwSignal<String>,
     upload_slots: RwSignal<String>,
     max_upload_rate: RwSignal<String>,
+    max_download_rate: RwSignal<String>,
     download_slots: RwSignal<String>,
     peer_download_slots: RwSignal<String>,
     mqtt: RwSignal<String>,
@@ -76,6 +77,7 @@ pub fn SettingsPage() -> impl IntoView {
         form.download_dir.set(s.download_dir.clone());
         form.upload_slots.set(s.upload_slots.to_string());
         form.max_upload_rate.set(rate_text(s.max_upload_rate));
+        form.max_download_rate.set(rate_text(s.max_download_rate));
         form.download_slots.set(s.download_slots.to_string());
         form.peer_download_slots.set(s.peer_download_slots.to_string());
         form.mqtt.set(s.mqtt.clone().unwrap_or_else(|| "off".into()));
@@ -110,6 +112,10 @@ pub fn SettingsPage() -> impl IntoView {
             let r = parse_rate(&form.max_upload_rate.get_untracked())?;
             if r != cur.max_upload_rate.unwrap_or(0) {
                 u.max_upload_rate = Some(r);
+            }
+            let r = parse_rate(&form.max_download_rate.get_untracked())?;
+            if r != cur.max_download_rate.unwrap_or(0) {
+                u.max_download_rate = Some(r);
             }
             let n = parse_slots("Downloads at once", &form.download_slots.get_untracked())?;
             if n != cur.download_slots {
@@ -226,6 +232,7 @@ pub fn SettingsPage() -> impl IntoView {
             {field("set-peer-slots", "peer_download_slots", "Downloads per peer", "Files downloading at the same time from one peer.", form.peer_download_slots, "numeric")}
             {field("set-upload-slots", "upload_slots", "Upload slots", "Files peers may download from you at the same time.", form.upload_slots, "numeric")}
             {field("set-upload-rate", "max_upload_rate", "Upload limit", "Bytes per second for all uploads, e.g. 500K or 2M; off for no limit.", form.max_upload_rate, "text")}
+            {field("set-download-rate", "max_download_rate", "Download limit", "Bytes per second for all downloads, e.g. 1M or 4M; off for no limit.", form.max_download_rate, "text")}
             {field("set-mqtt", "mqtt", "MQTT broker", "Where friends on a topic meet over the internet, e.g. mqtts://broker.example.org:8883; off to use only the LAN and addresses.", form.mqtt, "url")}
             {move || {
                 current

@@ -134,6 +134,8 @@ pub struct Fetch<'a> {
     pub stop: &'a CancellationToken,
     /// `.part` files being written by this process.
     pub active_parts: &'a Mutex<HashSet<PathBuf>>,
+    /// `--max-download-rate`, shared by every download.
+    pub rate: &'a crate::serve::RateLimit,
 }
 
 /// A file that arrived, was verified and has its final name.
@@ -394,7 +396,7 @@ impl Fetch<'_> {
         let theirs = theirs?;
         let mut data = Vec::with_capacity(head.length as usize);
         let received = tokio::select! {
-            r = tokio::time::timeout(STALL_TIMEOUT, read_exactly(&mut recv, head.length, &mut data)) => r,
+            r = tokio::time::timeout(STALL_TIMEOUT, read_exactly(&mut recv, head.length, &mut data, self.rate)) => r,
             _ = self.stop.cancelled() => {
                 let _ = recv.stop(quinn::VarInt::from_u32(StreamCode::Cancelled as u32));
                 return Err(FileError::Stopped);
@@ -513,7 +515,10 @@ impl Fetch<'_> {
                     let read =
                         read.map_err(|_| FileError::Transient(format!("no data from the peer for {STALL_TIMEOUT:?}")))?;
                     match read {
-                        Ok(Some(k)) => n += k,
+                        Ok(Some(k)) => {
+                            n += k;
+                            self.rate.take(k).await;
+                        }
                         Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
                         Err(e) => return Err(read_error(e)),
                     }
@@ -676,11 +681,19 @@ fn write_sparse(file: &mut std::fs::File, buf: &[u8]) -> std::io::Result<()> {
 }
 
 /// Reads exactly `len` bytes and a clean end of stream into `data`.
-async fn read_exactly(recv: &mut quinn::RecvStream, len: u64, data: &mut Vec<u8>) -> Result<(), FileError> {
+async fn read_exactly(
+    recv: &mut quinn::RecvStream,
+    len: u64,
+    data: &mut Vec<u8>,
+    rate: &crate::serve::RateLimit,
+) -> Result<(), FileError> {
     while (data.len() as u64) < len {
         let room = (len - data.len() as u64) as usize;
         match recv.read_chunk(room, true).await {
-            Ok(Some(chunk)) => data.extend_from_slice(&chunk.bytes),
+            Ok(Some(chunk)) => {
+                data.extend_from_slice(&chunk.bytes);
+                rate.take(chunk.bytes.len()).await;
+            }
             Ok(None) => return Err(FileError::Transient("the peer ended the transfer early".into())),
             Err(e) => return Err(read_error(e)),
         }

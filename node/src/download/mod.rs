@@ -207,6 +207,8 @@ pub struct Downloads {
     state: Mutex<State>,
     /// `.part` files being written now.
     active_parts: Mutex<HashSet<PathBuf>>,
+    /// `--max-download-rate`: every received byte is taken from it.
+    rate: crate::serve::RateLimit,
     /// Outcomes waiting for the booking job ([`Downloads::submit`]), one
     /// job at a time: at most one per active file.
     pending: group::Group<Outcome>,
@@ -283,6 +285,7 @@ impl Downloads {
             peer_slots: AtomicUsize::new(peer_slots.max(1)),
             state: Mutex::new(state),
             active_parts: Mutex::new(HashSet::new()),
+            rate: crate::serve::RateLimit::new(None),
             pending: group::Group::new(1, usize::MAX),
             publisher: Arc::new(small::Publisher::default()),
             events,
@@ -326,6 +329,17 @@ impl Downloads {
     /// The dir a request's files land in.
     fn dir_of(&self, rec: &RequestRecord) -> PathBuf {
         rec.dir.as_ref().map_or_else(|| self.start_dir.clone(), PathBuf::from)
+    }
+
+    /// Bytes per second all downloads together may receive (`None`: no limit).
+    pub fn max_download_rate(&self) -> Option<u64> {
+        self.rate.get()
+    }
+
+    /// Changes the download limit; running downloads slow down or speed up
+    /// within a second.
+    pub fn set_max_download_rate(&self, rate: Option<u64>) {
+        self.rate.set(rate);
     }
 
     pub fn list(&self) -> Vec<DownloadInfo> {
@@ -620,6 +634,7 @@ impl Downloads {
             progress,
             stop,
             active_parts: &self.active_parts,
+            rate: &self.rate,
         };
         if file.size <= SMALL_FILE && file.final_name.is_none() {
             let parts = (base.to_path_buf(), dirs.to_vec(), name.clone());

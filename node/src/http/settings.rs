@@ -64,6 +64,7 @@ pub fn flag_of(setting: &str) -> &'static str {
         "download_dir" => "--download-dir (or HDP_DOWNLOAD_DIR)",
         "upload_slots" => "--upload-slots (or HDP_UPLOAD_SLOTS)",
         "max_upload_rate" => "--max-upload-rate (or HDP_MAX_UPLOAD_RATE)",
+        "max_download_rate" => "--max-download-rate (or HDP_MAX_DOWNLOAD_RATE)",
         "download_slots" => "--download-slots (or HDP_DOWNLOAD_SLOTS)",
         "peer_download_slots" => "--peer-download-slots (or HDP_PEER_DOWNLOAD_SLOTS)",
         "mqtt" => "--mqtt (or HDP_MQTT)",
@@ -112,6 +113,11 @@ pub fn apply_saved(config: &mut Config, saved: &Saved) {
     {
         config.max_upload_rate = Some(r).filter(|r| *r > 0);
     }
+    if free("max_download_rate")
+        && let Some(r) = saved.max_download_rate
+    {
+        config.max_download_rate = Some(r).filter(|r| *r > 0);
+    }
     if free("mqtt")
         && let Some(m) = &saved.mqtt
     {
@@ -156,6 +162,7 @@ struct Checked {
     download_dir: Option<PathBuf>,
     upload_slots: Option<usize>,
     max_upload_rate: Option<Option<u64>>,
+    max_download_rate: Option<Option<u64>>,
     download_slots: Option<usize>,
     peer_download_slots: Option<usize>,
     mqtt: Option<Option<Broker>>,
@@ -179,6 +186,7 @@ impl LiveSettings {
             download_dir: self.downloads.dir().display().to_string(),
             upload_slots: self.server.upload_slots() as u32,
             max_upload_rate: self.server.max_upload_rate(),
+            max_download_rate: self.downloads.max_download_rate(),
             download_slots: download_slots as u32,
             peer_download_slots: peer_download_slots as u32,
             mqtt: self.mqtt.broker().map(|b| b.to_string()),
@@ -204,6 +212,9 @@ impl LiveSettings {
         if let Some(r) = checked.max_upload_rate {
             saved.max_upload_rate = Some(r.unwrap_or(0));
         }
+        if let Some(r) = checked.max_download_rate {
+            saved.max_download_rate = Some(r.unwrap_or(0));
+        }
         if let Some(m) = &checked.mqtt {
             saved.mqtt = Some(m.as_ref().map_or_else(|| "off".to_owned(), Broker::to_string));
         }
@@ -225,6 +236,9 @@ impl LiveSettings {
         }
         if let Some(r) = checked.max_upload_rate {
             self.server.set_max_upload_rate(r);
+        }
+        if let Some(r) = checked.max_download_rate {
+            self.downloads.set_max_download_rate(r);
         }
         if let Some(m) = checked.mqtt {
             self.mqtt.set(m)?;
@@ -263,6 +277,17 @@ impl LiveSettings {
             let r = Some(r).filter(|r| *r > 0);
             pinned("max_upload_rate", r != now.max_upload_rate)?;
             c.max_upload_rate = Some(r).filter(|r| *r != now.max_upload_rate);
+        }
+        if let Some(r) = u.max_download_rate {
+            if r > 0 && r < crate::serve::MIN_UPLOAD_RATE {
+                return Err(SettingsError::Invalid(format!(
+                    "a download limit of {r} bytes/s is too low: a peer drops a read that does not move for a \
+                     while; use at least 64K, or 0 for no limit"
+                )));
+            }
+            let r = Some(r).filter(|r| *r > 0);
+            pinned("max_download_rate", r != now.max_download_rate)?;
+            c.max_download_rate = Some(r).filter(|r| *r != now.max_download_rate);
         }
         if let Some(m) = &u.mqtt {
             let broker = parse_broker(m).map_err(|e| SettingsError::Invalid(e.to_string()))?;
@@ -336,6 +361,7 @@ mod tests {
             download_dir: Some("/from/ui".into()),
             upload_slots: Some(7),
             max_upload_rate: Some(0),
+            max_download_rate: None,
             download_slots: Some(9),
             peer_download_slots: None,
             mqtt: Some("mqtt://127.0.0.1:1883".into()),

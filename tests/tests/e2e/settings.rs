@@ -410,3 +410,54 @@ fn switching_the_broker_live_meets_peers_through_it() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn a_download_limit_holds_and_changes_live() {
+    let tmp = tempfile::tempdir().unwrap();
+    let share = tmp.path().join("share");
+    std::fs::create_dir_all(&share).unwrap();
+    random_file(&share.join("big.bin"), 12 << 20, 3);
+    let a = Node::start_in(&tmp.path().join("a"), &[&share], &["--topic", "t"]);
+    a.wait_scanned();
+    let dl = tmp.path().join("dl");
+    let b = Node::start_in(
+        &tmp.path().join("b"),
+        &[],
+        &["--topic", "t", "--download-dir", dl.to_str().unwrap(), "--max-download-rate", "1M"],
+    );
+    assert_eq!(settings(&b)["max_download_rate"], 1 << 20);
+    assert!(settings(&b)["pinned"].as_array().unwrap().iter().any(|p| p == "max_download_rate"));
+    let name = b.connect(&a);
+    let id = b.cli_json(&["download", &format!("{name}/share/big.bin")])["id"].as_u64().unwrap();
+    // The node's own rate figure, sampled while the file moves.
+    b.wait_download_until(id, "bytes moving", |v| v["bytes_done"].as_u64().unwrap() > (1 << 20));
+    let (first, t0) = (b.download(id)["bytes_done"].as_u64().unwrap(), Instant::now());
+    let mut rates = Vec::new();
+    for _ in 0..8 {
+        std::thread::sleep(Duration::from_millis(400));
+        rates.push(b.download(id)["rate"].as_u64().unwrap());
+    }
+    let moved = b.download(id)["bytes_done"].as_u64().unwrap() - first;
+    let window = moved as f64 / t0.elapsed().as_secs_f64() / (1 << 20) as f64;
+    eprintln!("download limit 1 MiB/s: {window:.2} MiB/s over the window; node-reported rates {rates:?}");
+    // Only an upper bound: a slow machine moves less, never more. (The
+    // node's own rate figure is an instantaneous estimate and swings with
+    // its 250 ms burst; it is reported, not judged.)
+    assert!(window <= 1.25, "{window:.2} MiB/s moved under a 1 MiB/s limit");
+    // The limit is pinned by the flag: the UI may not lift it.
+    assert_eq!(put_settings(&b, r#"{"max_download_rate": 0}"#).status, 409);
+    let done = b.wait_download(id);
+    assert_eq!(done["state"], "done", "{done}");
+    a.stop();
+    b.stop();
+
+    // Without the flag, the Settings page changes it live.
+    let c = Node::start_in(&tmp.path().join("c"), &[], &["--topic", "t", "--download-dir", dl.to_str().unwrap()]);
+    let r = put_settings(&c, r#"{"max_download_rate": 2097152}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(settings(&c)["max_download_rate"], 2 << 20);
+    assert_eq!(put_settings(&c, r#"{"max_download_rate": 1000}"#).status, 400, "below 64K is refused");
+    assert_eq!(put_settings(&c, r#"{"max_download_rate": 0}"#).status, 200);
+    assert_eq!(settings(&c)["max_download_rate"], serde_json::Value::Null);
+    c.stop();
+}
