@@ -109,12 +109,8 @@ fn a_hostile_crowd_cannot_hurt_the_node_and_an_honest_friend_keeps_downloading()
                 set.spawn(async move {
                     let ep = endpoint_at(i);
                     let r = tokio::time::timeout(Duration::from_secs(30), async {
-                        let (id, tls) = super::hostile::identity(&dir);
-                        let cfg = hdp_node::net::transport::client_config(
-                            hdp_node::net::transport::certified_key(tls.cert.clone(), &tls.key).unwrap(),
-                        )
-                        .unwrap();
-                        let conn = ep.connect_with(cfg, quic, "hdp").unwrap().await.map_err(DialErrorText::from)?;
+                        let (id, conn) =
+                            super::hostile::connect_tls(&dir, &ep, quic).await.map_err(DialErrorText::from)?;
                         hdp_node::peers::dialer_handshake(
                             &conn,
                             id.peer_id(),

@@ -27,6 +27,19 @@ pub(crate) fn identity(dir: &Path) -> (Identity, TlsIdentity) {
     (id, tls)
 }
 
+/// Completes TLS with `addr` as a fresh identity (made in `dir`) from
+/// `endpoint`, and nothing more: no topic handshake.
+pub(crate) async fn connect_tls(
+    dir: &Path,
+    endpoint: &quinn::Endpoint,
+    addr: SocketAddr,
+) -> Result<(Identity, quinn::Connection), quinn::ConnectionError> {
+    let (id, tls) = identity(dir);
+    let cfg = client_config(certified_key(tls.cert.clone(), &tls.key).unwrap()).unwrap();
+    let conn = endpoint.connect_with(cfg, addr, "hdp").unwrap().await?;
+    Ok((id, conn))
+}
+
 /// Dials `addr` as a fresh identity on `topic`, running the real handshake.
 pub(crate) async fn dial(dir: &Path, addr: SocketAddr, topic: &str) -> Result<quinn::Connection, DialError> {
     let (id, tls) = identity(dir);
@@ -162,10 +175,8 @@ fn oversized_hello_closes_the_connection_not_the_node() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start_in(&tmp.path().join("data"), &[], &["--topic", "t"]);
     runtime().block_on(async {
-        let (_, tls) = identity(&tmp.path().join("c"));
         let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let cfg = client_config(certified_key(tls.cert.clone(), &tls.key).unwrap()).unwrap();
-        let conn = ep.connect_with(cfg, node.quic, "hdp").unwrap().await.unwrap();
+        let (_, conn) = connect_tls(&tmp.path().join("c"), &ep, node.quic).await.unwrap();
         let (mut send, _recv) = conn.open_bi().await.unwrap();
         send.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
         let reason = conn.closed().await;

@@ -3,22 +3,19 @@
 use std::time::{Duration, UNIX_EPOCH};
 
 use hdp_e2e::Node;
-use hdp_node::net::transport::{certified_key, client_config};
 use hdp_node::peers::DialError;
 use hdp_node::remote;
 use hdp_proto::wire::{CloseCode, LsRequest, ReadRequest};
 
-use super::hostile::{dial, identity, runtime};
+use super::hostile::{connect_tls, dial, runtime};
 
 #[test]
 fn a_peer_that_never_sends_hello_is_closed_with_handshake_failed_after_10_s() {
     let tmp = tempfile::tempdir().unwrap();
     let node = Node::start_in(&tmp.path().join("data"), &[], &["--topic", "t"]);
     runtime().block_on(async {
-        let (_, tls) = identity(&tmp.path().join("mute"));
         let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-        let cfg = client_config(certified_key(tls.cert.clone(), &tls.key).unwrap()).unwrap();
-        let conn = ep.connect_with(cfg, node.quic, "hdp").unwrap().await.unwrap();
+        let (_, conn) = connect_tls(&tmp.path().join("mute"), &ep, node.quic).await.unwrap();
         // TLS is done; say nothing. §4: the listener gives up after 10 s
         // with HandshakeFailed (2), not with a silent close (0).
         let reason = tokio::time::timeout(Duration::from_secs(20), conn.closed()).await.expect("never closed");
