@@ -18,11 +18,14 @@
 # Then the churn stops and every download still open must finish within
 # 10 minutes.
 #
-# Writes OUT_DIR/soak.csv (time, node, pid, rss_kib, fds), OUT_DIR/soak.png
-# and OUT_DIR/SOAK.md (default OUT_DIR: docs/), and fails on a corrupt file,
-# a download that does not finish, or a growth trend in node a (its median
-# RSS in the last quarter over 1.25 × that of the second quarter plus 4 MiB,
-# or its peak fd count over that of the second quarter plus 16).
+# Writes OUT_DIR/soak.csv (time, node, pid, rss_kib, anon_kib, fds),
+# OUT_DIR/soak.png and OUT_DIR/SOAK.md (default OUT_DIR: docs/), and fails
+# on a corrupt file, a download that does not finish, or a growth trend in
+# node a: its median anonymous RSS (the heap: what a leak grows) in the last
+# quarter over 1.25 × that of the second quarter plus 4 MiB, or its peak fd
+# count over that of the second quarter plus 16. File-backed RSS (the
+# binary, LMDB's mapped pages) is reported, not judged: it follows the size
+# of the index and the download queue, and the kernel takes it back at will.
 # Upload rates are capped at 8 MiB/s so the run leaves the machine usable.
 # Needs: a built hdp (SOAK_HDP_BIN, else a release build), mosquitto, jq,
 # gnuplot (scripts/setup.sh --test installs them).
@@ -89,16 +92,8 @@ start() {
     --stun off --no-portmap --max-upload-rate 8M > "$dir/out" 2>> "$dir/log" &
   pid=$!
   bg_pids+=("$pid")
-  url=""
-  for _ in $(seq 1 600); do
-    url=$(grep -o 'http://127\.0\.0\.1:[0-9]*/#token=' "$dir/out" 2> /dev/null | head -n 1 || true)
-    [ -n "$url" ] && break
-    kill -0 "$pid" 2> /dev/null || { tail -20 "$dir/log" >&2; die "node $n exited at start"; }
-    sleep 0.1
-  done
-  [ -n "$url" ] || die "node $n printed no link in 60 s"
-  url=${url#http://}
-  node_pid[$n]=$pid node_http[$n]=${url%%/*} node_data[$n]="$dir/data" node_dl[$n]="$dir/dl" node_ns[$n]=""
+  url=$(wait_node_link "$n" "$pid" "$dir")
+  node_pid[$n]=$pid node_http[$n]=$url node_data[$n]="$dir/data" node_dl[$n]="$dir/dl" node_ns[$n]=""
   node_dir[$n]=$dir
   started_at[$n]=$(date +%s)
 }
@@ -127,15 +122,16 @@ done
 log "nodes: a=${name[a]} b=${name[b]} c=${name[c]}; broker on $broker_port; $hdp"
 
 csv="$out/soak.csv"
-echo "time,node,pid,rss_kib,fds" > "$csv"
+echo "time,node,pid,rss_kib,anon_kib,fds" > "$csv"
 t0=$(date +%s)
 sample() {
-  local n pid rss fds
+  local n pid rss anon fds
   for n in "${nodes[@]}"; do
     pid=${node_pid[$n]}
     rss=$(proc_kib "$pid" VmRSS)
+    anon=$(proc_kib "$pid" RssAnon)
     fds=$(find "/proc/$pid/fd" -mindepth 1 -maxdepth 1 2> /dev/null | wc -l)
-    [ "$rss" = "?" ] || echo "$(($(date +%s) - t0)),$n,$pid,$rss,$fds" >> "$csv"
+    [ "$rss" = "?" ] || echo "$(($(date +%s) - t0)),$n,$pid,$rss,$anon,$fds" >> "$csv"
   done
 }
 
@@ -263,15 +259,15 @@ done
 for n in "${nodes[@]}"; do kill_node "$n" TERM; done
 
 # --- the report ---------------------------------------------------------
-trend=$(awk -F, -v n=a 'NR > 1 && $2 == n { t[++k] = $1; r[k] = $4; f[k] = $5 }
+trend=$(awk -F, -v n=a 'NR > 1 && $2 == n { t[++k] = $1; r[k] = $5; f[k] = $6; v[k] = $4 }
   function median(a, lo, hi,   i, m, s, tmp) { m = 0; for (i = lo; i <= hi; i++) s[++m] = a[i];
     for (i = 1; i <= m; i++) for (j = i + 1; j <= m; j++) if (s[j] < s[i]) { tmp = s[i]; s[i] = s[j]; s[j] = tmp }
     return m ? s[int((m + 1) / 2)] : 0 }
   function maxof(a, lo, hi,   i, x) { x = 0; for (i = lo; i <= hi; i++) if (a[i] > x) x = a[i]; return x }
   END { q = int(k / 4); r2 = median(r, q + 1, 2 * q); r4 = median(r, 3 * q + 1, k);
         f2 = maxof(f, q + 1, 2 * q); f4 = maxof(f, 3 * q + 1, k);
-        printf "%d %d %d %d %d", r2, r4, f2, f4, maxof(r, 1, k) }' "$csv")
-read -r rss_q2 rss_q4 fds_q2 fds_q4 rss_peak <<< "$trend"
+        printf "%d %d %d %d %d %d", r2, r4, f2, f4, maxof(v, 1, k), maxof(r, 1, k) }' "$csv")
+read -r rss_q2 rss_q4 fds_q2 fds_q4 rss_peak anon_peak <<< "$trend"
 rss_ok=$(calc "$rss_q4 <= 1.25 * $rss_q2 + 4096")
 fds_ok=$(calc "$fds_q4 <= $fds_q2 + 16")
 gnuplot <<EOF 2> /dev/null || log "gnuplot failed; the CSV is there"
@@ -281,10 +277,11 @@ set datafile separator ","
 set multiplot layout 2,1 title "scripts/soak.sh $hours h: a is never killed; b and c are killed every 3-5 min; the broker restarts every 2-4 min"
 set ylabel "RSS (MiB)"
 set key outside right
-plot for [n in "a b c"] "$csv" using (\$1/60):(strcol(2) eq n ? \$4/1024 : 1/0) with points pt 7 ps 0.4 title n
+plot for [n in "a b c"] "$csv" using (\$1/60):(strcol(2) eq n ? \$4/1024 : 1/0) with points pt 7 ps 0.4 title n." RSS", \
+     "$csv" using (\$1/60):(strcol(2) eq "a" ? \$5/1024 : 1/0) with points pt 6 ps 0.4 title "a anonymous"
 set xlabel "minutes"
 set ylabel "open fds"
-plot for [n in "a b c"] "$csv" using (\$1/60):(strcol(2) eq n ? \$5 : 1/0) with points pt 7 ps 0.4 title n
+plot for [n in "a b c"] "$csv" using (\$1/60):(strcol(2) eq n ? \$6 : 1/0) with points pt 7 ps 0.4 title n
 unset multiplot
 EOF
 verdict=pass
@@ -292,7 +289,7 @@ if [ "$done_bad" -gt 0 ] || [ ${#stuck[@]} -gt 0 ] || [ "$rss_ok" != 1 ] || [ "$
 {
   echo "# Soak: $hours h of churn (scripts/soak.sh)"
   echo
-  echo "Run $(date -u +%Y-%m-%d) on $(nproc) cores, $($hdp --version), source $(git rev-parse --short HEAD 2> /dev/null || echo ?)."
+  echo "Run $(date -u +%Y-%m-%d) on $(nproc) cores: $($hdp --version) from $hdp (scripts/soak.sh of $(git rev-parse --short HEAD 2> /dev/null || echo ?))."
   echo "Three nodes on one topic through a local mosquitto restarted $broker_restarts times; b and c killed $kills times"
   echo "(SIGKILL or SIGTERM) and restarted; downloads queued, paused, resumed, cancelled and completed all along."
   echo
@@ -303,14 +300,14 @@ if [ "$done_bad" -gt 0 ] || [ ${#stuck[@]} -gt 0 ] || [ "$rss_ok" != 1 ] || [ "$
   echo "| completed with a missing, failed or different file | $done_bad |"
   echo "| cancelled | $cancelled |"
   echo "| still open 10 min after the churn stopped | ${#stuck[@]} |"
-  echo "| node a RSS, median of the 2nd / last quarter | $((rss_q2 / 1024)) / $((rss_q4 / 1024)) MiB |"
-  echo "| node a peak RSS | $((rss_peak / 1024)) MiB |"
+  echo "| node a anonymous RSS (heap), median of the 2nd / last quarter | $((rss_q2 / 1024)) / $((rss_q4 / 1024)) MiB |"
+  echo "| node a peak RSS (anonymous + file-backed) / peak anonymous | $((rss_peak / 1024)) / $((anon_peak / 1024)) MiB |"
   echo "| node a open fds, peak of the 2nd / last quarter | $fds_q2 / $fds_q4 |"
   echo "| verdict | $verdict |"
   echo
   echo "![RSS and fds over time](soak.png)"
   echo
-  echo "Samples every 10 s: soak.csv (time s, node, pid, RSS KiB, fds)."
+  echo "Samples every 10 s: soak.csv (time s, node, pid, RSS KiB, anonymous RSS KiB, fds)."
   for s in "${stuck[@]}"; do echo "- stuck: $s"; done
 } > "$out/SOAK.md"
 cat "$out/SOAK.md"
