@@ -62,7 +62,8 @@
 //! (`--upload-slots`), downloads (`--download-slots`, `--peer-download-slots`: a count checked by the
 //! scheduler, not a semaphore) and incoming
 //! handshakes ([`peers::MAX_PENDING_HANDSHAKES`]); quinn bounds request
-//! streams per peer ([`net::transport::MAX_STREAMS`]) and buffers
+//! streams of all peers together ([`peers::STREAM_BUDGET`], shared out,
+//! at most [`net::transport::MAX_STREAMS`] per peer) and buffers
 //! ([`net::transport::CONNECTION_WINDOW`], [`net::transport::SEND_WINDOW`]). Request
 //! bodies are bounded by [`http::MAX_BODY_BYTES`], open HTTP connections by
 //! [`http::server::MAX_CONNECTIONS`], frames by the limits in

@@ -446,16 +446,7 @@ impl Peers {
     /// Closes the live connection to a peer that was just blocked, with
     /// close code `Blocked`, and stops dialing its addresses.
     pub fn drop_blocked(&self, id: &PeerId) {
-        if let Some(c) = self.connection(id) {
-            c.conn.close(VarInt::from_u32(CloseCode::Blocked as u32), b"blocked");
-        }
-        let addrs: Vec<SocketAddr> =
-            lock(&self.targets).values().filter(|t| lock(&t.state).peer == Some(*id)).map(|t| t.addr).collect();
-        for a in addrs {
-            if let Some(t) = lock(&self.targets).remove(&a) {
-                t.cancel.cancel();
-            }
-        }
+        self.close_peer(id, CloseCode::Blocked, b"blocked");
     }
 
     /// Keeps a friend connected: while it is not, dials its last addresses
@@ -627,13 +618,19 @@ impl Peers {
 
     /// Closes the connection to a peer and stops dialing it.
     pub fn disconnect(&self, id: &PeerId) {
+        self.close_peer(id, CloseCode::Normal, b"removed");
+    }
+
+    /// Closes the connection to `id` with `code` and stops dialing its
+    /// addresses (the close `remove_target` sends after ours changes nothing).
+    fn close_peer(&self, id: &PeerId, code: CloseCode, reason: &'static [u8]) {
+        if let Some(c) = self.connection(id) {
+            c.conn.close(VarInt::from_u32(code as u32), reason);
+        }
         let addrs: Vec<SocketAddr> =
             lock(&self.targets).values().filter(|t| lock(&t.state).peer == Some(*id)).map(|t| t.addr).collect();
         for a in addrs {
             self.remove_target(&a);
-        }
-        if let Some(c) = self.connection(id) {
-            c.conn.close(VarInt::from_u32(CloseCode::Normal as u32), b"removed");
         }
     }
 

@@ -42,10 +42,8 @@ pub(crate) async fn connect_tls(
 
 /// Dials `addr` as a fresh identity on `topic`, running the real handshake.
 pub(crate) async fn dial(dir: &Path, addr: SocketAddr, topic: &str) -> Result<quinn::Connection, DialError> {
-    let (id, tls) = identity(dir);
     let ep = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    let cfg = client_config(certified_key(tls.cert.clone(), &tls.key).unwrap()).unwrap();
-    let conn = ep.connect_with(cfg, addr, "hdp").unwrap().await?;
+    let (id, conn) = connect_tls(dir, &ep, addr).await?;
     dialer_handshake(&conn, id.peer_id(), &Topics::new(&[topic.to_owned()])).await?;
     Ok(conn)
 }
