@@ -268,7 +268,25 @@ pub enum SharesAction {
     /// List shares (the default).
     List,
     /// Share a directory; it is indexed in the background.
-    Add { dir: PathBuf },
+    Add {
+        dir: PathBuf,
+        /// Only peers of this topic see the share (repeatable); without it,
+        /// the peers of every topic we are on do.
+        #[arg(long = "topic", value_name = "NAME")]
+        topics: Vec<String>,
+    },
+    /// Choose which topics' peers see a share: `--topic NAME…` or `--all`.
+    /// Takes effect at once, on live connections too.
+    Set {
+        /// The share's name (`hdp shares` lists them).
+        name: String,
+        /// Only peers of this topic see the share (repeatable).
+        #[arg(long = "topic", value_name = "NAME", required_unless_present = "all", conflicts_with = "all")]
+        topics: Vec<String>,
+        /// The peers of every topic we are on see the share.
+        #[arg(long)]
+        all: bool,
+    },
     /// Stop sharing a share (by name).
     Rm { name: String },
     /// Rescan one share, or all of them.

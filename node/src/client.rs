@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadInfo, DownloadRequest, DownloadState, EntryKind, FileInfo, FileState,
-    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
+    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, ShareUpdate, TopicInfo,
 };
 use hdp_proto::fmt::{format_datetime, format_size, shown};
 use http_body_util::{BodyExt, Full, Limited};
@@ -244,15 +244,32 @@ pub async fn run(command: Command) -> Result<(), ClientError> {
                     let shares: Vec<ShareInfo> = client.get("/api/shares").await?;
                     if args.json { print_json(&mut out, &shares) } else { print_shares(&mut out, &shares) }
                 }
-                SharesAction::Add { dir } => {
+                SharesAction::Add { dir, topics } => {
                     // The node may run in another directory: send an absolute path.
                     let dir = std::path::absolute(&dir)?;
-                    let body = AddShare { path: dir.display().to_string() };
+                    let topics = (!topics.is_empty()).then_some(topics);
+                    let body = AddShare { path: dir.display().to_string(), topics };
                     let share: ShareInfo = client.request(Method::POST, "/api/shares", Some(&body)).await?;
                     if args.json {
                         return print_json(&mut out, &share);
                     }
-                    writeln!(out, "sharing {} as {:?}; indexing in the background", share.path, share.name)?;
+                    writeln!(
+                        out,
+                        "sharing {} as {:?} with {}; indexing in the background",
+                        share.path,
+                        share.name,
+                        audience(&share)
+                    )?;
+                    Ok(())
+                }
+                SharesAction::Set { name, topics, all } => {
+                    let path = format!("/api/shares/{}", encode_component(&name));
+                    let body = ShareUpdate { topics: Some((!all).then_some(topics)) };
+                    let share: ShareInfo = client.request(Method::PATCH, &path, Some(&body)).await?;
+                    if args.json {
+                        return print_json(&mut out, &share);
+                    }
+                    writeln!(out, "{:?} is now shared with {}", share.name, audience(&share))?;
                     Ok(())
                 }
                 SharesAction::Rm { name } => {
@@ -640,20 +657,44 @@ fn print_json(out: &mut impl Write, v: &impl Serialize) -> Result<(), ClientErro
     Ok(())
 }
 
+/// Who sees a share, in words.
+fn audience(share: &ShareInfo) -> String {
+    match &share.topics {
+        None => "the peers of every topic".into(),
+        Some(t) if t.is_empty() => "no peer (no topic chosen)".into(),
+        Some(t) => format!("the peers of {}", t.join(", ")),
+    }
+}
+
 fn print_shares(out: &mut impl Write, shares: &[ShareInfo]) -> Result<(), ClientError> {
     if shares.is_empty() {
         writeln!(out, "no shares yet: `hdp shares add DIR` shares a directory")?;
         return Ok(());
     }
     let width = shares.iter().map(|s| s.name.chars().count()).max().unwrap_or(4).max(4);
-    writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  PATH", "NAME", "FILES", "SIZE", "STATE")?;
+    let seen = |s: &ShareInfo| match &s.topics {
+        None => "all topics".to_owned(),
+        Some(t) if t.is_empty() => "nobody".to_owned(),
+        Some(t) => t.join(", "),
+    };
+    let swidth = shares.iter().map(|s| seen(s).chars().count()).max().unwrap_or(7).max(7);
+    writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  {:<swidth$}  PATH", "NAME", "FILES", "SIZE", "STATE", "SEEN BY")?;
     for s in shares {
         let state = match (&s.error, s.scanning) {
             (_, true) => "scanning",
             (Some(_), false) => "error",
             (None, false) => "ready",
         };
-        writeln!(out, "{:<width$}  {:>9}  {:>10}  {:<9}  {}", s.name, s.files, format_size(s.size), state, s.path)?;
+        writeln!(
+            out,
+            "{:<width$}  {:>9}  {:>10}  {:<9}  {:<swidth$}  {}",
+            s.name,
+            s.files,
+            format_size(s.size),
+            state,
+            seen(s),
+            s.path
+        )?;
         if let Some(e) = &s.error {
             writeln!(out, "{:<width$}  error: {e}", "")?;
         }

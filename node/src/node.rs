@@ -120,7 +120,7 @@ impl RunningNode {
         let shares = Shares::load(index.clone(), shutdown.clone(), tasks.clone(), private)?;
         shares.rescan_all();
         for dir in &config.shares {
-            if let Err(e) = shares.add(dir.clone()).await {
+            if let Err(e) = shares.add(dir.clone(), None).await {
                 warn!(dir = %dir.display(), error = %e, "cannot share this directory");
             }
         }

@@ -210,8 +210,8 @@ pub struct PeerConn {
     pub conn: quinn::Connection,
     pub direction: Direction,
     pub since: i64,
-    /// Topics both ends proved.
-    pub topics: Vec<String>,
+    /// Topics both ends proved, shared with every request the peer makes.
+    pub topics: Arc<ProvenTopics>,
     /// Bytes per second each way, sampled by the connection's task.
     pub rates: Arc<ConnRates>,
     /// How the connection reached the peer.
@@ -219,6 +219,40 @@ pub struct PeerConn {
     /// The client-only endpoint a birthday punch dialed from, kept as long
     /// as the connection (its socket holds the NAT mapping).
     pub endpoint: Option<quinn::Endpoint>,
+}
+
+/// The topics a peer proved on its connection. One per connection, shared
+/// by the peer table and every request the peer makes, so that leaving a
+/// topic reaches requests already running ([`crate::serve`] asks
+/// [`crate::shares::Shares::visible`] again when [`Self::changes`] moves).
+#[derive(Debug, Default)]
+pub struct ProvenTopics {
+    list: Mutex<Vec<String>>,
+    changes: AtomicU64,
+}
+
+impl ProvenTopics {
+    pub fn new(list: Vec<String>) -> Arc<Self> {
+        Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0) })
+    }
+
+    /// The topics proved now.
+    pub fn get(&self) -> Vec<String> {
+        lock(&self.list).clone()
+    }
+
+    /// A counter that moves whenever the list changes.
+    pub fn changes(&self) -> u64 {
+        self.changes.load(Ordering::Acquire)
+    }
+
+    /// Drops `name`; returns whether any topic is left.
+    fn remove(&self, name: &str) -> bool {
+        let mut list = lock(&self.list);
+        list.retain(|t| t != name);
+        self.changes.fetch_add(1, Ordering::AcqRel);
+        !list.is_empty()
+    }
 }
 
 /// How often a connection's byte counters are sampled into rates.
@@ -406,10 +440,9 @@ impl Peers {
         if !self.topics.send_if_modified(|t| t.remove(name)) {
             return false;
         }
-        let mut conns = lock(&self.conns);
-        for c in conns.values_mut() {
-            c.topics.retain(|t| t != name);
-            if c.topics.is_empty() {
+        let conns = lock(&self.conns);
+        for c in conns.values() {
+            if !c.topics.remove(name) {
                 info!(peer = %c.id, topic = %name, "left the last topic we shared with this peer; disconnecting");
                 c.conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
             }
@@ -419,7 +452,7 @@ impl Peers {
 
     /// How many connected peers share each topic.
     pub fn peers_per_topic(&self, name: &str) -> usize {
-        self.connected().iter().filter(|c| c.topics.iter().any(|t| t == name)).count()
+        self.connected().iter().filter(|c| c.topics.get().iter().any(|t| t == name)).count()
     }
 
     fn topic_keys(&self) -> Topics {
@@ -812,7 +845,7 @@ impl Peers {
             conn,
             direction: Direction::Out,
             since: unix_now(),
-            topics: shared,
+            topics: ProvenTopics::new(shared),
             rates: Arc::default(),
             path,
             endpoint,
@@ -901,7 +934,7 @@ impl Peers {
             conn,
             direction: Direction::In,
             since: unix_now(),
-            topics: shared,
+            topics: ProvenTopics::new(shared),
             rates: Arc::default(),
             path,
             endpoint: None,
@@ -922,10 +955,10 @@ impl Peers {
         conns.insert(pc.id, pc.clone());
         share_stream_budget(&conns, self.limits.stream_budget);
         drop(conns);
-        self.friends.seen(pc.id, &pc.topics, pc.conn.remote_address(), pc.path);
+        self.friends.seen(pc.id, &pc.topics.get(), pc.conn.remote_address(), pc.path);
         self.connected_gen.send_modify(|g| *g += 1);
         info!(peer = %pc.id, name = %pc.id.friendly_name(), remote = %pc.conn.remote_address(),
-              direction = ?pc.direction, path = ?pc.path, topics = ?pc.topics, "peer connected");
+              direction = ?pc.direction, path = ?pc.path, topics = ?pc.topics.get(), "peer connected");
         let this = self.clone();
         let run = pc.clone();
         self.tasks.spawn(async move { this.run_connection(run).await });
@@ -965,9 +998,9 @@ impl Peers {
             match stream {
                 Ok((send, recv)) => {
                     let server = self.server.clone();
-                    let peer = pc.id;
+                    let (peer, topics) = (pc.id, pc.topics.clone());
                     // Bounded: quinn lets a peer open at most MAX_STREAMS at once.
-                    self.tasks.spawn(async move { server.handle(peer, send, recv).await });
+                    self.tasks.spawn(async move { server.handle(peer, &topics, send, recv).await });
                 }
                 Err(e) => {
                     debug!(peer = %pc.id, error = %e, "connection closed");
@@ -1087,7 +1120,7 @@ fn info_of(c: &PeerConn, source: &str, addr: Option<SocketAddr>) -> PeerInfo {
         connected: true,
         direction: Some(c.direction),
         since: Some(c.since),
-        topics: c.topics.clone(),
+        topics: c.topics.get(),
         rtt_ms: Some(c.conn.rtt().as_millis() as u64),
         path: Some(c.path),
         source: source.into(),

@@ -11,10 +11,15 @@
 //! is bounded, paths go through `SharePath::parse`, only entries present in
 //! the index are served, and the file actually opened must canonicalise to a
 //! place inside its share's root (no `..`, no symlink leading out).
+//!
+//! A peer sees only the shares of the topics it proved on its connection:
+//! every request asks [`Shares::visible`] (through [`Shares::hidden_from`]
+//! and [`Shares::resolve_file`]), and an upload asks again after every
+//! chunk once the share's topics or the connection's topics changed; one
+//! that is no longer visible is reset with [`StreamCode::NotShared`].
 
 use std::collections::HashMap;
 use std::io::{Read, Seek, SeekFrom};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -34,7 +39,8 @@ use tracing::debug;
 use crate::frames::{FrameError, read_frame, write_frame};
 use crate::index::scan::mtime_ns;
 use crate::index::{Index, LsError, LsRequest as IndexLs};
-use crate::shares::Shares;
+use crate::peers::ProvenTopics;
+use crate::shares::{Shares, Viewer};
 use crate::uploads::Uploads;
 
 /// Bytes read from disk per step of an upload (one buffer per upload).
@@ -314,8 +320,14 @@ impl Server {
         }
     }
 
-    /// Handles one request stream.
-    pub async fn handle(self: &Arc<Self>, peer: PeerId, mut send: quinn::SendStream, mut recv: quinn::RecvStream) {
+    /// Handles one request stream of `peer`, which proved `topics`.
+    pub async fn handle(
+        self: &Arc<Self>,
+        peer: PeerId,
+        topics: &Arc<ProvenTopics>,
+        mut send: quinn::SendStream,
+        mut recv: quinn::RecvStream,
+    ) {
         let read = tokio::time::timeout(REQUEST_READ_TIMEOUT, read_frame(&mut recv, MAX_REQUEST_FRAME)).await;
         let req: Request = match read.unwrap_or_else(|_| Err(FrameError::TimedOut(REQUEST_READ_TIMEOUT))) {
             Ok(r) => r,
@@ -329,9 +341,9 @@ impl Server {
         // Nothing more is expected from the requester.
         let _ = recv.stop(VarInt::from_u32(0));
         let result = match req {
-            Request::Ls(r) => self.serve_ls(&mut send, r).await,
-            Request::Read(r) => self.serve_read(peer, &mut send, r).await,
-            Request::Hash(r) => self.serve_hash(&mut send, r).await,
+            Request::Ls(r) => self.serve_ls(&topics.get(), &mut send, r).await,
+            Request::Read(r) => self.serve_read(peer, topics, &mut send, r).await,
+            Request::Hash(r) => self.serve_hash(&topics.get(), &mut send, r).await,
         };
         match result {
             Ok(()) => {
@@ -341,9 +353,15 @@ impl Server {
         }
     }
 
-    async fn serve_ls(&self, send: &mut quinn::SendStream, r: LsRequest) -> Result<(), FrameError> {
+    async fn serve_ls(&self, proven: &[String], send: &mut quinn::SendStream, r: LsRequest) -> Result<(), FrameError> {
+        let viewer = Viewer::Peer(proven);
         let parsed = (|| {
             let path = SharePath::parse(&r.path).map_err(|e| RequestError::Invalid(e.to_string()))?;
+            // A hidden share is answered as a missing one.
+            if path.share().is_some_and(|share| !self.shares.visible(share, viewer)) {
+                return Err(RequestError::NotShared);
+            }
+            let hidden = if path.is_root() { self.shares.hidden_from(viewer) } else { Vec::new() };
             let cursor = r
                 .cursor
                 .as_deref()
@@ -354,7 +372,14 @@ impl Server {
             if search.as_ref().is_some_and(|s| s.len() > 1024) {
                 return Err(RequestError::Invalid("search term too long".into()));
             }
-            Ok(IndexLs { path, recursive: r.recursive, search, cursor, limit: Some(r.limit.clamp(1, MAX_LS_ENTRIES)) })
+            Ok(IndexLs {
+                path,
+                recursive: r.recursive,
+                search,
+                cursor,
+                limit: Some(r.limit.clamp(1, MAX_LS_ENTRIES)),
+                hidden,
+            })
         })();
         let req = match parsed {
             Ok(q) => q,
@@ -402,14 +427,17 @@ impl Server {
         write_frame(send, &LsFrame::End { cursor: page.cursor }, MAX_LS_FRAME).await
     }
 
-    /// Resolves a requested path to a file on disk, or says why not
-    /// ([`Shares::resolve_file`], shared with the browser's `/media/own`).
-    fn resolve_file(&self, raw: &str) -> Result<PathBuf, RequestError> {
-        self.shares.resolve_file(raw)
-    }
-
-    async fn serve_hash(self: &Arc<Self>, send: &mut quinn::SendStream, r: HashRequest) -> Result<(), FrameError> {
-        let reply = match self.hash_of(&r.path, None).await {
+    async fn serve_hash(
+        self: &Arc<Self>,
+        proven: &[String],
+        send: &mut quinn::SendStream,
+        r: HashRequest,
+    ) -> Result<(), FrameError> {
+        let visible = SharePath::parse(&r.path)
+            .ok()
+            .and_then(|p| p.share().map(|s| self.shares.visible(s, Viewer::Peer(proven))))
+            .unwrap_or(true);
+        let reply = match self.hash_of(&r.path, None, visible).await {
             Ok((size, mtime_ns, hash)) => HashReply::Ok { size, mtime_ns, hash },
             Err(e) => HashReply::Err(e),
         };
@@ -417,13 +445,23 @@ impl Server {
     }
 
     /// The BLAKE3 of the shared file `raw`: from the cache, else computed
-    /// (at most `rate` bytes per second when given) and cached.
-    async fn hash_of(self: &Arc<Self>, raw: &str, rate: Option<u64>) -> Result<(u64, i64, [u8; 32]), RequestError> {
+    /// (at most `rate` bytes per second when given) and cached. `visible`:
+    /// what [`Shares::visible`] said of the requester (the background
+    /// hasher is the owner).
+    async fn hash_of(
+        self: &Arc<Self>,
+        raw: &str,
+        rate: Option<u64>,
+        visible: bool,
+    ) -> Result<(u64, i64, [u8; 32]), RequestError> {
         let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
+        if !visible {
+            return Err(RequestError::NotShared);
+        }
         let this = self.clone();
         let p = path.clone();
         let cached = tokio::task::spawn_blocking(move || {
-            let file = this.resolve_file(p.as_str())?;
+            let file = this.shares.resolve_file(p.as_str(), Viewer::Owner)?;
             let meta = std::fs::metadata(&file).map_err(|_| RequestError::NotFound)?;
             let (size, mtime) = (meta.len(), mtime_ns(&meta));
             let hit = this.index.hash_get(&p, size, mtime).map_err(|_| RequestError::Io)?;
@@ -489,7 +527,14 @@ impl Server {
             let mut cursor = None;
             loop {
                 let index = self.index.clone();
-                let req = IndexLs { path: root.clone(), recursive: true, search: None, cursor, limit: Some(500) };
+                let req = IndexLs {
+                    path: root.clone(),
+                    recursive: true,
+                    search: None,
+                    cursor,
+                    limit: Some(500),
+                    hidden: Vec::new(),
+                };
                 let Ok(Ok(page)) = tokio::task::spawn_blocking(move || index.ls(&req)).await else { break };
                 // Which files lack a current hash is answered from LMDB alone.
                 // Small files are hashed on request and never cached.
@@ -505,7 +550,7 @@ impl Server {
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    let _ = self.hash_of(p.as_str(), Some(BACKGROUND_HASH_RATE)).await;
+                    let _ = self.hash_of(p.as_str(), Some(BACKGROUND_HASH_RATE), true).await;
                 }
                 match page.cursor {
                     Some(c) => cursor = SharePath::parse(&c).ok(),
@@ -521,13 +566,18 @@ impl Server {
     async fn serve_read(
         self: &Arc<Self>,
         peer: PeerId,
+        topics: &ProvenTopics,
         send: &mut quinn::SendStream,
         r: ReadRequest,
     ) -> Result<(), FrameError> {
+        // What the requester may see, and the counters that say it changed.
+        let mut seen = (self.shares.visibility_changes(), topics.changes());
+        let proven = topics.get();
         // Index lookups and canonicalize touch the disk: not on the async threads.
         let this = self.clone();
         let path = r.path.clone();
-        let resolved = tokio::task::spawn_blocking(move || this.resolve_file(&path)).await;
+        let resolved =
+            tokio::task::spawn_blocking(move || this.shares.resolve_file(&path, Viewer::Peer(&proven))).await;
         let file = match resolved {
             Ok(Ok(f)) => f,
             Ok(Err(e)) => return write_frame(send, &ReadHeader::Err(e), MAX_READ_HEADER_FRAME).await,
@@ -579,8 +629,18 @@ impl Server {
             _ => None,
         };
 
+        let share = share_path.as_ref().and_then(|p| p.share().map(str::to_owned)).unwrap_or_default();
         let mut left = length;
         while left > 0 {
+            let now = (self.shares.visibility_changes(), topics.changes());
+            if now != seen {
+                seen = now;
+                if !self.shares.visible(&share, Viewer::Peer(&topics.get())) {
+                    let _ = send.reset(VarInt::from_u32(StreamCode::NotShared as u32));
+                    debug!(%peer, share = %share, "share no longer visible to the peer; upload stopped");
+                    return Ok(());
+                }
+            }
             let want = left.min(READ_CHUNK as u64) as usize;
             let mut h = hasher.take();
             let step = tokio::task::spawn_blocking(move || {

@@ -7,15 +7,27 @@
 //! Concurrency: at most [`MAX_CONCURRENT_SCANS`] scans run at once; one share
 //! never has two scans (a rescan asked for during a scan runs right after it);
 //! removing a share cancels its scan and waits for it before deleting entries.
+//!
+//! # Who sees a share
+//!
+//! A share is visible to the peers of every topic we are on (the default)
+//! or only to those of a chosen set of topics. [`Shares::visible`] is the one
+//! place that decides, for a [`Viewer`]: the node's own user sees every
+//! share; a peer sees the shares of the topics it proved on its connection.
+//! Every serving path asks it: `ls` and search (hidden shares are skipped as
+//! if they did not exist, [`Shares::hidden_from`]), `read`, `hash` and media
+//! streaming (through [`Shares::resolve_file`]), and running uploads, which
+//! ask again whenever [`Shares::visibility_changes`] moves.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Instant;
 
 use hdp_proto::api::{EntryKind, ShareInfo};
 use hdp_proto::path::{SharePath, validate_component};
+use hdp_proto::topic::{MAX_TOPICS, validate_topic};
 use hdp_proto::wire::RequestError;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
@@ -42,6 +54,53 @@ pub struct ShareState {
     again: AtomicBool,
     /// Held by the scan task while it runs; `remove` takes it to wait for the scan.
     scan_lock: tokio::sync::Mutex<()>,
+    /// Topics whose peers see the share; `None`: every topic. A copy of the
+    /// record's, read on every request without touching LMDB.
+    topics: Mutex<Option<Vec<String>>>,
+}
+
+impl ShareState {
+    fn topics(&self) -> MutexGuard<'_, Option<Vec<String>>> {
+        self.topics.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Who asks to see shared files.
+#[derive(Debug, Clone, Copy)]
+pub enum Viewer<'a> {
+    /// This node's own user (the local API, `/media/own`): every share.
+    Owner,
+    /// A peer, with the topics it proved on its connection.
+    Peer(&'a [String]),
+}
+
+/// A share's list of topics was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ShareTopicsError {
+    #[error("{topic:?} is not a valid topic name: {reason}")]
+    Invalid { topic: String, reason: String },
+    #[error("a share can be limited to at most {MAX_TOPICS} topics")]
+    TooMany,
+}
+
+/// Checks a share's topic list: valid names, at most [`MAX_TOPICS`]; the
+/// order is kept and repeats are dropped. The topics need not be joined yet:
+/// a share can be set up for a topic before joining it.
+pub fn check_topics(topics: Option<Vec<String>>) -> Result<Option<Vec<String>>, ShareTopicsError> {
+    let Some(list) = topics else { return Ok(None) };
+    let mut out: Vec<String> = Vec::new();
+    for t in list {
+        if let Err(e) = validate_topic(&t) {
+            return Err(ShareTopicsError::Invalid { topic: t, reason: e.to_string() });
+        }
+        if !out.contains(&t) {
+            if out.len() == MAX_TOPICS {
+                return Err(ShareTopicsError::TooMany);
+            }
+            out.push(t);
+        }
+    }
+    Ok(Some(out))
 }
 
 /// Adding a share failed.
@@ -59,6 +118,8 @@ pub enum AddShareError {
     ShuttingDown,
     #[error("{0} is inside the node's data dir, which holds its secrets; share another directory")]
     Private(PathBuf),
+    #[error(transparent)]
+    Topics(#[from] ShareTopicsError),
 }
 
 /// Removing or rescanning a share failed.
@@ -70,6 +131,8 @@ pub enum ShareOpError {
     Index(#[from] RecordError),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error(transparent)]
+    Topics(#[from] ShareTopicsError),
 }
 
 /// All shares of this node.
@@ -83,6 +146,9 @@ pub struct Shares {
     states: Mutex<BTreeMap<String, Arc<ShareState>>>,
     /// The node's data dir (canonical): never indexed, never shared.
     private: Option<PathBuf>,
+    /// Bumped whenever a share's topics change or a share goes away, so
+    /// running uploads know to ask [`Shares::visible`] again.
+    visibility: AtomicU64,
 }
 
 impl Shares {
@@ -95,7 +161,7 @@ impl Shares {
     ) -> Result<Arc<Self>, RecordError> {
         let mut states = BTreeMap::new();
         for rec in index.share_records()? {
-            states.insert(rec.name.clone(), Arc::new(new_state(&rec.name, &rec.path, &shutdown)));
+            states.insert(rec.name.clone(), Arc::new(new_state(&rec, &shutdown)));
         }
         Ok(Arc::new(Shares {
             index,
@@ -104,6 +170,7 @@ impl Shares {
             scan_slots: Arc::new(Semaphore::new(MAX_CONCURRENT_SCANS)),
             states: Mutex::new(states),
             private,
+            visibility: AtomicU64::new(0),
         }))
     }
 
@@ -136,16 +203,60 @@ impl Shares {
         self.state(name).map(|s| s.path.clone())
     }
 
+    /// Whether `viewer` may see the share `name`: the one check behind every
+    /// serving path (see the module docs). A share that does not exist is
+    /// not visible; a hidden share is answered exactly as a missing one.
+    pub fn visible(&self, name: &str, viewer: Viewer<'_>) -> bool {
+        let Some(st) = self.state(name) else { return false };
+        match viewer {
+            Viewer::Owner => true,
+            Viewer::Peer(proven) => match &*st.topics() {
+                None => !proven.is_empty(),
+                Some(only) => only.iter().any(|t| proven.contains(t)),
+            },
+        }
+    }
+
+    /// The shares `viewer` may not see, for listings to skip.
+    pub fn hidden_from(&self, viewer: Viewer<'_>) -> Vec<String> {
+        let names: Vec<String> = self.states().keys().cloned().collect();
+        names.into_iter().filter(|n| !self.visible(n, viewer)).collect()
+    }
+
+    /// A counter that moves whenever what any viewer may see changes.
+    pub fn visibility_changes(&self) -> u64 {
+        self.visibility.load(Ordering::Acquire)
+    }
+
+    /// Limits the share `name` to the peers of `topics` (`None`: every
+    /// topic). Takes effect at once, on live connections too: listings
+    /// skip it, new requests are refused and running uploads of it stop.
+    pub fn set_topics(&self, name: &str, topics: Option<Vec<String>>) -> Result<ShareInfo, ShareOpError> {
+        let topics = check_topics(topics)?;
+        let st = self.state(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        let saved = topics.clone();
+        self.index.update_share(name, |r| r.topics = saved)?;
+        *st.topics() = topics.clone();
+        self.visibility.fetch_add(1, Ordering::AcqRel);
+        info!(share = %name, topics = ?topics, "share topics set (none: every topic)");
+        let rec = self.index.share_record(name)?.ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        Ok(share_info(&st, &rec))
+    }
+
     /// Where the shared file `raw` (a share path from a peer or a browser)
-    /// lies on disk, or why it may not be served: it must parse as a
+    /// lies on disk, or why it may not be served: its share must be
+    /// [`visible`](Self::visible) to `viewer`, and it must parse as a
     /// [`SharePath`], be a file in the index, and canonicalise to a place
     /// inside its share's root and outside the data dir (no `..`, no
     /// symlink leading out). Touches the disk: call it on the blocking pool.
-    pub fn resolve_file(&self, raw: &str) -> Result<PathBuf, RequestError> {
+    pub fn resolve_file(&self, raw: &str, viewer: Viewer<'_>) -> Result<PathBuf, RequestError> {
         let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
         let (Some(share), rest) = (path.share(), path.in_share()) else {
             return Err(RequestError::NotShared);
         };
+        if !self.visible(share, viewer) {
+            return Err(RequestError::NotShared);
+        }
         if rest.is_empty() {
             return Err(RequestError::NotFound);
         }
@@ -163,25 +274,35 @@ impl Shares {
         Ok(real)
     }
 
-    /// Shares `dir` and starts scanning it; returns at once. Sharing a
-    /// directory that is already shared returns the existing share.
-    pub async fn add(self: &Arc<Self>, dir: PathBuf) -> Result<ShareInfo, AddShareError> {
+    /// Shares `dir` with the peers of `topics` (`None`: every topic) and
+    /// starts scanning it; returns at once. Sharing a directory that is
+    /// already shared returns the existing share, with its topics set to
+    /// `topics` when given.
+    pub async fn add(self: &Arc<Self>, dir: PathBuf, topics: Option<Vec<String>>) -> Result<ShareInfo, AddShareError> {
         if self.shutdown.is_cancelled() {
             return Err(AddShareError::ShuttingDown);
         }
+        let topics = check_topics(topics)?;
         let this = self.clone();
-        let (st, is_new) = tokio::task::spawn_blocking(move || this.add_blocking(&dir))
+        let wanted = topics.clone();
+        let (st, is_new) = tokio::task::spawn_blocking(move || this.add_blocking(&dir, wanted))
             .await
             .map_err(|_| AddShareError::ShuttingDown)??;
         if is_new {
-            info!(share = %st.name, path = %st.path.display(), "sharing");
+            info!(share = %st.name, path = %st.path.display(), topics = ?topics, "sharing");
+        } else if topics.is_some() {
+            self.set_topics(&st.name, topics).map_err(|e| match e {
+                ShareOpError::Index(e) => AddShareError::Index(e),
+                ShareOpError::Topics(e) => AddShareError::Topics(e),
+                ShareOpError::Unknown(_) | ShareOpError::ShuttingDown => AddShareError::ShuttingDown,
+            })?;
         }
         self.spawn_scan(&st);
         let rec = self.index.share_record(&st.name)?.ok_or_else(|| AddShareError::NotFound(st.path.clone()))?;
         Ok(share_info(&st, &rec))
     }
 
-    fn add_blocking(&self, dir: &Path) -> Result<(Arc<ShareState>, bool), AddShareError> {
+    fn add_blocking(&self, dir: &Path, topics: Option<Vec<String>>) -> Result<(Arc<ShareState>, bool), AddShareError> {
         let canonical = std::fs::canonicalize(dir).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => AddShareError::NotFound(dir.into()),
             _ => AddShareError::Io { path: dir.into(), source: e },
@@ -212,9 +333,10 @@ impl Shares {
             last_scan: None,
             last_scan_ms: None,
             error: None,
+            topics,
         };
         self.index.put_share(&rec)?;
-        let st = Arc::new(new_state(&name, &canonical, &self.shutdown));
+        let st = Arc::new(new_state(&rec, &self.shutdown));
         states.insert(name, st.clone());
         Ok((st, true))
     }
@@ -222,6 +344,8 @@ impl Shares {
     /// Stops sharing `name`: cancels its scan and deletes its entries.
     pub async fn remove(&self, name: &str) -> Result<ShareInfo, ShareOpError> {
         let st = self.states().remove(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        // Uploads of it stop at their next chunk.
+        self.visibility.fetch_add(1, Ordering::AcqRel);
         st.cancel.cancel();
         let _scan_done = st.scan_lock.lock().await;
         let index = self.index.clone();
@@ -242,6 +366,7 @@ impl Shares {
                 last_scan: None,
                 last_scan_ms: None,
                 error: None,
+                topics: st.topics().clone(),
             },
         })
     }
@@ -339,10 +464,11 @@ impl Shares {
     }
 }
 
-fn new_state(name: &str, path: &Path, shutdown: &CancellationToken) -> ShareState {
+fn new_state(rec: &ShareRecord, shutdown: &CancellationToken) -> ShareState {
     ShareState {
-        name: name.to_owned(),
-        path: path.to_owned(),
+        name: rec.name.clone(),
+        path: rec.path.clone(),
+        topics: Mutex::new(rec.topics.clone()),
         cancel: shutdown.child_token(),
         progress: ScanProgress::default(),
         scanning: AtomicBool::new(false),
@@ -372,6 +498,7 @@ fn share_info(st: &ShareState, rec: &ShareRecord) -> ShareInfo {
         last_scan: rec.last_scan,
         last_scan_ms: rec.last_scan_ms,
         error: rec.error.clone(),
+        topics: rec.topics.clone(),
     }
 }
 
@@ -413,15 +540,15 @@ mod share_tests {
         let index = Index::open(&tmp.path().join("index")).unwrap();
         let tasks = TaskTracker::new();
         let shares = Shares::load(index.clone(), CancellationToken::new(), tasks.clone(), None).unwrap();
-        let a = shares.add(tmp.path().join("one/music")).await.unwrap();
-        let b = shares.add(tmp.path().join("two/music")).await.unwrap();
-        let c = shares.add(tmp.path().join("three/music")).await.unwrap();
+        let a = shares.add(tmp.path().join("one/music"), None).await.unwrap();
+        let b = shares.add(tmp.path().join("two/music"), None).await.unwrap();
+        let c = shares.add(tmp.path().join("three/music"), None).await.unwrap();
         assert_eq!((a.name.as_str(), b.name.as_str(), c.name.as_str()), ("music", "music-2", "music-3"));
         // Sharing the same directory again (even by another spelling) returns the share.
-        let again = shares.add(tmp.path().join("one/../one/music")).await.unwrap();
+        let again = shares.add(tmp.path().join("one/../one/music"), None).await.unwrap();
         assert_eq!(again.name, "music");
-        assert!(matches!(shares.add(tmp.path().join("one/music/a")).await, Err(AddShareError::NotADirectory(_))));
-        assert!(matches!(shares.add(tmp.path().join("nope")).await, Err(AddShareError::NotFound(_))));
+        assert!(matches!(shares.add(tmp.path().join("one/music/a"), None).await, Err(AddShareError::NotADirectory(_))));
+        assert!(matches!(shares.add(tmp.path().join("nope"), None).await, Err(AddShareError::NotFound(_))));
         shares.remove("music-2").await.unwrap();
         assert!(matches!(shares.remove("music-2").await, Err(ShareOpError::Unknown(_))));
         tasks.close();
@@ -431,5 +558,51 @@ mod share_tests {
         let rec = index.share_record("music").unwrap().unwrap();
         assert_eq!(rec.files, 1);
         assert!(rec.last_scan.is_some());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_share_is_seen_by_its_topics_only_and_that_survives_a_restart() {
+        let tmp = tempfile::tempdir().unwrap();
+        for d in ["Photos", "Music"] {
+            std::fs::create_dir_all(tmp.path().join(d)).unwrap();
+            std::fs::write(tmp.path().join(d).join("f"), d).unwrap();
+        }
+        let index = Index::open(&tmp.path().join("index")).unwrap();
+        let tasks = TaskTracker::new();
+        let shares = Shares::load(index.clone(), CancellationToken::new(), tasks.clone(), None).unwrap();
+        let family = || Some(vec!["family".to_owned()]);
+        shares.add(tmp.path().join("Photos"), family()).await.unwrap();
+        let music =
+            shares.add(tmp.path().join("Music"), Some(vec!["music-club".into(), "music-club".into()])).await.unwrap();
+        assert_eq!(music.topics, Some(vec!["music-club".to_owned()]), "repeats are dropped");
+        let b = ["family".to_owned()];
+        let c = ["family".to_owned(), "music-club".to_owned()];
+        assert!(shares.visible("Photos", Viewer::Peer(&b)));
+        assert!(!shares.visible("Music", Viewer::Peer(&b)));
+        assert!(shares.visible("Music", Viewer::Peer(&c)));
+        assert!(shares.visible("Music", Viewer::Owner));
+        assert!(!shares.visible("nope", Viewer::Owner));
+        assert_eq!(shares.hidden_from(Viewer::Peer(&b)), vec!["Music".to_owned()]);
+        tasks.close();
+        tasks.wait().await;
+        assert!(matches!(shares.resolve_file("Music/f", Viewer::Peer(&b)), Err(RequestError::NotShared)));
+        assert!(shares.resolve_file("Music/f", Viewer::Peer(&c)).is_ok());
+        assert!(shares.resolve_file("Music/f", Viewer::Owner).is_ok());
+
+        let before = shares.visibility_changes();
+        shares.set_topics("Music", None).unwrap();
+        assert!(shares.visibility_changes() > before);
+        assert!(shares.visible("Music", Viewer::Peer(&b)));
+        shares.set_topics("Photos", Some(vec![])).unwrap();
+        assert!(!shares.visible("Photos", Viewer::Peer(&c)), "an empty list hides the share from every peer");
+        assert!(matches!(shares.set_topics("Photos", Some(vec!["".into()])), Err(ShareOpError::Topics(_))));
+        assert!(matches!(shares.set_topics("nope", None), Err(ShareOpError::Unknown(_))));
+        // Adding the same directory with topics sets them.
+        shares.add(tmp.path().join("Photos"), family()).await.unwrap();
+
+        let again = Shares::load(index, CancellationToken::new(), TaskTracker::new(), None).unwrap();
+        let listed: Vec<_> = again.list().unwrap().into_iter().map(|s| (s.name, s.topics)).collect();
+        assert_eq!(listed, vec![("Music".to_owned(), None), ("Photos".to_owned(), family())]);
+        assert!(!again.visible("Photos", Viewer::Peer(&["music-club".to_owned()])));
     }
 }

@@ -207,6 +207,10 @@ pub struct ShareInfo {
     pub last_scan_ms: Option<u64>,
     /// Why the last scan failed, if it did.
     pub error: Option<String>,
+    /// The topics whose peers see this share; `None` (the default): every
+    /// topic we are on. An empty list hides the share from every peer.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
 }
 
 /// `POST /api/shares`.
@@ -214,6 +218,25 @@ pub struct ShareInfo {
 pub struct AddShare {
     /// A directory on the node's disk.
     pub path: String,
+    /// Only peers of these topics see the share; absent or `null`: every
+    /// topic. Adding a directory already shared sets its topics when given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Vec<String>>,
+}
+
+/// `PATCH /api/shares/{name}`: fields left out are unchanged.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ShareUpdate {
+    /// `["family"]`: only peers of those topics see the share; `null`: every
+    /// topic; absent: unchanged.
+    #[serde(default, deserialize_with = "present", skip_serializing_if = "Option::is_none")]
+    pub topics: Option<Option<Vec<String>>>,
+}
+
+/// A field that is present (even as `null`) is `Some`: tells "set to null"
+/// from "left out" in a PATCH body.
+fn present<'de, D: serde::Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Option<T>, D::Error> {
+    T::deserialize(d).map(Some)
 }
 
 /// File or directory.
@@ -807,5 +830,20 @@ mod tests {
     fn ls_query_defaults() {
         let q: LsQuery = serde_json::from_str("{}").unwrap();
         assert_eq!(q, LsQuery::default());
+    }
+
+    #[test]
+    fn a_share_update_tells_null_from_left_out() {
+        let left_out: ShareUpdate = serde_json::from_str("{}").unwrap();
+        assert_eq!(left_out.topics, None);
+        let all: ShareUpdate = serde_json::from_str(r#"{"topics":null}"#).unwrap();
+        assert_eq!(all.topics, Some(None));
+        let some: ShareUpdate = serde_json::from_str(r#"{"topics":["family"]}"#).unwrap();
+        assert_eq!(some.topics, Some(Some(vec!["family".to_owned()])));
+        assert_eq!(serde_json::to_string(&all).unwrap(), r#"{"topics":null}"#);
+        // A share listed by an older node has no topics field: every topic.
+        let old = r#"{"name":"m","path":"/m","scanning":false,"files":0,"dirs":0,"size":0,
+            "last_scan":null,"last_scan_ms":null,"error":null}"#;
+        assert_eq!(serde_json::from_str::<ShareInfo>(old).unwrap().topics, None);
     }
 }

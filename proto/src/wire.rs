@@ -113,6 +113,9 @@ pub enum StreamCode {
     IoError = 2,
     /// The request frame was oversized or undecodable.
     BadRequest = 3,
+    /// The file is no longer shared with the requester: the server's user
+    /// changed the share's topics, or a topic the requester proved was left.
+    NotShared = 4,
 }
 
 /// The handshake message: one proof per topic (see [`crate::topic::topic_proof`]).
@@ -226,7 +229,7 @@ pub enum ReadHeader {
 pub enum RequestError {
     #[error("no such file or directory on the peer")]
     NotFound,
-    #[error("the path is not in any of the peer's shares")]
+    #[error("the path is not in any share the peer shows us (it may be shared with other topics only)")]
     NotShared,
     #[error("the peer is busy (all upload slots taken); try again later")]
     Busy,

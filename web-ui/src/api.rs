@@ -11,7 +11,7 @@ use std::fmt;
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, Contact, DownloadInfo, DownloadRequest, FileInfo, FilesPage, FriendInfo,
     FriendUpdate, FsListing, Info, JoinTopic, LsPage, LsQuery, PeerInfo, Settings, SettingsUpdate, ShareInfo,
-    TopicInfo, UploadsInfo,
+    ShareUpdate, TopicInfo, UploadsInfo,
 };
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -69,6 +69,11 @@ pub async fn add_share(token: &str, share: &AddShare) -> Result<ShareInfo, ApiFa
 pub async fn remove_share(token: &str, name: &str) -> Result<ShareInfo, ApiFailure> {
     let url = format!("/api/shares/{}", encode(name));
     request(token, "DELETE", &url, None::<&()>).await
+}
+
+/// `PATCH /api/shares/{name}`: which topics' peers see the share.
+pub async fn update_share(token: &str, name: &str, update: &ShareUpdate) -> Result<ShareInfo, ApiFailure> {
+    request(token, "PATCH", &format!("/api/shares/{}", encode(name)), Some(update)).await
 }
 
 /// `POST /api/shares/{name}/rescan`.

@@ -1,8 +1,9 @@
 //! The Shares page: the directories this node shares, adding one (typed,
 //! or picked from the node's own filesystem), removing and rescanning them,
-//! with scan progress that follows the event stream.
+//! choosing which topics' peers see each, with scan progress that follows
+//! the event stream.
 
-use hdp_proto::api::{AddShare, ShareInfo};
+use hdp_proto::api::{AddShare, ShareInfo, ShareUpdate};
 use leptos::ev::SubmitEvent;
 use leptos::prelude::*;
 use leptos::task::spawn_local;
@@ -84,7 +85,8 @@ fn AddShareForm(shares: RwSignal<Option<Vec<ShareInfo>>>) -> impl IntoView {
         adding.set(true);
         add_error.set(None);
         spawn_local(async move {
-            let result = session.call(|t| async move { api::add_share(&t, &AddShare { path: dir }).await }).await;
+            let result =
+                session.call(|t| async move { api::add_share(&t, &AddShare { path: dir, topics: None }).await }).await;
             adding.set(false);
             match result {
                 Ok(share) => {
@@ -271,6 +273,7 @@ fn ShareCard(
                     .with(|s| s.as_ref().and_then(|s| s.error.clone()))
                     .map(|e| view! { <p class="share-error field-error">{e}</p> })
             }}
+            <ShareTopics name=name.clone() share=share shares=shares error=error />
             <div class="actions">
                 <button type="button" class="btn" on:click=browse>
                     "Browse"
@@ -288,6 +291,144 @@ fn ShareCard(
                 </button>
             </div>
         </li>
+    }
+}
+
+/// Who sees a share, and the editor that chooses it: every topic, or a
+/// set of them (the topics we are on, and any the share names that we
+/// left). Saved with `PATCH /api/shares/{name}`; effective at once.
+#[component]
+fn ShareTopics(
+    name: String,
+    share: Memo<Option<ShareInfo>>,
+    shares: RwSignal<Option<Vec<ShareInfo>>>,
+    error: RwSignal<Option<String>>,
+) -> impl IntoView {
+    let session = expect_context::<Session>();
+    let live = expect_context::<Live>();
+    let editing = RwSignal::new(false);
+    let saving = RwSignal::new(false);
+    // The editor's state: every topic, or the chosen ones.
+    let all = RwSignal::new(true);
+    let chosen = RwSignal::new(Vec::<String>::new());
+    let seen_by = move || {
+        share.with(|s| match s.as_ref().map(|s| &s.topics) {
+            Some(None) | None => "every topic".to_string(),
+            Some(Some(t)) if t.is_empty() => "nobody (no topic chosen)".to_string(),
+            Some(Some(t)) => t.join(", "),
+        })
+    };
+    let open = move |_| {
+        let current = share.with_untracked(|s| s.as_ref().and_then(|s| s.topics.clone()));
+        all.set(current.is_none());
+        chosen.set(current.unwrap_or_default());
+        editing.set(true);
+    };
+    let choices = move || {
+        let mut names: Vec<String> = live.topics.with(|t| t.iter().map(|t| t.name.clone()).collect());
+        for t in chosen.get() {
+            if !names.contains(&t) {
+                names.push(t);
+            }
+        }
+        names
+    };
+    let save = {
+        let name = name.clone();
+        Callback::new(move |()| {
+            let topics = if all.get_untracked() { None } else { Some(chosen.get_untracked()) };
+            let name = name.clone();
+            saving.set(true);
+            spawn_local(async move {
+                let update = ShareUpdate { topics: Some(topics) };
+                let result = session
+                    .call(|t| {
+                        let (name, update) = (name.clone(), update.clone());
+                        async move { api::update_share(&t, &name, &update).await }
+                    })
+                    .await;
+                saving.set(false);
+                match result {
+                    Ok(s) => {
+                        shares.update(|l| upsert(l.get_or_insert_with(Vec::new), s));
+                        editing.set(false);
+                    }
+                    Err(e) => error.set(Some(e.to_string())),
+                }
+            });
+        })
+    };
+
+    view! {
+        <div class="share-topics">
+            <p class="share-seen">
+                <span class="muted">"Seen by: "</span>
+                <span class="share-seen-by">{seen_by}</span>
+                <Show when=move || !editing.get()>
+                    <button type="button" class="btn btn-small share-topics-edit" on:click=open>
+                        "Choose topics"
+                    </button>
+                </Show>
+            </p>
+            <Show when=move || editing.get()>
+                <fieldset class="share-topics-editor">
+                    <legend>"Who sees this share"</legend>
+                    <label class="check">
+                        <input
+                            type="checkbox"
+                            class="share-all-topics"
+                            prop:checked=move || all.get()
+                            on:change=move |ev| all.set(event_target_checked(&ev))
+                        />
+                        "The peers of every topic I am on"
+                    </label>
+                    <For each=choices key=|t| t.clone() let:topic>
+                        <label class="check">
+                            <input
+                                type="checkbox"
+                                name="share-topic"
+                                value=topic.clone()
+                                disabled=move || all.get()
+                                prop:checked={
+                                    let topic = topic.clone();
+                                    move || !all.get() && chosen.with(|c| c.contains(&topic))
+                                }
+                                on:change={
+                                    let topic = topic.clone();
+                                    move |ev| {
+                                        let on = event_target_checked(&ev);
+                                        chosen
+                                            .update(|c| {
+                                                c.retain(|t| *t != topic);
+                                                if on {
+                                                    c.push(topic.clone());
+                                                }
+                                            });
+                                    }
+                                }
+                            />
+                            {topic.clone()}
+                        </label>
+                    </For>
+                    <p class="hint">
+                        "Peers see a share only through a topic it is shown to. A change applies at once, even to peers already connected."
+                    </p>
+                    <div class="actions">
+                        <button
+                            type="button"
+                            class="btn btn-primary share-topics-save"
+                            disabled=move || saving.get()
+                            on:click=move |_| save.run(())
+                        >
+                            {move || if saving.get() { "Saving…" } else { "Save" }}
+                        </button>
+                        <button type="button" class="btn" on:click=move |_| editing.set(false)>
+                            "Cancel"
+                        </button>
+                    </div>
+                </fieldset>
+            </Show>
+        </div>
     }
 }
 

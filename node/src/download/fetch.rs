@@ -729,6 +729,11 @@ fn read_error(e: quinn::ReadError) -> FileError {
         quinn::ReadError::Reset(code) if code.into_inner() == StreamCode::FileChanged as u64 => {
             FileError::Transient("the file changed on the peer while it was sent".into())
         }
+        quinn::ReadError::Reset(code) if code.into_inner() == StreamCode::NotShared as u64 => FileError::Permanent(
+            "the peer no longer shares this file with us (its owner changed who sees the share, or left the topic \
+             we shared): ask them to share it with one of our topics, then retry"
+                .into(),
+        ),
         e => FileError::Transient(format!("transfer interrupted: {e}")),
     }
 }

@@ -382,7 +382,7 @@ async fn own(
     let name = parsed.split_last().map(|(_, n)| n.to_owned()).unwrap_or_default();
     let shares = st.shares.clone();
     let p = parsed.to_string();
-    let real = tokio::task::spawn_blocking(move || shares.resolve_file(&p))
+    let real = tokio::task::spawn_blocking(move || shares.resolve_file(&p, crate::shares::Viewer::Owner))
         .await
         .map_err(|_| MediaError::ShuttingDown)?
         .map_err(|e| match e {

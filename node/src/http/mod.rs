@@ -28,7 +28,7 @@ use axum::routing::{MethodRouter, get, post};
 use axum::{Json, Router};
 use hdp_proto::api::{
     AddShare, ApiError, ConnectRequest, DownloadEvent, DownloadInfo, DownloadRequest, Entry, FileInfo, FileState,
-    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, TopicInfo,
+    FilesPage, FriendInfo, FriendUpdate, Info, JoinTopic, LsPage, PeerInfo, ShareInfo, ShareUpdate, TopicInfo,
 };
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
@@ -114,7 +114,9 @@ impl From<AddShareError> for Failure {
     fn from(e: AddShareError) -> Self {
         let status = match e {
             AddShareError::NotFound(_) => StatusCode::NOT_FOUND,
-            AddShareError::NotADirectory(_) | AddShareError::Private(_) => StatusCode::BAD_REQUEST,
+            AddShareError::NotADirectory(_) | AddShareError::Private(_) | AddShareError::Topics(_) => {
+                StatusCode::BAD_REQUEST
+            }
             AddShareError::Io { .. } => StatusCode::FORBIDDEN,
             AddShareError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             AddShareError::Index(_) => return Failure::internal(e),
@@ -127,6 +129,7 @@ impl From<ShareOpError> for Failure {
     fn from(e: ShareOpError) -> Self {
         match e {
             ShareOpError::Unknown(_) => Failure::new(StatusCode::NOT_FOUND, e.to_string()),
+            ShareOpError::Topics(_) => Failure::new(StatusCode::BAD_REQUEST, e.to_string()),
             ShareOpError::ShuttingDown => Failure::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
             ShareOpError::Index(_) => Failure::internal(e),
         }
@@ -183,7 +186,7 @@ fn api_routes() -> Vec<(&'static str, MethodRouter<AppState>)> {
     vec![
         ("/info", get(info)),
         ("/shares", get(list_shares).post(add_share).delete(remove_share_query)),
-        ("/shares/{name}", delete(remove_share)),
+        ("/shares/{name}", delete(remove_share).patch(update_share)),
         ("/shares/{name}/rescan", post(rescan_share)),
         ("/ls", get(ls)),
         ("/peers", get(list_peers)),
@@ -282,8 +285,25 @@ async fn add_share(
     if req.path.is_empty() || req.path.contains('\0') {
         return Err(Failure::new(StatusCode::BAD_REQUEST, "give the directory to share as 'path'"));
     }
-    let info = st.shares.add(req.path.into()).await?;
+    let info = st.shares.add(req.path.into(), req.topics).await?;
     Ok((StatusCode::CREATED, Json(info)))
+}
+
+/// `PATCH /api/shares/{name}`: `{"topics": [...]}` limits the share to the
+/// peers of those topics, `{"topics": null}` shows it to every topic.
+async fn update_share(
+    State(st): State<AppState>,
+    Path(name): Path<String>,
+    body: Result<Json<ShareUpdate>, JsonRejection>,
+) -> ApiResult<Json<ShareInfo>> {
+    let Json(req) = body.map_err(|e| Failure::new(e.status(), format!("bad request body: {}", e.body_text())))?;
+    let Some(topics) = req.topics else {
+        return Err(Failure::new(
+            StatusCode::BAD_REQUEST,
+            "say what to change: {\"topics\": [\"family\"]} or {\"topics\": null} for every topic",
+        ));
+    };
+    Ok(Json(st.shares.set_topics(&name, topics)?))
 }
 
 #[derive(Debug, Deserialize)]
@@ -365,7 +385,7 @@ impl LsParams {
             .map(|l| l.parse::<u32>())
             .transpose()
             .map_err(|_| bad("limit must be a positive number".into()))?;
-        Ok(LsRequest { path, recursive, search, cursor, limit })
+        Ok(LsRequest { path, recursive, search, cursor, limit, hidden: Vec::new() })
     }
 }
 
@@ -470,7 +490,7 @@ fn connected_info(st: &AppState, pc: &crate::peers::PeerConn) -> PeerInfo {
         connected: true,
         direction: Some(pc.direction),
         since: Some(pc.since),
-        topics: pc.topics.clone(),
+        topics: pc.topics.get(),
         rtt_ms: None,
         path: None,
         source: "manual".into(),

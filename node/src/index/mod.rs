@@ -66,6 +66,11 @@ pub struct ShareRecord {
     pub last_scan: Option<i64>,
     pub last_scan_ms: Option<u64>,
     pub error: Option<String>,
+    /// Topics whose peers see the share; `None`: every topic. Absent in
+    /// records written before shares had topics, which then stay visible
+    /// to every topic as they were.
+    #[serde(default)]
+    pub topics: Option<Vec<String>>,
 }
 
 /// Opening the index failed.
@@ -104,6 +109,9 @@ pub struct LsRequest {
     pub search: Option<String>,
     pub cursor: Option<SharePath>,
     pub limit: Option<u32>,
+    /// Shares the requester may not see ([`crate::shares::Shares::hidden_from`]):
+    /// their entries are skipped, as if they did not exist.
+    pub hidden: Vec<String>,
 }
 
 /// The LMDB environment and its databases. Cheap to clone.
@@ -445,6 +453,12 @@ impl Index {
                 let Some(entry) = to_entry(key, value) else {
                     continue;
                 };
+                if !req.hidden.is_empty() {
+                    let share = entry.path.split('/').next().unwrap_or_default();
+                    if req.hidden.iter().any(|h| h == share) {
+                        continue;
+                    }
+                }
                 if let Some(term) = &req.search
                     && !entry.name.to_lowercase().contains(term.as_str())
                 {

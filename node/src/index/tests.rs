@@ -31,6 +31,7 @@ fn fixture() -> Fixture {
             last_scan: None,
             last_scan_ms: None,
             error: None,
+            topics: None,
         })
         .unwrap();
     Fixture { _tmp: tmp, index, root }
@@ -57,6 +58,7 @@ impl Fixture {
                 search: search.map(str::to_lowercase),
                 cursor: cursor.clone(),
                 limit: Some(limit),
+                hidden: Vec::new(),
             };
             let page = self.index.ls(&req).unwrap();
             assert!(page.entries.len() <= limit as usize);
@@ -318,4 +320,25 @@ fn hash_cache_is_keyed_by_size_and_mtime_and_unhashed_files_are_found_from_lmdb(
     fs::File::options().write(true).open(f.root.join("a.txt")).unwrap().set_modified(later).unwrap();
     f.scan();
     assert_eq!(f.index.unhashed(all).unwrap(), vec![p("s/a.txt"), p("s/d/b.txt")]);
+}
+
+#[test]
+fn hidden_shares_are_skipped_at_the_root() {
+    let f = fixture();
+    f.write("a/song.flac", "x");
+    f.scan();
+    let root = |hidden: Vec<String>, search: Option<&str>| {
+        let req = LsRequest {
+            path: SharePath::root(),
+            recursive: true,
+            search: search.map(str::to_owned),
+            hidden,
+            ..Default::default()
+        };
+        f.index.ls(&req).unwrap().entries.into_iter().map(|e| e.path).collect::<Vec<_>>()
+    };
+    assert_eq!(root(vec![], Some("song")), vec!["s/a/song.flac".to_owned()]);
+    assert!(root(vec!["s".into()], Some("song")).is_empty());
+    assert!(root(vec!["s".into()], None).is_empty());
+    assert_eq!(root(vec!["other".into()], None).len(), 3, "the share, its folder and its file");
 }

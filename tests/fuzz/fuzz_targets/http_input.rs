@@ -3,7 +3,7 @@
 //! route that takes one.
 #![no_main]
 
-use hdp_proto::api::{AddShare, ConnectRequest, DownloadRequest, JoinTopic, SettingsUpdate};
+use hdp_proto::api::{AddShare, ConnectRequest, DownloadRequest, FriendUpdate, JoinTopic, SettingsUpdate, ShareUpdate};
 use hdp_proto::range::{RangeRequest, Resolved, parse_range};
 use libfuzzer_sys::fuzz_target;
 
@@ -22,4 +22,6 @@ fuzz_target!(|data: &[u8]| {
     let _ = serde_json::from_slice::<DownloadRequest>(data);
     let _ = serde_json::from_slice::<JoinTopic>(data);
     let _ = serde_json::from_slice::<SettingsUpdate>(data);
+    let _ = serde_json::from_slice::<ShareUpdate>(data);
+    let _ = serde_json::from_slice::<FriendUpdate>(data);
 });

@@ -5,6 +5,7 @@
 //! - [`index`]: browsing while a large scan runs; rescans and restarts.
 //! - [`lifecycle`]: SIGTERM shutdown, the data-dir lock, persisted identity.
 //! - [`peers`]: two and three nodes: remote listing, downloads, refusals, restarts.
+//! - [`visibility`]: shares per topic: every serving path refuses a peer outside the share's topics; changes reach live connections and running uploads.
 //! - [`friends`]: the friend list: nicknames, redial after a restart without discovery, blocking with its close code.
 //! - [`queue`]: the download queue survives kill -9; pause, resume, cancel; disk full; 100,000 files.
 //! - [`names`]: every name and shape a Linux filesystem holds arrives byte for byte; a FAT disk's refusals are named and counted.
@@ -35,3 +36,4 @@ mod protocol;
 mod queue;
 mod settings;
 mod ui;
+mod visibility;

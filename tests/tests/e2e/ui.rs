@@ -344,3 +344,74 @@ fn phone_ui_renames_and_blocks_a_friend() {
     a.stop();
     b.stop();
 }
+
+#[test]
+fn phone_ui_chooses_which_topics_see_a_share() {
+    let tmp = tempfile::tempdir().unwrap();
+    let music = tmp.path().join("Music");
+    std::fs::create_dir_all(&music).unwrap();
+    std::fs::write(music.join("song.flac"), "a song").unwrap();
+    let a = Node::start_in(&tmp.path().join("a"), &[&music], &["--topic", "family", "--topic", "music-club"]);
+    a.wait_scanned();
+    let b = Node::start_in(&tmp.path().join("b"), &[], &["--topic", "family"]);
+    let a_name = b.connect(&a);
+    let seen_by_b = || {
+        let r = b.api("GET", &format!("/api/ls?peer={a_name}"), None);
+        r.json()["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["path"].as_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(seen_by_b(), vec!["Music"]);
+
+    let browser = Browser::launch();
+    let br = &browser;
+    br.set_viewport(360, 740, 2.0, true);
+    br.goto(&a.login_url);
+    br.click("#nav-shares");
+    let card = "#share-list .share[data-name=\"Music\"]";
+    br.wait_for(
+        &format!("document.querySelector('{card} .share-seen-by')?.innerText === 'every topic'"),
+        UI_WAIT,
+        "the share seen by every topic",
+    );
+    // Only music-club: untick "every topic", tick music-club, save.
+    br.click(&format!("{card} .share-topics-edit"));
+    br.wait_for(
+        &format!("!!document.querySelector('{card} input[name=share-topic][value=\"music-club\"]')"),
+        UI_WAIT,
+        "the topic boxes",
+    );
+    br.click(&format!("{card} .share-all-topics"));
+    br.click(&format!("{card} input[name=share-topic][value=\"music-club\"]"));
+    shot(br, "22-share-topics-editor");
+    br.click(&format!("{card} .share-topics-save"));
+    br.wait_for(
+        &format!("document.querySelector('{card} .share-seen-by')?.innerText === 'music-club'"),
+        NET_WAIT,
+        "the share seen by music-club",
+    );
+    shot(br, "23-share-topics-saved");
+    let shares = a.api("GET", "/api/shares", None).json();
+    assert_eq!(shares[0]["topics"], serde_json::json!(["music-club"]), "{shares}");
+    // B, on family only, no longer sees it, without reconnecting.
+    assert_eq!(seen_by_b(), Vec::<String>::new());
+
+    // Back to every topic.
+    br.click(&format!("{card} .share-topics-edit"));
+    br.click(&format!("{card} .share-all-topics"));
+    br.click(&format!("{card} .share-topics-save"));
+    br.wait_for(
+        &format!("document.querySelector('{card} .share-seen-by')?.innerText === 'every topic'"),
+        NET_WAIT,
+        "the share seen by every topic again",
+    );
+    assert_eq!(seen_by_b(), vec!["Music"]);
+    let errors = br.console_errors();
+    assert!(errors.is_empty(), "the page logged errors: {errors:#?}");
+    drop(browser);
+    a.stop();
+    b.stop();
+}
