@@ -24,7 +24,7 @@ use std::time::Duration;
 use hdp_proto::api::{Direction, PathKind, PeerInfo};
 use hdp_proto::id::PeerId;
 use hdp_proto::topic::{EXPORTER_LABEL, MAX_TOPICS, Role, TopicKeys, proofs_equal, topic_proof};
-use hdp_proto::wire::{CloseCode, Hello, MAX_HELLO_FRAME};
+use hdp_proto::wire::{CloseCode, Hello, MAX_HELLO_FRAME, MAX_REQUEST_FRAME};
 use quinn::VarInt;
 use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
@@ -225,15 +225,107 @@ pub struct PeerConn {
 /// by the peer table and every request the peer makes, so that leaving a
 /// topic reaches requests already running ([`crate::serve`] asks
 /// [`crate::shares::Shares::visible`] again when [`Self::changes`] moves).
+/// It also holds what proving a topic later on the same connection takes
+/// (`Request::Prove`, docs/PROTOCOL.md §5): a topic joined after the
+/// handshake reaches live connections at once.
 #[derive(Debug, Default)]
 pub struct ProvenTopics {
     list: Mutex<Vec<String>>,
     changes: AtomicU64,
+    binding: Option<Binding>,
+}
+
+/// What topic proofs on one connection are bound to.
+#[derive(Debug)]
+struct Binding {
+    exporter: [u8; 32],
+    dialer: [u8; 32],
+    listener: [u8; 32],
+    /// Our end of the connection.
+    role: Role,
+    /// Our topics and their keys, as they are now.
+    ours: watch::Receiver<Topics>,
+}
+
+impl Binding {
+    fn their_role(&self) -> Role {
+        match self.role {
+            Role::Dialer => Role::Listener,
+            Role::Listener => Role::Dialer,
+        }
+    }
+
+    fn proof(&self, keys: &TopicKeys, role: Role) -> [u8; 32] {
+        topic_proof(&keys.handshake, role, &self.exporter, &self.dialer, &self.listener)
+    }
 }
 
 impl ProvenTopics {
     pub fn new(list: Vec<String>) -> Arc<Self> {
-        Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0) })
+        Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0), binding: None })
+    }
+
+    /// The topics proved in the handshake of `conn`, where we are `role`.
+    fn bound(
+        list: Vec<String>,
+        conn: &quinn::Connection,
+        role: Role,
+        me: PeerId,
+        peer: PeerId,
+        ours: watch::Receiver<Topics>,
+    ) -> Result<Arc<Self>, DialError> {
+        let (dialer, listener) = match role {
+            Role::Dialer => (me.0, peer.0),
+            Role::Listener => (peer.0, me.0),
+        };
+        let binding = Binding { exporter: exporter(conn)?, dialer, listener, role, ours };
+        Ok(Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0), binding: Some(binding) }))
+    }
+
+    /// Our proofs of the topics we are on that this connection has not
+    /// proved yet, for a `Prove` request; empty when there are none.
+    fn unproved(&self) -> Hello {
+        let Some(b) = &self.binding else { return Hello { proofs: Vec::new() } };
+        let have = self.get();
+        let ours = b.ours.borrow().clone();
+        let proofs =
+            ours.iter().filter(|(n, _)| !have.iter().any(|h| h == n)).map(|(_, k)| b.proof(k, b.role)).collect();
+        Hello { proofs }
+    }
+
+    /// Adds each of our topics the other end proved in `hello` (made with
+    /// its role) and returns their names.
+    fn take_proofs(&self, hello: &Hello) -> Vec<(String, TopicKeys)> {
+        let Some(b) = &self.binding else { return Vec::new() };
+        let ours = b.ours.borrow().clone();
+        let theirs = b.their_role();
+        let matched: Vec<(String, TopicKeys)> = ours
+            .iter()
+            .filter(|(_, k)| {
+                let want = b.proof(k, theirs);
+                hello.proofs.iter().take(MAX_TOPICS).any(|p| proofs_equal(p, &want))
+            })
+            .map(|(n, k)| (n.to_owned(), k.clone()))
+            .collect();
+        let mut list = lock(&self.list);
+        let before = list.len();
+        for (n, _) in &matched {
+            if !list.contains(n) {
+                list.push(n.clone());
+            }
+        }
+        if list.len() != before {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        matched
+    }
+
+    /// Answers a peer's `Prove`: takes the topics it proved, and proves
+    /// them back with our role.
+    pub fn answer(&self, hello: &Hello) -> Hello {
+        let Some(b) = &self.binding else { return Hello { proofs: Vec::new() } };
+        let matched = self.take_proofs(hello);
+        Hello { proofs: matched.iter().map(|(_, k)| b.proof(k, b.role)).collect() }
     }
 
     /// The topics proved now.
@@ -424,14 +516,52 @@ impl Peers {
 
     /// Joins a topic: new connections may prove it. `false` if already a
     /// member (or at [`MAX_TOPICS`]).
-    pub async fn join_topic(&self, name: &str) -> bool {
+    pub async fn join_topic(self: &Arc<Self>, name: &str) -> bool {
         if self.topic_names().iter().any(|t| t == name) {
             return false;
         }
         // The topic KDF is slow by design: not on an async thread, not under the lock.
         let owned = name.to_owned();
         let Ok(keys) = tokio::task::spawn_blocking(move || TopicKeys::derive(&owned)).await else { return false };
-        self.topics.send_if_modified(|t| t.insert_keys(name, || keys))
+        if !self.topics.send_if_modified(|t| t.insert_keys(name, || keys)) {
+            return false;
+        }
+        // Peers already connected that are on it too see it at once.
+        for pc in self.connected() {
+            let this = self.clone();
+            self.tasks.spawn(async move { this.prove_later(pc).await });
+        }
+        true
+    }
+
+    /// Proves the topics we joined since `pc`'s handshake to its peer
+    /// (`Request::Prove`), and takes those it proves back. A peer too old
+    /// to know the request resets the stream; nothing changes then.
+    async fn prove_later(&self, pc: PeerConn) {
+        let hello = pc.topics.unproved();
+        if hello.proofs.is_empty() {
+            return;
+        }
+        let exchange = async {
+            let (mut send, mut recv) = pc.conn.open_bi().await.map_err(|e| e.to_string())?;
+            let request = hdp_proto::wire::Request::Prove(hello);
+            write_frame(&mut send, &request, MAX_REQUEST_FRAME).await.map_err(|e| e.to_string())?;
+            let _ = send.finish();
+            read_frame::<Hello>(&mut recv, MAX_HELLO_FRAME).await.map_err(|e| e.to_string())
+        };
+        match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
+            Ok(Ok(reply)) => {
+                let added = pc.topics.take_proofs(&reply);
+                if !added.is_empty() {
+                    let names: Vec<&str> = added.iter().map(|(n, _)| n.as_str()).collect();
+                    info!(peer = %pc.id, topics = ?names, "the peer proved topics we joined");
+                    self.friends.seen(pc.id, &pc.topics.get(), pc.conn.remote_address(), pc.path);
+                    self.connected_gen.send_modify(|g| *g += 1);
+                }
+            }
+            Ok(Err(e)) => debug!(peer = %pc.id, error = %e, "proving a new topic failed"),
+            Err(_) => debug!(peer = %pc.id, "proving a new topic timed out"),
+        }
     }
 
     /// Leaves a topic, and closes connections to peers that share no other
@@ -840,12 +970,13 @@ impl Peers {
             PathKind::Direct => self.net.punches.path_for(&peer, &addr).unwrap_or(path),
             p => p,
         };
+        let topics = ProvenTopics::bound(shared, &conn, Role::Dialer, self.me, peer, self.topics.subscribe())?;
         let pc = PeerConn {
             id: peer,
             conn,
             direction: Direction::Out,
             since: unix_now(),
-            topics: ProvenTopics::new(shared),
+            topics,
             rates: Arc::default(),
             path,
             endpoint,
@@ -929,12 +1060,13 @@ impl Peers {
             PathKind::Direct if self.net.has_mapping() => PathKind::Mapped,
             p => p,
         });
+        let topics = ProvenTopics::bound(shared, &conn, Role::Listener, self.me, peer, self.topics.subscribe())?;
         let pc = PeerConn {
             id: peer,
             conn,
             direction: Direction::In,
             since: unix_now(),
-            topics: ProvenTopics::new(shared),
+            topics,
             rates: Arc::default(),
             path,
             endpoint: None,

@@ -29,7 +29,7 @@ use hdp_proto::api::{EntryKind, UploadsInfo};
 use hdp_proto::id::PeerId;
 use hdp_proto::path::SharePath;
 use hdp_proto::wire::{
-    HashReply, HashRequest, LsFrame, LsRequest, MAX_HASH_REPLY_FRAME, MAX_LS_ENTRIES, MAX_LS_FRAME,
+    HashReply, HashRequest, LsFrame, LsRequest, MAX_HASH_REPLY_FRAME, MAX_HELLO_FRAME, MAX_LS_ENTRIES, MAX_LS_FRAME,
     MAX_READ_HEADER_FRAME, MAX_REQUEST_FRAME, ReadHeader, ReadRequest, Request, RequestError, StreamCode, WireEntry,
 };
 use quinn::VarInt;
@@ -344,6 +344,7 @@ impl Server {
             Request::Ls(r) => self.serve_ls(&topics.get(), &mut send, r).await,
             Request::Read(r) => self.serve_read(peer, topics, &mut send, r).await,
             Request::Hash(r) => self.serve_hash(&topics.get(), &mut send, r).await,
+            Request::Prove(hello) => write_frame(&mut send, &topics.answer(&hello), MAX_HELLO_FRAME).await,
         };
         match result {
             Ok(()) => {

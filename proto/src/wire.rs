@@ -132,6 +132,10 @@ pub enum Request {
     Ls(LsRequest),
     Read(ReadRequest),
     Hash(HashRequest),
+    /// Proofs of topics joined since the handshake, made with the sender's
+    /// role on this connection; the answer is a [`Hello`] with the
+    /// receiver's proofs of the topics that matched (possibly none).
+    Prove(Hello),
 }
 
 /// Ask for the BLAKE3 hash of a whole file, with the version it belongs to.
@@ -337,6 +341,11 @@ mod tests {
 
         let hash = Request::Hash(HashRequest { path: "m/a".into() });
         assert_eq!(hex(&encode_frame(&hash, MAX_REQUEST_FRAME).unwrap()), "0000000502036d2f61");
+        let prove = Request::Prove(Hello { proofs: vec![[0xab; 32]] });
+        assert_eq!(
+            hex(&encode_frame(&prove, MAX_REQUEST_FRAME).unwrap()),
+            "000000220301".to_owned() + &"ab".repeat(32)
+        );
         let reply = HashReply::Ok { size: 5, mtime_ns: -1, hash: [0xab; 32] };
         assert_eq!(
             hex(&encode_frame(&reply, MAX_HASH_REPLY_FRAME).unwrap()),

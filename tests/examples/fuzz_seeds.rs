@@ -74,6 +74,7 @@ fn main() {
         &Request::Read(ReadRequest { path: "m/a.flac".into(), offset: 5, length: Some(1 << 20) }),
     );
     c.frame("wire_frames", "hash", &Request::Hash(HashRequest { path: encode_name(b"m/caf\xe9").into_owned() }));
+    c.frame("wire_frames", "prove", &Request::Prove(Hello { proofs: vec![[7; 32]] }));
     let entry = |path: &str, kind| WireEntry {
         path: path.into(),
         kind,

@@ -1,4 +1,4 @@
-//! Shares per topic: every serving path (`ls`, search, `read`, `hash`, media streaming) refuses a peer the share's topics do not cover, and a change reaches live connections and running uploads.
+//! Shares per topic: every serving path (`ls`, search, `read`, `hash`, media streaming) refuses a peer the share's topics do not cover; share changes, joins and leaves reach live connections and running uploads.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -123,6 +123,18 @@ fn each_peer_sees_only_the_shares_of_its_topics_and_changes_reach_live_connectio
     assert_eq!(since(&b), b_since, "B did not reconnect");
     a.cli_json(&["shares", "set", "Music", "--topic", "music-club"]);
     assert_eq!(peer_shares(&b, &a_for_b), vec!["Photos"]);
+
+    // B joins music-club: it proves the topic on the live connection
+    // (`Prove`) and sees Music without reconnecting.
+    b.cli_ok(&["topics", "join", "music-club"]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while peer_shares(&b, &a_for_b) != ["Music", "Photos"] {
+        assert!(Instant::now() < deadline, "B never saw Music after joining music-club");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(since(&b), b_since, "B did not reconnect");
+    let b_peers = b.api("GET", "/api/peers", None).json();
+    assert_eq!(b_peers[0]["topics"], serde_json::json!(["family", "music-club"]), "{b_peers}");
 
     // A leaves music-club while C downloads from Music: the upload stops,
     // the download fails with the reason, and C stays connected (family).
