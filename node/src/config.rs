@@ -27,6 +27,16 @@
 //! stun = ["stun.example.org:3478", "198.51.100.7:3478"]   # or ["off"]
 //! portmap = true                      # ask the router for a port mapping (NAT-PMP)
 //! http_hosts = ["nas.example.org"]   # names the web UI may be opened under, besides IPs, localhost, *.local
+//! timezone = "Europe/Paris"           # for the schedule; default: TZ, /etc/localtime, /etc/TZ, else UTC
+//!
+//! # Other limits at chosen hours; the first rule that covers the moment
+//! # wins, outside every rule max_upload_rate / max_download_rate apply.
+//! [[schedule]]
+//! days = "weekdays"                   # or ["mon", "sat"], "weekends", "daily"
+//! from = "08:00"
+//! to = "23:00"                        # earlier than from: runs past midnight
+//! max_upload_rate = "1M"              # left out: the usual limit; "off": none
+//! max_download_rate = "4M"
 //! ```
 
 use std::net::SocketAddr;
@@ -79,6 +89,11 @@ pub struct Config {
     /// Host names the HTTP server answers to besides IP addresses,
     /// `localhost` and `*.local` (`--http-host`; see [`crate::http::guard`]).
     pub http_hosts: Vec<String>,
+    /// The bandwidth schedule ([`hdp_proto::schedule`]), checked.
+    pub schedule: Vec<hdp_proto::schedule::RateRule>,
+    /// The time zone the schedule runs in (a zoneinfo name, a file or a
+    /// POSIX TZ string); `None`: the system's.
+    pub timezone: Option<String>,
     /// Settings given by a flag or `HDP_*` variable, named as in
     /// `hdp_proto::api::Settings`: saved UI settings do not override them,
     /// and the UI cannot change them for this run.
@@ -109,6 +124,8 @@ pub enum ConfigError {
     Parse { path: PathBuf, message: String },
     #[error("no data dir: set --data-dir or HDP_DATA_DIR (HOME is not set)")]
     NoHome,
+    #[error("invalid [[schedule]] rule: {0}")]
+    Schedule(#[from] hdp_proto::schedule::RuleError),
     #[error("STUN server {0:?} is not HOST:PORT (or `off`)")]
     Stun(String),
     #[error("invalid topic {name:?}: {reason}")]
@@ -150,6 +167,46 @@ struct FileConfig {
     stun: Option<Vec<String>>,
     portmap: Option<bool>,
     http_hosts: Option<Vec<String>>,
+    timezone: Option<String>,
+    schedule: Option<Vec<FileRule>>,
+}
+
+/// A `[[schedule]]` table of config.toml.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileRule {
+    days: Option<FileDays>,
+    from: String,
+    to: String,
+    max_upload_rate: Option<String>,
+    max_download_rate: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum FileDays {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl FileRule {
+    /// As the API writes it: a left-out rate stays left out, `off` is 0.
+    fn to_rule(&self) -> Result<hdp_proto::schedule::RateRule, ConfigError> {
+        let days = match &self.days {
+            None => Vec::new(),
+            Some(FileDays::One(d)) => hdp_proto::schedule::expand_days(&[d])?,
+            Some(FileDays::Many(d)) => hdp_proto::schedule::expand_days(d)?,
+        };
+        let rate = |r: &Option<String>| r.as_deref().map(parse_rate).transpose().map(|r| r.map(|r| r.unwrap_or(0)));
+        let rule = hdp_proto::schedule::RateRule {
+            days,
+            from: self.from.clone(),
+            to: self.to.clone(),
+            max_upload_rate: rate(&self.max_upload_rate)?,
+            max_download_rate: rate(&self.max_download_rate)?,
+        };
+        Ok(hdp_proto::schedule::Rule::check(&rule)?.written())
+    }
 }
 
 /// A rate in bytes per second: `0`/`off` for unlimited, else a number with
@@ -297,6 +354,12 @@ impl Config {
         if let Some(bad) = http_hosts.iter().find(|h| !crate::http::guard::valid_host_name(h)) {
             return Err(ConfigError::HttpHost(bad.clone()));
         }
+        let schedule =
+            file.schedule.unwrap_or_default().iter().map(FileRule::to_rule).collect::<Result<Vec<_>, _>>()?;
+        if schedule.len() > hdp_proto::schedule::MAX_RULES {
+            return Err(hdp_proto::schedule::RuleError::TooMany.into());
+        }
+        let timezone = file.timezone.filter(|t| !t.trim().is_empty());
         let pinned = [
             ("download_dir", args.download_dir.is_some()),
             ("upload_slots", args.upload_slots.is_some()),
@@ -331,6 +394,8 @@ impl Config {
             stun,
             portmap,
             http_hosts,
+            schedule,
+            timezone,
             pinned,
         })
     }
@@ -473,6 +538,34 @@ mod tests {
         a.http_hosts = vec!["http://pi:3030".into()];
         let err = Config::resolve(&a).unwrap_err().to_string();
         assert!(err.contains("--http-host") && err.contains("http://pi:3030"), "{err}");
+    }
+
+    #[test]
+    fn a_schedule_comes_from_the_file_checked_and_spelled_out() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = "timezone = \"Europe/Paris\"\n\
+            [[schedule]]\ndays = \"weekdays\"\nfrom = \"8:00\"\nto = \"23:00\"\n\
+            max_upload_rate = \"1M\"\nmax_download_rate = \"4M\"\n\
+            [[schedule]]\ndays = [\"Sat\", \"sunday\"]\nfrom = \"00:00\"\nto = \"00:00\"\nmax_upload_rate = \"off\"\n";
+        let merge = |text: &str| Config::merge(&args(dir.path()), dir.path().into(), Some(text), Path::new("c.toml"));
+        let c = merge(text).unwrap();
+        assert_eq!(c.timezone.as_deref(), Some("Europe/Paris"));
+        assert_eq!(c.schedule.len(), 2);
+        let (week, weekend) = (&c.schedule[0], &c.schedule[1]);
+        assert_eq!((week.days.len(), week.from.as_str(), week.max_upload_rate), (5, "08:00", Some(1 << 20)));
+        assert_eq!(week.max_download_rate, Some(4 << 20));
+        assert_eq!(
+            (weekend.days.clone(), weekend.max_upload_rate, weekend.max_download_rate),
+            (vec!["sat".to_owned(), "sun".to_owned()], Some(0), None)
+        );
+        for bad in [
+            "[[schedule]]\nfrom = \"25:00\"\nto = \"01:00\"\n",
+            "[[schedule]]\ndays = \"someday\"\nfrom = \"01:00\"\nto = \"02:00\"\n",
+            "[[schedule]]\nfrom = \"01:00\"\nto = \"02:00\"\nmax_upload_rate = \"1\"\n",
+            "[[schedule]]\nfrom = \"01:00\"\n",
+        ] {
+            assert!(merge(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

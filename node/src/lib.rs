@@ -84,6 +84,7 @@ pub mod net;
 pub mod node;
 pub mod peers;
 pub mod remote;
+pub mod schedule;
 pub mod serve;
 pub mod shares;
 pub mod uploads;

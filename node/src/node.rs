@@ -77,6 +77,8 @@ pub enum StartError {
     Mqtt(#[from] MqttStartError),
     #[error(transparent)]
     Downloads(#[from] crate::download::store::StoreError),
+    #[error(transparent)]
+    Schedule(#[from] crate::schedule::ScheduleError),
 }
 
 /// A started node. Drop it only through [`RunningNode::shutdown`].
@@ -221,7 +223,18 @@ impl RunningNode {
             shutdown.clone(),
             tasks.clone(),
         )?;
-        downloads.set_max_download_rate(config.max_download_rate);
+        // The usual limits, or a schedule rule's, applied now and at every
+        // minute; Server and Downloads hold the limits in force.
+        let (limit_up, limit_down) = (server.clone(), downloads.clone());
+        let schedule = crate::schedule::RateSchedule::new(
+            (config.max_upload_rate, config.max_download_rate),
+            config.schedule.clone(),
+            crate::schedule::Zone::load(config.timezone.as_deref()),
+            crate::schedule::system_clock(),
+            Box::new(move |r| limit_up.set_max_upload_rate(r)),
+            Box::new(move |r| limit_down.set_max_download_rate(r)),
+        )?;
+        schedule.start(shutdown.clone(), &tasks);
 
         let listener = tokio::net::TcpListener::bind(config.http)
             .await
@@ -238,6 +251,7 @@ impl RunningNode {
                 index.clone(),
                 downloads.clone(),
                 server.clone(),
+                schedule,
                 mqtt,
                 config.pinned.clone(),
             )),

@@ -588,6 +588,30 @@ pub struct Settings {
     /// Saved settings that take effect only after the node restarts.
     #[serde(default)]
     pub restart_needed: Vec<String>,
+    /// Other limits at chosen hours ([`crate::schedule`]); outside every
+    /// rule, `max_upload_rate` and `max_download_rate` apply.
+    #[serde(default)]
+    pub schedule: Vec<crate::schedule::RateRule>,
+    /// The limits in force now, and why.
+    #[serde(default)]
+    pub limits_now: LimitsNow,
+}
+
+/// The upload and download limits in force now: the usual ones, or those
+/// of the schedule's rule that covers the node's local time.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct LimitsNow {
+    /// Bytes per second; `None`: unlimited.
+    pub max_upload_rate: Option<u64>,
+    /// Bytes per second; `None`: unlimited.
+    pub max_download_rate: Option<u64>,
+    /// Index in `schedule` of the rule in force; `None`: the usual limits.
+    pub rule: Option<u32>,
+    /// The node's local time as the schedule sees it, e.g. `mon 08:05`.
+    pub local_time: String,
+    /// Where that local time comes from (the `timezone` setting, `TZ`,
+    /// `/etc/localtime`, `/etc/TZ`, or `UTC` when none is found).
+    pub timezone: String,
 }
 
 /// `PUT /api/settings`: the settings to change; absent ones stay as they are.
@@ -610,6 +634,9 @@ pub struct SettingsUpdate {
     /// A broker URL (`mqtt://` or `mqtts://`), or `"off"`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub mqtt: Option<String>,
+    /// The whole bandwidth schedule (replaces the one in force; `[]`: none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Vec<crate::schedule::RateRule>>,
 }
 
 /// A file a peer is reading from us (`GET /api/uploads`).

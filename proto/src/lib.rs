@@ -38,6 +38,7 @@ pub mod id;
 pub mod nat;
 pub mod path;
 pub mod range;
+pub mod schedule;
 pub mod topic;
 pub mod wire;
 

@@ -26,7 +26,8 @@
 //!   the invitation QR code), [`browse`] (every peer and our own shares,
 //!   search across everyone grouped by peer, one-tap downloads),
 //!   [`transfers`] (downloads with per-file progress and controls, uploads),
-//!   [`shares`] (with the node-side folder [`picker`]), [`settings`].
+//!   [`shares`] (with the node-side folder [`picker`]), [`settings`] (with
+//!   the bandwidth [`schedule`]).
 //! - [`player`]: pictures, songs, videos and text streamed from `/media/*`
 //!   with range requests (the node sets a cookie for media elements).
 //! - [`login`]: the login prompt.
@@ -48,6 +49,7 @@ pub mod live;
 pub mod login;
 pub mod picker;
 pub mod player;
+pub mod schedule;
 pub mod session;
 pub mod settings;
 pub mod shares;

@@ -1,5 +1,6 @@
 //! The Settings page: download folder, upload and download concurrency, the
-//! upload rate limit and the MQTT broker. Changes apply at once where the
+//! upload and download rate limits, the bandwidth schedule
+//! ([`crate::schedule`]) and the MQTT broker. Changes apply at once where the
 //! node can do so and are saved on the node; a setting fixed by a
 //! command-line flag is shown but cannot be changed here. Also: signing
 //! this device out.
@@ -12,6 +13,7 @@ use leptos::task::spawn_local;
 
 use crate::api;
 use crate::picker::DirPicker;
+use crate::schedule::ScheduleCard;
 use crate::session::Session;
 
 /// The form's text fields, as typed.
@@ -37,7 +39,7 @@ fn rate_text(rate: Option<u64>) -> String {
 }
 
 /// Reads `off`, `0`, `1234`, `500K`, `8M`, `1G` (powers of 1024).
-fn parse_rate(text: &str) -> Result<u64, String> {
+pub(crate) fn parse_rate(text: &str) -> Result<u64, String> {
     let t = text.trim();
     if t.is_empty() || t.eq_ignore_ascii_case("off") || t == "0" {
         return Ok(0);
@@ -254,6 +256,7 @@ pub fn SettingsPage() -> impl IntoView {
                     })
             }}
         </form>
+        <ScheduleCard current=current />
         <section class="card stack">
             <h2 class="card-title">"This device"</h2>
             <p class="muted">"The token that lets this browser control the node is kept on this device."</p>

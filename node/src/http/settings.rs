@@ -1,6 +1,7 @@
 //! Settings the web UI can change while the node runs (`GET`/`PUT
 //! /api/settings`): the download dir, upload and download slots, the
-//! upload rate limit and the MQTT broker.
+//! upload and download rate limits, the bandwidth schedule over them
+//! ([`crate::schedule`]) and the MQTT broker.
 //!
 //! # Precedence
 //! At start: a command-line flag or `HDP_*` variable, then what the UI
@@ -32,6 +33,7 @@ use crate::config::Config;
 use crate::discovery::mqtt::{Broker, MqttHandle, MqttStartError, parse_broker};
 use crate::download::Downloads;
 use crate::index::{Index, RecordError};
+use crate::schedule::RateSchedule;
 use crate::serve::Server;
 
 /// Key in the index's `meta` database of the saved UI settings.
@@ -118,6 +120,12 @@ pub fn apply_saved(config: &mut Config, saved: &Saved) {
     {
         config.max_download_rate = Some(r).filter(|r| *r > 0);
     }
+    if let Some(rules) = &saved.schedule {
+        match crate::schedule::check(rules) {
+            Ok(rules) => config.schedule = rules,
+            Err(e) => warn_bad("schedule", &e),
+        }
+    }
     if free("mqtt")
         && let Some(m) = &saved.mqtt
     {
@@ -149,6 +157,8 @@ pub struct LiveSettings {
     index: Index,
     downloads: Arc<Downloads>,
     server: Arc<Server>,
+    /// The usual rate limits and the schedule over them.
+    schedule: Arc<RateSchedule>,
     mqtt: Arc<MqttHandle>,
     pinned: Vec<&'static str>,
     /// One change at a time: validate, save and apply together, so two
@@ -166,6 +176,7 @@ struct Checked {
     download_slots: Option<usize>,
     peer_download_slots: Option<usize>,
     mqtt: Option<Option<Broker>>,
+    schedule: Option<Vec<hdp_proto::schedule::RateRule>>,
 }
 
 impl LiveSettings {
@@ -173,10 +184,11 @@ impl LiveSettings {
         index: Index,
         downloads: Arc<Downloads>,
         server: Arc<Server>,
+        schedule: Arc<RateSchedule>,
         mqtt: Arc<MqttHandle>,
         pinned: Vec<&'static str>,
     ) -> Self {
-        LiveSettings { index, downloads, server, mqtt, pinned, changing: tokio::sync::Mutex::new(()) }
+        LiveSettings { index, downloads, server, schedule, mqtt, pinned, changing: tokio::sync::Mutex::new(()) }
     }
 
     /// What the node runs with now.
@@ -185,13 +197,15 @@ impl LiveSettings {
         Settings {
             download_dir: self.downloads.dir().display().to_string(),
             upload_slots: self.server.upload_slots() as u32,
-            max_upload_rate: self.server.max_upload_rate(),
-            max_download_rate: self.downloads.max_download_rate(),
+            max_upload_rate: self.schedule.usual().0,
+            max_download_rate: self.schedule.usual().1,
             download_slots: download_slots as u32,
             peer_download_slots: peer_download_slots as u32,
             mqtt: self.mqtt.broker().map(|b| b.to_string()),
             pinned: self.pinned.iter().map(|s| (*s).to_owned()).collect(),
             restart_needed: Vec::new(),
+            schedule: self.schedule.rules(),
+            limits_now: self.schedule.now(),
         }
     }
 
@@ -218,6 +232,9 @@ impl LiveSettings {
         if let Some(m) = &checked.mqtt {
             saved.mqtt = Some(m.as_ref().map_or_else(|| "off".to_owned(), Broker::to_string));
         }
+        if let Some(rules) = &checked.schedule {
+            saved.schedule = Some(rules.clone());
+        }
         let index = self.index.clone();
         tokio::task::spawn_blocking(move || store_saved(&saved, &index))
             .await
@@ -235,10 +252,13 @@ impl LiveSettings {
             self.server.set_upload_slots(n);
         }
         if let Some(r) = checked.max_upload_rate {
-            self.server.set_max_upload_rate(r);
+            self.schedule.set_usual_upload(r);
         }
         if let Some(r) = checked.max_download_rate {
-            self.downloads.set_max_download_rate(r);
+            self.schedule.set_usual_download(r);
+        }
+        if let Some(rules) = checked.schedule {
+            self.schedule.set_rules(rules).map_err(|e| SettingsError::Invalid(e.to_string()))?;
         }
         if let Some(m) = checked.mqtt {
             self.mqtt.set(m)?;
@@ -288,6 +308,10 @@ impl LiveSettings {
             let r = Some(r).filter(|r| *r > 0);
             pinned("max_download_rate", r != now.max_download_rate)?;
             c.max_download_rate = Some(r).filter(|r| *r != now.max_download_rate);
+        }
+        if let Some(rules) = &u.schedule {
+            let rules = crate::schedule::check(rules).map_err(|e| SettingsError::Invalid(e.to_string()))?;
+            c.schedule = Some(rules).filter(|r| *r != now.schedule);
         }
         if let Some(m) = &u.mqtt {
             let broker = parse_broker(m).map_err(|e| SettingsError::Invalid(e.to_string()))?;
@@ -365,6 +389,13 @@ mod tests {
             download_slots: Some(9),
             peer_download_slots: None,
             mqtt: Some("mqtt://127.0.0.1:1883".into()),
+            schedule: Some(vec![hdp_proto::schedule::RateRule {
+                days: vec!["weekends".into()],
+                from: "9:00".into(),
+                to: "17:00".into(),
+                max_upload_rate: Some(1 << 20),
+                max_download_rate: None,
+            }]),
         };
         let mut a = args(dir.path());
         a.upload_slots = Some(1);
@@ -378,6 +409,8 @@ mod tests {
         assert_eq!(c.peer_download_slots, 2, "config.toml where the UI saved nothing");
         assert_eq!(c.download_dir, PathBuf::from("/from/ui"));
         assert_eq!(c.mqtt.map(|b| b.to_string()).as_deref(), Some("mqtt://127.0.0.1:1883"));
+        assert_eq!(c.schedule.len(), 1, "the UI's schedule replaces config.toml's");
+        assert_eq!((c.schedule[0].days.len(), c.schedule[0].from.as_str()), (2, "09:00"));
 
         // Unlimited saved in the UI beats a file limit; invalid saved values are skipped.
         std::fs::write(dir.path().join(CONFIG_FILE), "max_upload_rate = \"1M\"\n").unwrap();

@@ -461,3 +461,56 @@ fn a_download_limit_holds_and_changes_live() {
     assert_eq!(settings(&c)["max_download_rate"], serde_json::Value::Null);
     c.stop();
 }
+
+#[test]
+fn a_bandwidth_schedule_comes_from_the_file_changes_live_and_survives_a_restart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    // A rule for every hour of every day is in force whatever the clock says.
+    std::fs::write(
+        data.join("config.toml"),
+        "timezone = \"UTC\"\nmax_download_rate = \"8M\"\n\
+         [[schedule]]\ndays = \"daily\"\nfrom = \"00:00\"\nto = \"00:00\"\nmax_upload_rate = \"1M\"\n",
+    )
+    .unwrap();
+    let node = Node::start_in(&data, &[], &[]);
+    let s = settings(&node);
+    assert_eq!(s["schedule"][0]["days"].as_array().unwrap().len(), 7, "{s}");
+    let now = &s["limits_now"];
+    assert_eq!((now["max_upload_rate"].as_u64(), now["rule"].as_u64()), (Some(1 << 20), Some(0)), "{s}");
+    assert_eq!(now["max_download_rate"], 8 << 20, "a limit the rule leaves out stays the usual one: {s}");
+    assert!(now["timezone"].as_str().unwrap().starts_with("UTC"), "{s}");
+    assert_eq!(s["max_upload_rate"], serde_json::Value::Null, "the usual limit is still none");
+
+    // From the Settings page: another rule applies at once.
+    let rule = r#"{"schedule": [{"days": ["weekdays", "weekends"], "from": "0:00", "to": "0:00", "max_download_rate": 2097152, "max_upload_rate": 0}]}"#;
+    let r = put_settings(&node, rule);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = &r.json()["limits_now"];
+    assert_eq!(
+        (now["max_upload_rate"].clone(), now["max_download_rate"].as_u64()),
+        (serde_json::Value::Null, Some(2 << 20))
+    );
+    for bad in [
+        r#"{"schedule": [{"from": "25:00", "to": "01:00"}]}"#,
+        r#"{"schedule": [{"days": ["someday"], "from": "01:00", "to": "02:00"}]}"#,
+        r#"{"schedule": [{"from": "01:00", "to": "02:00", "max_upload_rate": 1000}]}"#,
+    ] {
+        let r = put_settings(&node, bad);
+        assert_eq!(r.status, 400, "{bad}: {}", r.body);
+        eprintln!("schedule refused: {}", r.body);
+    }
+    node.stop();
+    // The UI's schedule is saved and beats config.toml's after a restart.
+    let node = Node::start_in(&data, &[], &[]);
+    let s = settings(&node);
+    assert_eq!((s["schedule"][0]["from"].as_str(), s["schedule"][0]["to"].as_str()), (Some("00:00"), Some("00:00")));
+    assert_eq!(s["limits_now"]["max_download_rate"], 2 << 20, "{s}");
+    // No rules: the usual limits.
+    let r = put_settings(&node, r#"{"schedule": []}"#);
+    assert_eq!(r.status, 200, "{}", r.body);
+    let now = &r.json()["limits_now"];
+    assert_eq!((now["max_download_rate"].as_u64(), now["rule"].clone()), (Some(8 << 20), serde_json::Value::Null));
+    node.stop();
+}

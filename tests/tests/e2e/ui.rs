@@ -261,6 +261,27 @@ fn phone_ui_joins_a_topic_browses_searches_plays_and_downloads_a_folder() {
     assert_eq!(a.api("GET", "/api/settings", None).json()["download_slots"], 3);
     shot(br, "10-settings");
 
+    // A bandwidth schedule rule for every day, all day: in force at once.
+    br.click("#schedule input[name=schedule-day][value=sat]");
+    br.click("#schedule input[name=schedule-day][value=sun]");
+    br.fill("#schedule-from", "00:00");
+    br.fill("#schedule-to", "00:00");
+    br.fill("#schedule-down", "2M");
+    br.click("#schedule-add-btn");
+    br.wait_for(
+        "document.querySelectorAll('#schedule-rules li').length === 1 \
+         && /by rule 1/.test(document.querySelector('#schedule-now')?.innerText)",
+        NET_WAIT,
+        "the rule in force",
+    );
+    let s = a.api("GET", "/api/settings", None).json();
+    assert_eq!(s["limits_now"]["max_download_rate"], 2 << 20, "{s}");
+    assert_eq!(s["schedule"][0]["days"].as_array().unwrap().len(), 7, "{s}");
+    shot(br, "10b-schedule");
+    br.click("#schedule .schedule-remove");
+    br.wait_for("document.querySelectorAll('#schedule-rules li').length === 0", NET_WAIT, "the rule removed");
+    assert_eq!(a.api("GET", "/api/settings", None).json()["schedule"], serde_json::json!([]));
+
     // Dark mode follows the system.
     br.command(
         "Emulation.setEmulatedMedia",
