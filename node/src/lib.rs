@@ -28,9 +28,12 @@
 //! - [`discovery`]: finding peers on our topics through an MQTT broker
 //!   ([`discovery::mqtt`]) and mDNS ([`discovery::mdns`]), and deciding whom
 //!   to dial.
-//! - [`serve`]: answering peers' `ls` and `read` requests; [`remote`] is the
-//!   asking side; [`download`] turns remote files into local ones.
-//! - [`shares`]: adding, removing and scheduling scans of shares.
+//! - [`serve`]: answering peers' `ls`, `read`, `hash` and `Prove` requests;
+//!   [`remote`] is the asking side; [`download`] turns remote files into
+//!   local ones; [`schedule`] sets the upload and download limits in force
+//!   (the usual ones or a bandwidth schedule's).
+//! - [`shares`]: adding, removing and scheduling scans of shares, and who
+//!   sees each ([`shares::Shares::visible`], asked by every serving path).
 //! - [`uploads`]: what peers read from us now.
 //! - [`index`]: the LMDB share index and its streaming scanner.
 //! - [`identity`]: the ed25519 identity.
@@ -57,7 +60,9 @@
 //! punch probe notifications (capacity 1, only the first probe matters);
 //! at most [`net::punch::MAX_SESSIONS`] punch sessions; rumqttc's request queue
 //! ([`discovery::mqtt::REQUEST_CAPACITY`], only `try_publish`); the topics
-//! watch channel (latest value only). Dials of discovered peers are bounded
+//! watch channel (latest value only; each connection's `ProvenTopics`
+//! holds a receiver to prove topics joined later). The schedule's wake-up is
+//! a `Notify` (no queue). Dials of discovered peers are bounded
 //! by [`discovery::MAX_CONCURRENT_DIALS`]. Semaphores bound scans ([`shares::MAX_CONCURRENT_SCANS`]), uploads
 //! (`--upload-slots`), downloads (`--download-slots`, `--peer-download-slots`: a count checked by the
 //! scheduler, not a semaphore) and incoming

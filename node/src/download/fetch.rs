@@ -223,7 +223,7 @@ impl Fetch<'_> {
     /// byte and a clean end of stream arrived, the length was checked, the
     /// data synced and its BLAKE3 matched the sender's.
     ///
-    /// Disk and LMDB work runs on the blocking pool ([`blocking`]).
+    /// Disk and LMDB work runs on the blocking pool (`blocking`).
     pub async fn run(
         &self,
         record_final: impl FnMut(&str) -> Result<(), FileError> + Send + 'static,

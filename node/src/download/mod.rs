@@ -28,7 +28,7 @@
 //! bandwidth limit on the receiving side (the sender has `--max-upload-rate`).
 //!
 //! # Tasks and channels
-//! - The scheduler task wakes on [`Downloads::wake`] (a `Notify`, which
+//! - The scheduler task wakes on `Downloads::wake` (a `Notify`, which
 //!   keeps one pending wake-up, so no event is lost and none queue up), when
 //!   a peer connects (a `watch` of [`Peers::connections`]), or every
 //!   [`SCHEDULE_EVERY`], and starts listers and file workers.

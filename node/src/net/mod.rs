@@ -19,7 +19,7 @@
 //! A path to a peer is an address plus the socket it runs over; a relay
 //! through a friend (the next step) will be one more kind of path behind
 //! the same socket wrapper, and punch signals can come from any
-//! authenticated channel ([`punch::on_signal`] does not care which).
+//! authenticated channel (`Discovery::on_signal` does not care which).
 //!
 //! # Tasks and channels
 //! [`Net::start`] spawns three tasks on the node's tracker, all stopped by
