@@ -343,7 +343,7 @@ impl Server {
         let result = match req {
             Request::Ls(r) => self.serve_ls(&topics.get(), &mut send, r).await,
             Request::Read(r) => self.serve_read(peer, topics, &mut send, r).await,
-            Request::Hash(r) => self.serve_hash(&topics.get(), &mut send, r).await,
+            Request::Hash(r) => self.serve_hash(topics.get(), &mut send, r).await,
             Request::Prove(hello) => write_frame(&mut send, &topics.answer(&hello), MAX_HELLO_FRAME).await,
         };
         match result {
@@ -358,9 +358,9 @@ impl Server {
         let viewer = Viewer::Peer(proven);
         let parsed = (|| {
             let path = SharePath::parse(&r.path).map_err(|e| RequestError::Invalid(e.to_string()))?;
-            // A hidden share is answered as a missing one.
+            // A hidden share is answered as a missing one: `NotFound`.
             if path.share().is_some_and(|share| !self.shares.visible(share, viewer)) {
-                return Err(RequestError::NotShared);
+                return Err(RequestError::NotFound);
             }
             let hidden = if path.is_root() { self.shares.hidden_from(viewer) } else { Vec::new() };
             let cursor = r
@@ -430,15 +430,11 @@ impl Server {
 
     async fn serve_hash(
         self: &Arc<Self>,
-        proven: &[String],
+        proven: Vec<String>,
         send: &mut quinn::SendStream,
         r: HashRequest,
     ) -> Result<(), FrameError> {
-        let visible = SharePath::parse(&r.path)
-            .ok()
-            .and_then(|p| p.share().map(|s| self.shares.visible(s, Viewer::Peer(proven))))
-            .unwrap_or(true);
-        let reply = match self.hash_of(&r.path, None, visible).await {
+        let reply = match self.hash_of(&r.path, None, Some(proven)).await {
             Ok((size, mtime_ns, hash)) => HashReply::Ok { size, mtime_ns, hash },
             Err(e) => HashReply::Err(e),
         };
@@ -446,23 +442,21 @@ impl Server {
     }
 
     /// The BLAKE3 of the shared file `raw`: from the cache, else computed
-    /// (at most `rate` bytes per second when given) and cached. `visible`:
-    /// what [`Shares::visible`] said of the requester (the background
-    /// hasher is the owner).
+    /// (at most `rate` bytes per second when given) and cached. `proven`:
+    /// the requester's proven topics, or `None` for the node itself (the
+    /// background hasher).
     async fn hash_of(
         self: &Arc<Self>,
         raw: &str,
         rate: Option<u64>,
-        visible: bool,
+        proven: Option<Vec<String>>,
     ) -> Result<(u64, i64, [u8; 32]), RequestError> {
         let path = SharePath::parse(raw).map_err(|e| RequestError::Invalid(e.to_string()))?;
-        if !visible {
-            return Err(RequestError::NotShared);
-        }
         let this = self.clone();
         let p = path.clone();
         let cached = tokio::task::spawn_blocking(move || {
-            let file = this.shares.resolve_file(p.as_str(), Viewer::Owner)?;
+            let viewer = proven.as_deref().map_or(Viewer::Owner, Viewer::Peer);
+            let file = this.shares.resolve_file(p.as_str(), viewer)?;
             let meta = std::fs::metadata(&file).map_err(|_| RequestError::NotFound)?;
             let (size, mtime) = (meta.len(), mtime_ns(&meta));
             let hit = this.index.hash_get(&p, size, mtime).map_err(|_| RequestError::Io)?;
@@ -551,7 +545,7 @@ impl Server {
                     if shutdown.is_cancelled() {
                         return;
                     }
-                    let _ = self.hash_of(p.as_str(), Some(BACKGROUND_HASH_RATE), true).await;
+                    let _ = self.hash_of(p.as_str(), Some(BACKGROUND_HASH_RATE), None).await;
                 }
                 match page.cursor {
                     Some(c) => cursor = SharePath::parse(&c).ok(),

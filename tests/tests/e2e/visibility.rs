@@ -50,6 +50,11 @@ fn not_shared(r: &Result<(), RemoteError>) -> bool {
     matches!(r, Err(RemoteError::Refused(RequestError::NotShared)))
 }
 
+/// What `ls` answers for a share that does not exist.
+fn not_found(r: &Result<(), RemoteError>) -> bool {
+    matches!(r, Err(RemoteError::Refused(RequestError::NotFound)))
+}
+
 #[test]
 fn each_peer_sees_only_the_shares_of_its_topics_and_changes_reach_live_connections() {
     let tmp = tempfile::tempdir().unwrap();
@@ -102,7 +107,10 @@ fn each_peer_sees_only_the_shares_of_its_topics_and_changes_reach_live_connectio
     eprintln!("visibility: B's download of a Music file by guessed path: {}", refused["error"]);
     // The same on the wire, `hash` included, for an identity on family only.
     let [ls, read, hash] = wire_answers(&tmp.path().join("f1"), a.quic, "family", "Music/song.flac");
-    assert!(not_shared(&ls) && not_shared(&read) && not_shared(&hash), "{ls:?} {read:?} {hash:?}");
+    assert!(not_found(&ls) && not_shared(&read) && not_shared(&hash), "{ls:?} {read:?} {hash:?}");
+    // Exactly what a share that does not exist gets.
+    let [ls, read, hash] = wire_answers(&tmp.path().join("f0"), a.quic, "family", "Nope/song.flac");
+    assert!(not_found(&ls) && not_shared(&read) && not_shared(&hash), "{ls:?} {read:?} {hash:?}");
     let [ls, read, hash] = wire_answers(&tmp.path().join("f2"), a.quic, "family", "Photos/beach.jpg");
     assert!(ls.is_ok() && read.is_ok() && hash.is_ok(), "{ls:?} {read:?} {hash:?}");
 
