@@ -25,7 +25,7 @@ import subprocess, sys, tarfile, tempfile, time, tomllib, zlib
 
 NAME = "harddrive-party"
 NODE_KEYS = {"http", "shares", "download_dir", "listen", "topics", "peers", "upload_slots",
-             "max_upload_rate", "download_slots", "peer_download_slots", "threads", "mqtt",
+             "max_upload_rate", "max_download_rate", "download_slots", "peer_download_slots", "threads", "mqtt",
              "mdns", "stun", "portmap", "http_hosts"}
 
 
@@ -280,6 +280,7 @@ config node 'main'
 	option mqtt 'off'
 	option mdns 'no'
 	option max_upload_rate '8M'
+	option max_download_rate '16M'
 	option upload_slots '007'
 	option download_slots '4'
 	option peer_download_slots '2'
@@ -290,6 +291,7 @@ TRICKY_TOML = {
     "shares": ["/mnt/usb disk/music", "/mnt/usb/it's \"quoted\" \\ back\\\\slash", "/mnt/usb/ünïcødé ♫"],
     "topics": ["our band"], "peers": ["friend.example.org:3031", "[2001:db8::1]:3031"],
     "http_hosts": ["openwrt.lan"], "mqtt": "off", "mdns": False, "max_upload_rate": "8M",
+    "max_download_rate": "16M",
     "upload_slots": 7, "download_slots": 4, "peer_download_slots": 2, "threads": 1,
 }
 
@@ -523,7 +525,7 @@ while [ $# -gt 0 ]; do
 done
 [ -d "$d" ] && [ -r "$c" ] || { echo "error: cannot read $c" >&2; exit 1; }
 if grep -v '^[[:space:]]*#' "$c" | grep '=' | sed 's/[[:space:]]*=.*//' |
-	grep -qvxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|download_slots|peer_download_slots|threads|mqtt|mdns|stun|portmap|http_hosts'; then
+	grep -qvxE 'http|shares|download_dir|listen|topics|peers|upload_slots|max_upload_rate|max_download_rate|download_slots|peer_download_slots|threads|mqtt|mdns|stun|portmap|http_hosts'; then
 	echo "error: $c is not valid: unknown field" >&2
 	exit 1
 fi

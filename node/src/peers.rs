@@ -225,14 +225,24 @@ pub struct PeerConn {
 /// by the peer table and every request the peer makes, so that leaving a
 /// topic reaches requests already running ([`crate::serve`] asks
 /// [`crate::shares::Shares::visible`] again when [`Self::changes`] moves).
-/// It also holds what proving a topic later on the same connection takes
-/// (`Request::Prove`, docs/PROTOCOL.md §5): a topic joined after the
-/// handshake reaches live connections at once.
+/// It also holds what restating topics on the same connection takes
+/// (`Request::Prove`, docs/PROTOCOL.md §5): a topic joined or left after the
+/// handshake counts on both ends of live connections at once.
 #[derive(Debug, Default)]
 pub struct ProvenTopics {
     list: Mutex<Vec<String>>,
     changes: AtomicU64,
     binding: Option<Binding>,
+}
+
+/// What a connection has left after we leave a topic.
+enum Left {
+    /// The connection had not proved it.
+    NotProved,
+    /// Other topics.
+    Others,
+    /// Nothing: the connection closes.
+    None,
 }
 
 /// What topic proofs on one connection are bound to.
@@ -282,19 +292,17 @@ impl ProvenTopics {
         Ok(Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0), binding: Some(binding) }))
     }
 
-    /// Our proofs of the topics we are on that this connection has not
-    /// proved yet, for a `Prove` request; empty when there are none.
-    fn unproved(&self) -> Hello {
-        let Some(b) = &self.binding else { return Hello { proofs: Vec::new() } };
-        let have = self.get();
+    /// Our proofs of every topic we are on now, for a `Prove` request that
+    /// restates them; `None` for a connection without a binding.
+    fn restatement(&self) -> Option<Hello> {
+        let b = self.binding.as_ref()?;
         let ours = b.ours.borrow().clone();
-        let proofs =
-            ours.iter().filter(|(n, _)| !have.iter().any(|h| h == n)).map(|(_, k)| b.proof(k, b.role)).collect();
-        Hello { proofs }
+        Some(Hello { proofs: ours.iter().map(|(_, k)| b.proof(k, b.role)).collect() })
     }
 
-    /// Adds each of our topics the other end proved in `hello` (made with
-    /// its role) and returns their names.
+    /// Makes the proven topics those of ours the other end proved in
+    /// `hello` (made with its role): a `Prove` restates the whole set, so
+    /// topics it joined are added and topics it left are dropped.
     fn take_proofs(&self, hello: &Hello) -> Vec<(String, TopicKeys)> {
         let Some(b) = &self.binding else { return Vec::new() };
         let ours = b.ours.borrow().clone();
@@ -307,21 +315,17 @@ impl ProvenTopics {
             })
             .map(|(n, k)| (n.to_owned(), k.clone()))
             .collect();
+        let names: Vec<String> = matched.iter().map(|(n, _)| n.clone()).collect();
         let mut list = lock(&self.list);
-        let before = list.len();
-        for (n, _) in &matched {
-            if !list.contains(n) {
-                list.push(n.clone());
-            }
-        }
-        if list.len() != before {
+        if *list != names {
+            *list = names;
             self.changes.fetch_add(1, Ordering::AcqRel);
         }
         matched
     }
 
-    /// Answers a peer's `Prove`: takes the topics it proved, and proves
-    /// them back with our role.
+    /// Answers a peer's `Prove`: the topics it proved become the
+    /// connection's, and we prove them back with our role.
     pub fn answer(&self, hello: &Hello) -> Hello {
         let Some(b) = &self.binding else { return Hello { proofs: Vec::new() } };
         let matched = self.take_proofs(hello);
@@ -338,12 +342,15 @@ impl ProvenTopics {
         self.changes.load(Ordering::Acquire)
     }
 
-    /// Drops `name`; returns whether any topic is left.
-    fn remove(&self, name: &str) -> bool {
+    /// Drops `name`, and says what is left.
+    fn remove(&self, name: &str) -> Left {
         let mut list = lock(&self.list);
+        if !list.iter().any(|t| t == name) {
+            return Left::NotProved;
+        }
         list.retain(|t| t != name);
         self.changes.fetch_add(1, Ordering::AcqRel);
-        !list.is_empty()
+        if list.is_empty() { Left::None } else { Left::Others }
     }
 }
 
@@ -529,19 +536,17 @@ impl Peers {
         // Peers already connected that are on it too see it at once.
         for pc in self.connected() {
             let this = self.clone();
-            self.tasks.spawn(async move { this.prove_later(pc).await });
+            self.tasks.spawn(async move { this.restate_topics(pc).await });
         }
         true
     }
 
-    /// Proves the topics we joined since `pc`'s handshake to its peer
-    /// (`Request::Prove`), and takes those it proves back. A peer too old
-    /// to know the request resets the stream; nothing changes then.
-    async fn prove_later(&self, pc: PeerConn) {
-        let hello = pc.topics.unproved();
-        if hello.proofs.is_empty() {
-            return;
-        }
+    /// Restates our topics to `pc`'s peer (`Request::Prove`) after we joined
+    /// or left one: it adds the topics it is on too and drops the ones we
+    /// left, and proves its side back. A peer too old to know the request
+    /// resets the stream; nothing changes then.
+    async fn restate_topics(&self, pc: PeerConn) {
+        let Some(hello) = pc.topics.restatement() else { return };
         let exchange = async {
             let (mut send, mut recv) = pc.conn.open_bi().await.map_err(|e| e.to_string())?;
             let request = hdp_proto::wire::Request::Prove(hello);
@@ -551,30 +556,39 @@ impl Peers {
         };
         match tokio::time::timeout(HANDSHAKE_TIMEOUT, exchange).await {
             Ok(Ok(reply)) => {
-                let added = pc.topics.take_proofs(&reply);
-                if !added.is_empty() {
-                    let names: Vec<&str> = added.iter().map(|(n, _)| n.as_str()).collect();
-                    info!(peer = %pc.id, topics = ?names, "the peer proved topics we joined");
-                    self.friends.seen(pc.id, &pc.topics.get(), pc.conn.remote_address(), pc.path);
+                let before = pc.topics.get();
+                pc.topics.take_proofs(&reply);
+                let now = pc.topics.get();
+                if now != before {
+                    info!(peer = %pc.id, topics = ?now, "topics with this peer, restated");
+                    self.friends.seen(pc.id, &now, pc.conn.remote_address(), pc.path);
                     self.connected_gen.send_modify(|g| *g += 1);
                 }
             }
-            Ok(Err(e)) => debug!(peer = %pc.id, error = %e, "proving a new topic failed"),
-            Err(_) => debug!(peer = %pc.id, "proving a new topic timed out"),
+            Ok(Err(e)) => debug!(peer = %pc.id, error = %e, "restating our topics failed"),
+            Err(_) => debug!(peer = %pc.id, "restating our topics timed out"),
         }
     }
 
     /// Leaves a topic, and closes connections to peers that share no other
     /// topic with us. `false` if we were not a member.
-    pub fn leave_topic(&self, name: &str) -> bool {
+    pub fn leave_topic(self: &Arc<Self>, name: &str) -> bool {
         if !self.topics.send_if_modified(|t| t.remove(name)) {
             return false;
         }
-        let conns = lock(&self.conns);
-        for c in conns.values() {
-            if !c.topics.remove(name) {
-                info!(peer = %c.id, topic = %name, "left the last topic we shared with this peer; disconnecting");
-                c.conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
+        let conns: Vec<PeerConn> = lock(&self.conns).values().cloned().collect();
+        for c in conns {
+            match c.topics.remove(name) {
+                Left::NotProved => {}
+                Left::Others => {
+                    // The peer stops counting the topic for us too.
+                    let this = self.clone();
+                    self.tasks.spawn(async move { this.restate_topics(c).await });
+                }
+                Left::None => {
+                    info!(peer = %c.id, topic = %name, "left the last topic we shared with this peer; disconnecting");
+                    c.conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
+                }
             }
         }
         true
@@ -1282,6 +1296,59 @@ pub(crate) fn jitter(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both ends of one connection, without the connection: the same
+    /// exporter and ids, each end with its own topics.
+    fn ends(
+        a: &[&str],
+        b: &[&str],
+    ) -> (Arc<ProvenTopics>, watch::Sender<Topics>, Arc<ProvenTopics>, watch::Sender<Topics>) {
+        let end = |role, topics: &[&str]| {
+            let names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
+            let ours = watch::Sender::new(Topics::new(&names));
+            let binding =
+                Binding { exporter: [1; 32], dialer: [2; 32], listener: [3; 32], role, ours: ours.subscribe() };
+            (
+                Arc::new(ProvenTopics {
+                    list: Mutex::new(vec!["t".into()]),
+                    changes: AtomicU64::new(0),
+                    binding: Some(binding),
+                }),
+                ours,
+            )
+        };
+        let (pa, ta) = end(Role::Dialer, a);
+        let (pb, tb) = end(Role::Listener, b);
+        (pa, ta, pb, tb)
+    }
+
+    #[test]
+    fn a_restatement_adds_joined_topics_and_drops_left_ones_on_both_ends() {
+        let (a, a_topics, b, _b_topics) = ends(&["t"], &["t", "music"]);
+        // a joins music and restates: both ends count it.
+        a_topics.send_modify(|t| {
+            t.insert("music");
+        });
+        let reply = b.answer(&a.restatement().unwrap());
+        a.take_proofs(&reply);
+        assert_eq!((a.get(), b.get()), (vec!["t".to_owned(), "music".into()], vec!["t".to_owned(), "music".into()]));
+        // a leaves music: it drops it at once, and b when a restates.
+        let before = b.changes();
+        a_topics.send_modify(|t| {
+            t.remove("music");
+        });
+        assert!(matches!(a.remove("music"), Left::Others));
+        let reply = b.answer(&a.restatement().unwrap());
+        a.take_proofs(&reply);
+        assert_eq!((a.get(), b.get()), (vec!["t".to_owned()], vec!["t".to_owned()]));
+        assert!(b.changes() > before, "running uploads on b look again");
+        // Proofs made with the wrong role, or for another connection, prove nothing.
+        let forged = Hello {
+            proofs: vec![topic_proof(&TopicKeys::derive("t").handshake, Role::Listener, &[1; 32], &[2; 32], &[3; 32])],
+        };
+        assert!(b.answer(&forged).proofs.is_empty());
+        assert!(b.get().is_empty());
+    }
 
     #[test]
     fn attempts_per_address_are_a_token_bucket_with_bounded_memory() {

@@ -132,9 +132,10 @@ pub enum Request {
     Ls(LsRequest),
     Read(ReadRequest),
     Hash(HashRequest),
-    /// Proofs of topics joined since the handshake, made with the sender's
-    /// role on this connection; the answer is a [`Hello`] with the
-    /// receiver's proofs of the topics that matched (possibly none).
+    /// The sender's topics now, restated after it joined or left one: one
+    /// proof per topic, made with its role on this connection. The topics
+    /// that match become the connection's; the answer is a [`Hello`] with
+    /// the receiver's proofs of those (possibly none).
     Prove(Hello),
 }
 

@@ -164,6 +164,16 @@ fn each_peer_sees_only_the_shares_of_its_topics_and_changes_reach_live_connectio
     let reason = files["files"][0]["error"].as_str().unwrap_or_default().to_owned();
     assert!(reason.contains("no longer shares this file"), "{files}");
     assert_eq!(peer_shares(&c, &a_for_c), vec!["Photos"], "C is still connected through family");
+    // A restated its topics: C no longer counts music-club for A either.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let c_peers = c.api("GET", "/api/peers", None).json();
+        if c_peers[0]["topics"] == serde_json::json!(["family"]) {
+            break;
+        }
+        assert!(Instant::now() < deadline, "C still counts music-club for A: {c_peers}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::thread::sleep(Duration::from_millis(100));
     a.stop();
     b.stop();
