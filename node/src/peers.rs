@@ -255,6 +255,8 @@ struct Binding {
     role: Role,
     /// Our topics and their keys, as they are now.
     ours: watch::Receiver<Topics>,
+    /// Closed with `NoSharedTopic` when a restatement leaves no topic.
+    conn: Option<quinn::Connection>,
 }
 
 impl Binding {
@@ -288,7 +290,7 @@ impl ProvenTopics {
             Role::Dialer => (me.0, peer.0),
             Role::Listener => (peer.0, me.0),
         };
-        let binding = Binding { exporter: exporter(conn)?, dialer, listener, role, ours };
+        let binding = Binding { exporter: exporter(conn)?, dialer, listener, role, ours, conn: Some(conn.clone()) };
         Ok(Arc::new(ProvenTopics { list: Mutex::new(list), changes: AtomicU64::new(0), binding: Some(binding) }))
     }
 
@@ -303,8 +305,12 @@ impl ProvenTopics {
     /// Makes the proven topics those of ours the other end proved in
     /// `hello` (made with its role): a `Prove` restates the whole set, so
     /// topics it joined are added and topics it left are dropped.
+    /// A restatement that leaves no topic closes the connection.
     fn take_proofs(&self, hello: &Hello) -> Vec<(String, TopicKeys)> {
         let Some(b) = &self.binding else { return Vec::new() };
+        // Under the list's lock, so a leave cannot slip between reading our
+        // topics and writing the list (it would be written back).
+        let mut list = lock(&self.list);
         let ours = b.ours.borrow().clone();
         let theirs = b.their_role();
         let matched: Vec<(String, TopicKeys)> = ours
@@ -316,10 +322,14 @@ impl ProvenTopics {
             .map(|(n, k)| (n.to_owned(), k.clone()))
             .collect();
         let names: Vec<String> = matched.iter().map(|(n, _)| n.clone()).collect();
-        let mut list = lock(&self.list);
         if *list != names {
             *list = names;
             self.changes.fetch_add(1, Ordering::AcqRel);
+        }
+        if list.is_empty()
+            && let Some(conn) = &b.conn
+        {
+            conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
         }
         matched
     }
@@ -340,6 +350,17 @@ impl ProvenTopics {
     /// A counter that moves whenever the list changes.
     pub fn changes(&self) -> u64 {
         self.changes.load(Ordering::Acquire)
+    }
+
+    /// Keeps only the topics we are still on: a topic left while the
+    /// handshake ran is not counted.
+    fn keep_ours(&self, ours: &[String]) {
+        let mut list = lock(&self.list);
+        let before = list.len();
+        list.retain(|t| ours.contains(t));
+        if list.len() != before {
+            self.changes.fetch_add(1, Ordering::AcqRel);
+        }
     }
 
     /// Drops `name`, and says what is left.
@@ -1090,6 +1111,11 @@ impl Peers {
 
     /// Adds a handshaken connection, resolving duplicates; returns the one kept.
     fn register(self: &Arc<Self>, pc: PeerConn) -> PeerConn {
+        pc.topics.keep_ours(&self.topic_names());
+        if pc.topics.get().is_empty() {
+            pc.conn.close(VarInt::from_u32(CloseCode::NoSharedTopic as u32), b"no shared topic");
+            return pc;
+        }
         let mut conns = lock(&self.conns);
         if let Some(old) = conns.get(&pc.id).filter(|c| c.conn.close_reason().is_none()) {
             if !self.prefer_new(&pc, old) {
@@ -1306,8 +1332,14 @@ mod tests {
         let end = |role, topics: &[&str]| {
             let names: Vec<String> = topics.iter().map(|t| (*t).to_owned()).collect();
             let ours = watch::Sender::new(Topics::new(&names));
-            let binding =
-                Binding { exporter: [1; 32], dialer: [2; 32], listener: [3; 32], role, ours: ours.subscribe() };
+            let binding = Binding {
+                exporter: [1; 32],
+                dialer: [2; 32],
+                listener: [3; 32],
+                role,
+                ours: ours.subscribe(),
+                conn: None,
+            };
             (
                 Arc::new(ProvenTopics {
                     list: Mutex::new(vec!["t".into()]),
@@ -1342,12 +1374,22 @@ mod tests {
         a.take_proofs(&reply);
         assert_eq!((a.get(), b.get()), (vec!["t".to_owned()], vec!["t".to_owned()]));
         assert!(b.changes() > before, "running uploads on b look again");
-        // Proofs made with the wrong role, or for another connection, prove nothing.
-        let forged = Hello {
-            proofs: vec![topic_proof(&TopicKeys::derive("t").handshake, Role::Listener, &[1; 32], &[2; 32], &[3; 32])],
-        };
-        assert!(b.answer(&forged).proofs.is_empty());
-        assert!(b.get().is_empty());
+        // Proofs made with the wrong role, or for another connection (another
+        // exporter, or other ids), prove nothing.
+        let key = TopicKeys::derive("t").handshake;
+        for forged in [
+            topic_proof(&key, Role::Listener, &[1; 32], &[2; 32], &[3; 32]),
+            topic_proof(&key, Role::Dialer, &[9; 32], &[2; 32], &[3; 32]),
+            topic_proof(&key, Role::Dialer, &[1; 32], &[2; 32], &[4; 32]),
+        ] {
+            let (_, _, b, _) = ends(&["t"], &["t"]);
+            assert!(b.answer(&Hello { proofs: vec![forged] }).proofs.is_empty());
+            assert!(b.get().is_empty(), "the connection (closed in real life) counts no topic");
+        }
+        // The genuine proof does.
+        let (a, _, b, _) = ends(&["t"], &["t"]);
+        assert_eq!(b.answer(&a.restatement().unwrap()).proofs.len(), 1);
+        assert_eq!(b.get(), vec!["t".to_owned()]);
     }
 
     #[test]

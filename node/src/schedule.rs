@@ -80,25 +80,27 @@ impl Zone {
     /// Reads files: call it once at start.
     pub fn load(setting: Option<&str>) -> Self {
         if let Some(s) = setting {
-            match tz::TimeZone::from_posix_tz(s) {
+            match named(s) {
                 Ok(tz) => return Zone { tz, name: s.to_owned() },
                 Err(e) => warn!(timezone = %s, error = %e, "unknown time zone; using the system's"),
             }
         }
-        let tz_env = std::env::var("TZ").ok().filter(|t| !t.is_empty());
-        if tz_env.is_some() || std::path::Path::new("/etc/localtime").exists() {
+        if let Some(t) = std::env::var("TZ").ok().filter(|t| !t.is_empty()) {
+            match named(&t) {
+                Ok(tz) => return Zone { tz, name: format!("TZ={t}") },
+                Err(e) => warn!(tz = %t, error = %e, "the TZ variable names no time zone; trying /etc/localtime"),
+            }
+        }
+        if std::path::Path::new("/etc/localtime").exists() {
             match tz::TimeZone::local() {
                 Ok(tz) => {
-                    let name = match tz_env {
-                        Some(t) => format!("TZ={t}"),
-                        None => std::fs::read_link("/etc/localtime")
-                            .ok()
-                            .and_then(|p| {
-                                let s = p.to_string_lossy().into_owned();
-                                s.split_once("zoneinfo/").map(|(_, n)| n.to_owned())
-                            })
-                            .unwrap_or_else(|| "/etc/localtime".into()),
-                    };
+                    let name = std::fs::read_link("/etc/localtime")
+                        .ok()
+                        .and_then(|p| {
+                            let s = p.to_string_lossy().into_owned();
+                            s.split_once("zoneinfo/").map(|(_, n)| n.to_owned())
+                        })
+                        .unwrap_or_else(|| "/etc/localtime".into());
                     return Zone { tz, name };
                 }
                 Err(e) => warn!(error = %e, "cannot read the system's time zone"),
@@ -119,6 +121,15 @@ impl Zone {
 
     pub fn name(&self) -> &str {
         &self.name
+    }
+}
+
+/// A zone by name: `UTC`/`GMT` (even without time zone data installed), a
+/// zoneinfo name or file, or a POSIX TZ string.
+fn named(s: &str) -> Result<tz::TimeZone, tz::Error> {
+    match s.trim().trim_start_matches(':') {
+        "UTC" | "GMT" | "Etc/UTC" | "Etc/GMT" | "Z" => Ok(tz::TimeZone::utc()),
+        _ => tz::TimeZone::from_posix_tz(s),
     }
 }
 
@@ -238,6 +249,8 @@ impl RateSchedule {
     }
 
     /// Applies the limits in force now, if they differ from the last applied.
+    /// The setters run under the plan's lock (they only store atomics), so
+    /// two callers cannot apply in one order and record in the other.
     fn apply(&self) {
         let at = self.local_now();
         let mut plan = self.plan();
@@ -246,7 +259,6 @@ impl RateSchedule {
             return;
         }
         let before = plan.applied.replace(now);
-        drop(plan);
         if before.is_none_or(|b| b.0 != now.0) {
             (self.set_up)(now.0);
         }
@@ -364,6 +376,7 @@ mod tests {
             Box::new(|_| {}),
         )
         .unwrap();
+        assert_eq!(Zone::load(Some("UTC")).offset(MONDAY), 0, "UTC without time zone data");
         let now = s.now();
         assert_eq!(now.local_time, "tue 00:30");
         assert!(now.timezone.ends_with("(UTC+01:00)"), "{}", now.timezone);

@@ -149,6 +149,9 @@ pub struct Shares {
     /// Bumped whenever a share's topics change or a share goes away, so
     /// running uploads know to ask [`Shares::visible`] again.
     visibility: AtomicU64,
+    /// Held while a share's topics are written to the index and memory, so
+    /// two changes cannot leave the two different.
+    setting_topics: Mutex<()>,
 }
 
 impl Shares {
@@ -171,6 +174,7 @@ impl Shares {
             states: Mutex::new(states),
             private,
             visibility: AtomicU64::new(0),
+            setting_topics: Mutex::new(()),
         }))
     }
 
@@ -231,9 +235,23 @@ impl Shares {
     /// Limits the share `name` to the peers of `topics` (`None`: every
     /// topic). Takes effect at once, on live connections too: listings
     /// skip it, new requests are refused and running uploads of it stop.
-    pub fn set_topics(&self, name: &str, topics: Option<Vec<String>>) -> Result<ShareInfo, ShareOpError> {
+    pub async fn set_topics(
+        self: &Arc<Self>,
+        name: &str,
+        topics: Option<Vec<String>>,
+    ) -> Result<ShareInfo, ShareOpError> {
+        let this = self.clone();
+        let name = name.to_owned();
+        // An LMDB commit (an fsync): not on an async thread.
+        tokio::task::spawn_blocking(move || this.set_topics_blocking(&name, topics))
+            .await
+            .map_err(|_| ShareOpError::ShuttingDown)?
+    }
+
+    fn set_topics_blocking(&self, name: &str, topics: Option<Vec<String>>) -> Result<ShareInfo, ShareOpError> {
         let topics = check_topics(topics)?;
         let st = self.state(name).ok_or_else(|| ShareOpError::Unknown(name.into()))?;
+        let _one = self.setting_topics.lock().unwrap_or_else(|e| e.into_inner());
         let saved = topics.clone();
         self.index.update_share(name, |r| r.topics = saved)?;
         *st.topics() = topics.clone();
@@ -291,7 +309,7 @@ impl Shares {
         if is_new {
             info!(share = %st.name, path = %st.path.display(), topics = ?topics, "sharing");
         } else if topics.is_some() {
-            self.set_topics(&st.name, topics).map_err(|e| match e {
+            self.set_topics(&st.name, topics).await.map_err(|e| match e {
                 ShareOpError::Index(e) => AddShareError::Index(e),
                 ShareOpError::Topics(e) => AddShareError::Topics(e),
                 ShareOpError::Unknown(_) | ShareOpError::ShuttingDown => AddShareError::ShuttingDown,
@@ -590,13 +608,13 @@ mod share_tests {
         assert!(shares.resolve_file("Music/f", Viewer::Owner).is_ok());
 
         let before = shares.visibility_changes();
-        shares.set_topics("Music", None).unwrap();
+        shares.set_topics("Music", None).await.unwrap();
         assert!(shares.visibility_changes() > before);
         assert!(shares.visible("Music", Viewer::Peer(&b)));
-        shares.set_topics("Photos", Some(vec![])).unwrap();
+        shares.set_topics("Photos", Some(vec![])).await.unwrap();
         assert!(!shares.visible("Photos", Viewer::Peer(&c)), "an empty list hides the share from every peer");
-        assert!(matches!(shares.set_topics("Photos", Some(vec!["".into()])), Err(ShareOpError::Topics(_))));
-        assert!(matches!(shares.set_topics("nope", None), Err(ShareOpError::Unknown(_))));
+        assert!(matches!(shares.set_topics("Photos", Some(vec!["".into()])).await, Err(ShareOpError::Topics(_))));
+        assert!(matches!(shares.set_topics("nope", None).await, Err(ShareOpError::Unknown(_))));
         // Adding the same directory with topics sets them.
         shares.add(tmp.path().join("Photos"), family()).await.unwrap();
 

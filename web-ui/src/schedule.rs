@@ -227,7 +227,7 @@ pub fn ScheduleCard(current: RwSignal<Option<Settings>>) -> impl IntoView {
                     </label>
                 </div>
                 <p class="hint">
-                    "Limits like 500K or 4M; off for none; empty keeps the usual limit. A rule ending before it starts runs past midnight."
+                    "Limits like 500K or 4M; off for none; empty keeps the usual limit. A rule ending before it starts runs past midnight; the same time for both means the whole day."
                 </p>
                 <button type="submit" class="btn btn-block" id="schedule-add-btn" disabled=move || saving.get()>
                     "Add rule"

@@ -337,6 +337,12 @@ fn ShareTopics(
         let name = name.clone();
         Callback::new(move |()| {
             let topics = if all.get_untracked() { None } else { Some(chosen.get_untracked()) };
+            if topics.as_ref().is_some_and(Vec::is_empty) {
+                error.set(Some(
+                    "Choose at least one topic, or every topic. To hide a share from everyone, remove it.".into(),
+                ));
+                return;
+            }
             let name = name.clone();
             saving.set(true);
             spawn_local(async move {

@@ -303,7 +303,7 @@ async fn update_share(
             "say what to change: {\"topics\": [\"family\"]} or {\"topics\": null} for every topic",
         ));
     };
-    Ok(Json(st.shares.set_topics(&name, topics)?))
+    Ok(Json(st.shares.set_topics(&name, topics).await?))
 }
 
 #[derive(Debug, Deserialize)]

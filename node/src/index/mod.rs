@@ -411,6 +411,9 @@ impl Index {
             let (ce, de) = (prefix_end(&c), prefix_end(&d));
             vec![(c, Some(ce)), (d, Some(de))]
         };
+        // Hidden shares are cut out of the key ranges, not just filtered:
+        // their keys are never examined, so no cursor can name one.
+        let ranges = if req.path.is_root() && !req.hidden.is_empty() { without(ranges, &req.hidden) } else { ranges };
         let after = match &req.cursor {
             Some(c) => {
                 let key = path_key(c.as_str());
@@ -469,6 +472,45 @@ impl Index {
         }
         Ok(LsPage { entries, cursor: None })
     }
+}
+
+/// `ranges` (sorted, disjoint key ranges; `None`: no end) without the keys
+/// of the shares `hidden`: each share's own entry at the root (`\0name`)
+/// and everything below it (`name\0…`, `name/…`). Share names hold no `/`
+/// or NUL, so these holes are disjoint from each other.
+fn without(ranges: Vec<(Vec<u8>, Option<Vec<u8>>)>, hidden: &[String]) -> Vec<(Vec<u8>, Option<Vec<u8>>)> {
+    let mut holes: Vec<(Vec<u8>, Vec<u8>)> = Vec::with_capacity(hidden.len() * 3);
+    for name in hidden {
+        let own = keys::entry_key("", name);
+        let mut own_end = own.clone();
+        own_end.push(0);
+        holes.push((own, own_end));
+        for prefix in [children_prefix(name), deeper_prefix(name)] {
+            let end = prefix_end(&prefix);
+            holes.push((prefix, end));
+        }
+    }
+    holes.sort();
+    let mut out = Vec::new();
+    for (lo, hi) in ranges {
+        let mut cur = lo;
+        for (a, b) in &holes {
+            if hi.as_ref().is_some_and(|h| a >= h) {
+                break;
+            }
+            if *b <= cur {
+                continue;
+            }
+            if *a > cur {
+                out.push((cur.clone(), Some(a.clone())));
+            }
+            cur = cur.max(b.clone());
+        }
+        if hi.as_ref().is_none_or(|h| cur < *h) {
+            out.push((cur, hi));
+        }
+    }
+    out
 }
 
 /// Deletes every entry strictly below the directory at share path `dir`.

@@ -341,4 +341,71 @@ fn hidden_shares_are_skipped_at_the_root() {
     assert!(root(vec!["s".into()], Some("song")).is_empty());
     assert!(root(vec!["s".into()], None).is_empty());
     assert_eq!(root(vec!["other".into()], None).len(), 3, "the share, its folder and its file");
+    // A cursor inside a hidden share is refused like a made-up one, and a
+    // walk page by page never returns a cursor that names a hidden share.
+    let req = LsRequest {
+        path: SharePath::root(),
+        recursive: true,
+        cursor: Some(SharePath::parse("s/a").unwrap()),
+        hidden: vec!["s".into()],
+        ..Default::default()
+    };
+    assert!(matches!(f.index.ls(&req), Err(LsError::Cursor)));
+}
+
+#[test]
+fn hidden_share_holes_leave_every_other_key() {
+    let f = fixture();
+    f.write("a/song.flac", "x");
+    f.scan();
+    for (name, dir) in [("s-x", "sx"), ("s2", "s2"), ("t", "t")] {
+        let root = f.root.parent().unwrap().join(dir);
+        fs::create_dir_all(root.join("d")).unwrap();
+        fs::write(root.join("d/f"), "y").unwrap();
+        f.index
+            .put_share(&ShareRecord {
+                name: name.into(),
+                path: root.clone(),
+                files: 0,
+                dirs: 0,
+                size: 0,
+                last_scan: None,
+                last_scan_ms: None,
+                error: None,
+                topics: None,
+            })
+            .unwrap();
+        scan_share(&f.index, name, &root, None, &CancellationToken::new(), &ScanProgress::default()).unwrap();
+    }
+    let walk = |hidden: Vec<String>| {
+        let mut out = Vec::new();
+        let mut cursor = None;
+        loop {
+            let req = LsRequest {
+                path: SharePath::root(),
+                recursive: true,
+                cursor: cursor.clone(),
+                limit: Some(1),
+                hidden: hidden.clone(),
+                ..Default::default()
+            };
+            let page = f.index.ls(&req).unwrap();
+            out.extend(page.entries.into_iter().map(|e| e.path));
+            match page.cursor {
+                Some(c) => {
+                    assert!(!hidden.iter().any(|h| c == *h || c.starts_with(&format!("{h}/"))), "cursor {c}");
+                    cursor = Some(SharePath::parse(&c).unwrap());
+                }
+                None => return out,
+            }
+        }
+    };
+    let all = walk(vec![]);
+    assert_eq!(all.len(), 12, "{all:?}");
+    let seen = walk(vec!["s".into(), "t".into()]);
+    let mut want: Vec<String> = all.into_iter().filter(|p| p.starts_with("s-x") || p.starts_with("s2")).collect();
+    want.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, want, "only the visible shares, whole");
 }
