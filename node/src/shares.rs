@@ -342,17 +342,7 @@ impl Shares {
             .map(|n| if n == 1 { base.clone() } else { format!("{base}-{n}") })
             .find(|candidate| !states.contains_key(candidate))
             .unwrap_or(base);
-        let rec = ShareRecord {
-            name: name.clone(),
-            path: canonical.clone(),
-            files: 0,
-            dirs: 0,
-            size: 0,
-            last_scan: None,
-            last_scan_ms: None,
-            error: None,
-            topics,
-        };
+        let rec = ShareRecord::new(&name, &canonical, topics);
         self.index.put_share(&rec)?;
         let st = Arc::new(new_state(&rec, &self.shutdown));
         states.insert(name, st.clone());

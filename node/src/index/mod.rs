@@ -73,6 +73,23 @@ pub struct ShareRecord {
     pub topics: Option<Vec<String>>,
 }
 
+impl ShareRecord {
+    /// The record of a share not scanned yet.
+    pub fn new(name: &str, path: &Path, topics: Option<Vec<String>>) -> Self {
+        ShareRecord {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            files: 0,
+            dirs: 0,
+            size: 0,
+            last_scan: None,
+            last_scan_ms: None,
+            error: None,
+            topics,
+        }
+    }
+}
+
 /// Opening the index failed.
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {

@@ -16,27 +16,12 @@ struct Fixture {
     root: std::path::PathBuf,
 }
 
-/// The record of a share not scanned yet, seen by every topic.
-fn new_record(name: &str, path: &Path) -> ShareRecord {
-    ShareRecord {
-        name: name.into(),
-        path: path.to_owned(),
-        files: 0,
-        dirs: 0,
-        size: 0,
-        last_scan: None,
-        last_scan_ms: None,
-        error: None,
-        topics: None,
-    }
-}
-
 fn fixture() -> Fixture {
     let tmp = tempfile::tempdir().unwrap();
     let index = Index::open(&tmp.path().join("index")).unwrap();
     let root = fs::canonicalize(tmp.path()).unwrap().join("share");
     fs::create_dir(&root).unwrap();
-    index.put_share(&new_record("s", &root)).unwrap();
+    index.put_share(&ShareRecord::new("s", &root, None)).unwrap();
     Fixture { _tmp: tmp, index, root }
 }
 
@@ -365,7 +350,7 @@ fn hidden_share_holes_leave_every_other_key() {
         let root = f.root.parent().unwrap().join(dir);
         fs::create_dir_all(root.join("d")).unwrap();
         fs::write(root.join("d/f"), "y").unwrap();
-        f.index.put_share(&new_record(name, &root)).unwrap();
+        f.index.put_share(&ShareRecord::new(name, &root, None)).unwrap();
         scan_share(&f.index, name, &root, None, &CancellationToken::new(), &ScanProgress::default()).unwrap();
     }
     let walk = |hidden: Vec<String>| {
