@@ -305,10 +305,6 @@ impl Server {
         self.rate.set(rate);
     }
 
-    pub fn max_upload_rate(&self) -> Option<u64> {
-        self.rate.get()
-    }
-
     /// `GET /api/uploads`.
     pub fn uploads_info(&self) -> UploadsInfo {
         let (uploads, rate) = self.uploads.list();

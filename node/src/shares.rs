@@ -63,6 +63,17 @@ impl ShareState {
     fn topics(&self) -> MutexGuard<'_, Option<Vec<String>>> {
         self.topics.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The rule behind [`Shares::visible`].
+    fn seen_by(&self, viewer: Viewer<'_>) -> bool {
+        match viewer {
+            Viewer::Owner => true,
+            Viewer::Peer(proven) => match &*self.topics() {
+                None => !proven.is_empty(),
+                Some(only) => only.iter().any(|t| proven.contains(t)),
+            },
+        }
+    }
 }
 
 /// Who asks to see shared files.
@@ -211,20 +222,12 @@ impl Shares {
     /// serving path (see the module docs). A share that does not exist is
     /// not visible; a hidden share is answered exactly as a missing one.
     pub fn visible(&self, name: &str, viewer: Viewer<'_>) -> bool {
-        let Some(st) = self.state(name) else { return false };
-        match viewer {
-            Viewer::Owner => true,
-            Viewer::Peer(proven) => match &*st.topics() {
-                None => !proven.is_empty(),
-                Some(only) => only.iter().any(|t| proven.contains(t)),
-            },
-        }
+        self.state(name).is_some_and(|st| st.seen_by(viewer))
     }
 
     /// The shares `viewer` may not see, for listings to skip.
     pub fn hidden_from(&self, viewer: Viewer<'_>) -> Vec<String> {
-        let names: Vec<String> = self.states().keys().cloned().collect();
-        names.into_iter().filter(|n| !self.visible(n, viewer)).collect()
+        self.states().values().filter(|st| !st.seen_by(viewer)).map(|st| st.name.clone()).collect()
     }
 
     /// A counter that moves whenever what any viewer may see changes.
@@ -364,18 +367,7 @@ impl Shares {
         info!(share = %name, "stopped sharing");
         Ok(match rec {
             Some(r) => share_info(&st, &r),
-            None => ShareInfo {
-                name: name.into(),
-                path: st.path.display().to_string(),
-                scanning: false,
-                files: 0,
-                dirs: 0,
-                size: 0,
-                last_scan: None,
-                last_scan_ms: None,
-                error: None,
-                topics: st.topics().clone(),
-            },
+            None => share_info(&st, &ShareRecord::new(name, &st.path, st.topics().clone())),
         })
     }
 

@@ -331,11 +331,6 @@ impl Downloads {
         rec.dir.as_ref().map_or_else(|| self.start_dir.clone(), PathBuf::from)
     }
 
-    /// Bytes per second all downloads together may receive (`None`: no limit).
-    pub fn max_download_rate(&self) -> Option<u64> {
-        self.rate.get()
-    }
-
     /// Changes the download limit; running downloads slow down or speed up
     /// within a second.
     pub fn set_max_download_rate(&self, rate: Option<u64>) {
